@@ -1,0 +1,1 @@
+"""One module per ``longitudinal-al`` subcommand (see ``cli.COMMANDS``)."""
