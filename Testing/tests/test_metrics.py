@@ -1,0 +1,98 @@
+"""Metrics: foreground-only Dice, lesion-wise detection, slice helpers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from LongitudinalALLib import metrics
+
+
+def _ball(shape, center, r):
+    zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    return (zz - center[0]) ** 2 + (yy - center[1]) ** 2 + (xx - center[2]) ** 2 <= r * r
+
+
+def test_dice_ignores_background():
+    truth = np.zeros((20, 20, 20), bool)
+    truth[5:8, 5:8, 5:8] = True
+    empty = np.zeros_like(truth)
+    # predicting nothing is 0 for the lesion class although 99.6 % of voxels are right
+    assert metrics.dice_foreground(empty, truth) == 0.0
+    assert metrics.dice_foreground(truth, truth) == 1.0
+    half = truth.copy()
+    half[5] = False  # 18 of 27 voxels
+    assert metrics.dice_foreground(half, truth) == pytest.approx(2 * 18 / (18 + 27))
+
+
+def test_both_empty_is_one_and_flagged():
+    e = np.zeros((4, 4, 4), np.uint8)
+    assert metrics.dice_foreground(e, e) == 1.0
+    assert metrics.both_empty(e, e)
+    with pytest.raises(ValueError):
+        metrics.dice_foreground(e, np.zeros((4, 4, 5)))
+
+
+def test_lesion_counts_components_and_overlap():
+    shape = (30, 30, 30)
+    truth = _ball(shape, (5, 5, 5), 2) | _ball(shape, (20, 20, 20), 3) | _ball(shape, (5, 25, 25), 2)
+    pred = _ball(shape, (6, 5, 5), 2) | _ball(shape, (20, 21, 20), 2) | _ball(shape, (25, 5, 25), 2)
+    c = metrics.lesion_counts(pred, truth)
+    assert (c.n_true, c.n_detected, c.n_pred, c.n_pred_correct) == (3, 2, 3, 2)
+    assert c.false_positives == 1
+    assert c.recall == pytest.approx(2 / 3) and c.precision == pytest.approx(2 / 3)
+    assert c.f1 == pytest.approx(2 / 3)
+    # a higher overlap requirement can only lose matches
+    strict = metrics.lesion_counts(pred, truth, min_overlap=10_000)
+    assert strict.n_detected == 0 and strict.f1 == 0.0
+
+
+def test_one_prediction_bridging_two_lesions_detects_both():
+    truth = np.zeros((1, 10, 30), bool)
+    truth[0, 4:6, 2:5] = True
+    truth[0, 4:6, 20:23] = True
+    pred = np.zeros_like(truth)
+    pred[0, 5, 2:23] = True
+    c = metrics.lesion_counts(pred, truth)
+    assert (c.n_true, c.n_detected, c.n_pred, c.n_pred_correct) == (2, 2, 1, 1)
+
+
+def test_connected_lesions_min_size():
+    m = np.zeros((10, 10, 10), bool)
+    m[1, 1, 1] = True
+    m[5:8, 5:8, 5:8] = True
+    _, n = metrics.connected_lesions(m)
+    _, n_big = metrics.connected_lesions(m, min_size=2)
+    assert (n, n_big) == (2, 1)
+
+
+def test_summarize_separates_lesion_free_subjects():
+    shape = (16, 16, 16)
+    t1 = _ball(shape, (8, 8, 8), 3)
+    s1 = metrics.subject_metrics("a", t1, t1)
+    s2 = metrics.subject_metrics("b", np.zeros(shape), t1)            # missed everything
+    fp = _ball(shape, (3, 3, 3), 1) | _ball(shape, (12, 12, 12), 1)
+    s3 = metrics.subject_metrics("c", fp, np.zeros(shape))             # 2 FP lesions, no lesions
+    s4 = metrics.subject_metrics("d", np.zeros(shape), np.zeros(shape))
+    summ = metrics.summarize([s1, s2, s3, s4])
+    assert summ.n_lesion_subjects == 2 and summ.n_lesion_free_subjects == 2
+    assert summ.dice == pytest.approx(0.5)          # mean of 1 and 0; lesion-free not mixed in
+    assert summ.fp_lesions_lesion_free == pytest.approx(1.0)
+    assert summ.lesion_free_clean == pytest.approx(0.5)
+    assert summ.lesion_recall == pytest.approx(0.5)
+    assert summ.lesion_precision == pytest.approx(1 / 3)
+    assert s4.both_empty and s4.dice == 1.0 and not s3.both_empty
+    assert summ.subjects[2]["fp_lesions"] == 2
+
+
+def test_slice_helpers():
+    t = np.zeros((3, 8, 8), bool)
+    t[0, 2:4, 2:4] = True
+    p = np.zeros_like(t)
+    p[0, 2:4, 2:3] = True
+    p[1, 0, 0] = True
+    d = metrics.slice_dice(p, t)
+    assert d[0] == pytest.approx(2 * 2 / 6) and d[1] == 0.0 and math.isnan(d[2])
+    det = metrics.slice_detection(p, t)
+    assert (det["tp"], det["fp"], det["fn"], det["tn"]) == (1, 1, 0, 1)
+    assert det["precision"] == 0.5 and det["recall"] == 1.0
