@@ -1,0 +1,276 @@
+"""Batched inference for the change segmenter: probabilities, embeddings, MC dropout.
+
+A :class:`Predictor` moves the model to its device once and streams the pool
+through it in batches under ``torch.inference_mode`` (mixed precision on CUDA
+only). When a batch runs out of memory the batch size is halved and the same
+batch retried, and the smaller size is kept for later calls.
+
+Monte-Carlo dropout never holds T x N x H x W numbers: for each batch the T
+passes are accumulated into running sums of p and of the binary entropy H(p_t),
+from which the pixel maps of predictive entropy H(mean p), expected entropy
+mean_t H(p_t) and BALD mutual information (their difference) follow; those are
+reduced to one number per slice before the next batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from .network import ChangeSegNet, mc_dropout
+from .reductions import PixelReduction, as_reduction, binary_entropy
+
+
+def select_device(prefer_cpu: bool = False) -> torch.device:
+    """CUDA when present (and not ``prefer_cpu``), else CPU."""
+    if not prefer_cpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for CUDA OOM (its own class or the older RuntimeError text) and CPU allocation failures."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def gradient_embedding_from_features(
+    probs: torch.Tensor, feats: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """BADGE gradient embedding of the 1x1 logit head, in closed form: (B,H,W), (B,F,H,W) -> (B, F+1).
+
+    Per pixel i the head computes z_i = w . f_i + b and p_i = sigmoid(z_i). With
+    the model's own hard label y_i = [p_i >= 0.5] and the slice loss
+    L = (1/M) sum_i BCE(p_i, y_i) over its M (foreground) pixels,
+    dL/dz_i = p_i - y_i, hence dL/dw = (1/M) sum_i (p_i - y_i) f_i and
+    dL/db = (1/M) sum_i (p_i - y_i). Their concatenation is the embedding; its
+    norm grows with how unsure the model is on that slice.
+    """
+    probs = probs.float()
+    resid = probs - (probs >= 0.5).float()  # (B,H,W)
+    if mask is not None:
+        m = mask.to(device=probs.device, dtype=torch.float32)
+        resid = resid * m
+        count = m.flatten(1).sum(dim=1).clamp(min=1.0)
+    else:
+        count = torch.full((probs.shape[0],), float(probs[0].numel()), device=probs.device)
+    grad_w = torch.einsum("bhw,bfhw->bf", resid, feats.float()) / count[:, None]
+    grad_b = resid.flatten(1).sum(dim=1) / count
+    return torch.cat([grad_w, grad_b[:, None]], dim=1)
+
+
+@dataclass
+class PoolOutputs:
+    """Everything one deterministic pass over a pool gives the strategies."""
+
+    probs: np.ndarray  # (N, H, W) float32 new-lesion probability
+    embeddings: np.ndarray  # (N, D) float32 pooled bottleneck features
+    gradient_embeddings: np.ndarray  # (N, F+1) float32 BADGE embeddings
+
+
+@dataclass
+class MCStatistics:
+    """Per-slice Monte-Carlo dropout statistics (nats), reduced with ``reduction``."""
+
+    predictive_entropy: np.ndarray  # (N,) reduce(H[mean_t p_t])
+    expected_entropy: np.ndarray  # (N,) reduce(mean_t H[p_t])
+    mutual_information: np.ndarray  # (N,) reduce(BALD = predictive - expected), >= 0
+    mean_prob: np.ndarray | None  # (N, H, W) float32 when asked for
+    passes: int
+    reduction: str
+
+
+class Predictor:
+    """Runs a ChangeSegNet over (N, 3, H, W) float32 arrays in batches on one device."""
+
+    def __init__(
+        self,
+        model: ChangeSegNet,
+        device: torch.device | str | None = None,
+        batch_size: int | None = None,
+        amp: bool | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else select_device()
+        self.amp = (self.device.type == "cuda") if amp is None else bool(amp and self.device.type == "cuda")
+        self.channels_last = channels_last
+        self.batch_size = int(batch_size or (32 if self.device.type == "cuda" else 8))
+        if self.batch_size < 1:
+            raise InputError(f"Batch size {batch_size} is not positive.", "Use a batch size of 1 or more.")
+        memory_format = torch.channels_last if channels_last else torch.preserve_format
+        self.model = model.to(device=self.device, memory_format=memory_format).eval()
+
+    # ------------------------------------------------------------------ plumbing
+    def _check_images(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        cfg = self.model.cfg
+        if images.ndim != 4 or images.shape[1] != cfg.in_channels:
+            raise InputError(
+                f"Images have shape {images.shape}; the model needs (N, {cfg.in_channels}, H, W).",
+                "Pass the pool's slice pairs (baseline, follow-up, difference) as one array.",
+            )
+        s = cfg.total_stride
+        if images.shape[2] % s or images.shape[3] % s:
+            raise InputError(
+                f"Slices are {images.shape[2]}x{images.shape[3]} pixels, not a multiple of the network stride {s}.",
+                f"Prepare the pairs with a size that is a multiple of {s} (e.g. 256).",
+            )
+        if not np.isfinite(images).all():
+            raise InputError("Images contain NaN or infinite values.", "Re-run preparation; check the input scans.")
+        return images
+
+    def _to_device(self, batch: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _run_batches(
+        self,
+        images: np.ndarray,
+        step: Callable[[int, int, torch.Tensor], None],
+        stage: str,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> None:
+        """Call ``step(start, stop, x)`` on consecutive batches, halving the batch size on OOM."""
+        n = len(images)
+        start = 0
+        while start < n:
+            check_cancel(cancel, stage)
+            stop = min(n, start + self.batch_size)
+            try:
+                with torch.inference_mode(), self._autocast():
+                    step(start, stop, self._to_device(images[start:stop]))
+            except RuntimeError as err:
+                if not is_out_of_memory(err):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if stop - start <= 1:
+                    raise InputError(
+                        f"Out of memory on {self.device} even for one {images.shape[2]}x{images.shape[3]} slice.",
+                        "Free memory (close other programs) or run on the CPU.",
+                    ) from err
+                self.batch_size = max(1, (stop - start) // 2)
+                continue
+            start = stop
+            report(progress, stage, start / n, f"{start}/{n} slices")
+
+    # ------------------------------------------------------------------ outputs
+    def predict(
+        self, images: np.ndarray, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+    ) -> np.ndarray:
+        """(N, 3, H, W) -> new-lesion probabilities (N, H, W) float32 (dropout off)."""
+        images = self._check_images(images)
+        out = np.empty((len(images), *images.shape[2:]), dtype=np.float32)
+
+        def step(a: int, b: int, x: torch.Tensor) -> None:
+            out[a:b] = torch.sigmoid(self.model(x).float())[:, 0].cpu().numpy()
+
+        self._run_batches(images, step, "Predicting", progress, cancel)
+        return out
+
+    def predict_all(
+        self,
+        images: np.ndarray,
+        foreground: np.ndarray | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> PoolOutputs:
+        """Probabilities, bottleneck embeddings and BADGE gradient embeddings from one pass.
+
+        ``foreground`` (N, H, W) bool restricts the gradient-embedding mean to tissue pixels.
+        """
+        images = self._check_images(images)
+        n = len(images)
+        probs = np.empty((n, *images.shape[2:]), dtype=np.float32)
+        emb = np.empty((n, self.model.embedding_dim), dtype=np.float32)
+        grads = np.empty((n, self.model.cfg.head_features + 1), dtype=np.float32)
+
+        def step(a: int, b: int, x: torch.Tensor) -> None:
+            logits, e, feats = self.model.forward_all(x)
+            p = torch.sigmoid(logits.float())[:, 0]
+            mask = None if foreground is None else torch.from_numpy(np.asarray(foreground[a:b], dtype=bool))
+            probs[a:b] = p.cpu().numpy()
+            emb[a:b] = e.float().cpu().numpy()
+            grads[a:b] = gradient_embedding_from_features(p, feats, mask).cpu().numpy()
+
+        self._run_batches(images, step, "Predicting", progress, cancel)
+        return PoolOutputs(probs, emb, grads)
+
+    def predict_with_embeddings(self, images: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3, H, W) -> (probs (N, H, W), embeddings (N, D)) float32."""
+        out = self.predict_all(images, **kwargs)
+        return out.probs, out.embeddings
+
+    def gradient_embeddings(self, images: np.ndarray, foreground: np.ndarray | None = None, **kwargs) -> np.ndarray:
+        """(N, 3, H, W) -> BADGE gradient embeddings (N, head_features + 1) float32."""
+        return self.predict_all(images, foreground, **kwargs).gradient_embeddings
+
+    def mc_statistics(
+        self,
+        images: np.ndarray,
+        passes: int = 10,
+        reduction: str | PixelReduction = "mean",
+        foreground: np.ndarray | None = None,
+        seed: int = 0,
+        keep_mean_prob: bool = False,
+        dropout: bool = True,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> MCStatistics:
+        """Stream T = ``passes`` dropout passes batch by batch into per-slice statistics.
+
+        Each batch gets its own seed derived from ``seed`` and its first index, so
+        results are reproducible and do not change when a batch is retried after
+        an out-of-memory error. ``dropout=False`` runs the same code with dropout
+        off (every pass identical, mutual information 0): a control for tests.
+        """
+        if passes < 2:
+            raise InputError(f"Monte-Carlo dropout needs at least 2 passes, got {passes}.", "Use e.g. passes=10.")
+        images = self._check_images(images)
+        reduce = as_reduction(reduction)
+        n = len(images)
+        pred_h, exp_h, mi = (np.empty(n, dtype=np.float64) for _ in range(3))
+        mean_prob = np.empty((n, *images.shape[2:]), dtype=np.float32) if keep_mean_prob else None
+        rng_devices = [self.device] if self.device.type == "cuda" else []
+
+        def step(a: int, b: int, x: torch.Tensor) -> None:
+            mask = None if foreground is None else torch.from_numpy(np.asarray(foreground[a:b], dtype=bool))
+            with torch.random.fork_rng(devices=rng_devices):
+                torch.manual_seed((int(seed) * 1_000_003 + a) % (2**63))
+                sum_p = torch.zeros((b - a, *x.shape[2:]), device=self.device)
+                sum_h = torch.zeros_like(sum_p)
+                for _ in range(passes):
+                    p = torch.sigmoid(self.model(x).float())[:, 0]
+                    sum_p += p
+                    sum_h += binary_entropy(p)
+            mean_p = sum_p / passes
+            h_pred = binary_entropy(mean_p)
+            h_exp = sum_h / passes
+            mask_d = None if mask is None else mask.to(self.device)
+            pred_h[a:b] = reduce(h_pred, mask_d).cpu().numpy()
+            exp_h[a:b] = reduce(h_exp, mask_d).cpu().numpy()
+            mi[a:b] = reduce((h_pred - h_exp).clamp(min=0.0), mask_d).cpu().numpy()
+            if mean_prob is not None:
+                mean_prob[a:b] = mean_p.cpu().numpy()
+
+        with mc_dropout(self.model, enabled=dropout):
+            self._run_batches(images, step, "MC dropout", progress, cancel)
+        return MCStatistics(pred_h, exp_h, mi, mean_prob, passes, reduce.key)
+
+    def mc_dropout(self, images: np.ndarray, passes: int = 10, reduce: str | PixelReduction = "mean", **kwargs) -> MCStatistics:
+        """Alias of :meth:`mc_statistics` under the name used in docs/architecture.md."""
+        return self.mc_statistics(images, passes=passes, reduction=reduce, **kwargs)
