@@ -42,6 +42,15 @@ class Suggestion:
         return cls(**d)
 
 
+def image_ijk_to_ras(image) -> np.ndarray:
+    """(4, 4) IJK->RAS matrix of a SimpleITK image (its geometry is LPS)."""
+    flip = np.diag([-1.0, -1.0, 1.0])
+    matrix = np.eye(4)
+    matrix[:3, :3] = flip @ np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = flip @ np.array(image.GetOrigin())
+    return matrix
+
+
 def slice_axis_of(ijk_to_ras: np.ndarray, axis: str) -> int:
     """Numpy axis (0=K, 1=J, 2=I) of a (K, J, I) array whose voxel axis is closest to ``axis``'s normal."""
     normal = {"axial": 2, "coronal": 1, "sagittal": 0}[axis]  # RAS component

@@ -16,6 +16,7 @@ import vtk
 from vtk.util import numpy_support
 
 from ..errors import InputError
+from .suggestions import image_ijk_to_ras
 
 _FLIP = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
 
@@ -86,11 +87,7 @@ def node_to_sitk(node, role: str = "input") -> sitk.Image:
 
 def sitk_geometry_to_ijk_to_ras(image: sitk.Image) -> np.ndarray:
     """(4, 4) IJK->RAS matrix of a SimpleITK image."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    matrix = np.eye(4)
-    matrix[:3, :3] = _FLIP @ direction @ np.diag(image.GetSpacing())
-    matrix[:3, 3] = _FLIP @ np.array(image.GetOrigin())
-    return matrix
+    return image_ijk_to_ras(image)
 
 
 def set_node_geometry(node, ijk_to_ras_matrix: np.ndarray) -> None:

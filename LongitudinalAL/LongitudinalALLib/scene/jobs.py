@@ -1,0 +1,153 @@
+"""The heavy jobs behind the Slicer module, as plain functions on files (no ``slicer``).
+
+Each job takes a JSON-able spec, ``progress`` and ``cancel``, works in a work
+directory and returns a JSON-able result; :mod:`.worker` runs the same
+functions in a child process, the headless Logic runs them in-process.
+
+Work directory layout (all of it travels inside the .mrb, see session_scene)::
+
+    inputs/          baseline.nrrd, followup.nrrd exported from the scene
+    prepared/        baseline, followup_registered, difference, foreground (.nrrd), transform.tfm, qc.json
+    session/         the ALSession directory (pool, labels, checkpoints, state.json)
+    maps/            probability.nrrd, uncertainty.nrrd on the baseline grid (latest model)
+    suggestions.json the current suggestions (scene Suggestion dicts)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import atomic
+from ..errors import InputError
+from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from .suggestions import build_suggestions, image_ijk_to_ras
+
+PREPARED_FILES = ("baseline", "followup_registered", "difference", "foreground")
+
+
+def _write_image(image: sitk.Image, path: Path) -> str:
+    with atomic.atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), True)
+    return str(path)
+
+
+def _prepare_options(options: dict[str, Any]):
+    from ..prepare import PrepareOptions
+
+    known = PrepareOptions.__dataclass_fields__
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InputError(f"Unknown preparation options {unknown}.", f"Use only {sorted(known)}.")
+    return PrepareOptions(**options)
+
+
+def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Register + pair the inputs, start a session, score the pool; see module docstring."""
+    from ..prepare import prepare_pair
+    from ..session import ALSession
+
+    work = Path(spec["work_dir"])
+    pair = prepare_pair(spec["baseline"], spec["followup"], _prepare_options(spec.get("prepare", {})),
+                        case_id=spec.get("case_id", "case"), progress=progress, cancel=cancel)
+    check_cancel(cancel, "Preparation")
+    prepared = work / "prepared"
+    for name in PREPARED_FILES:
+        _write_image(getattr(pair, name), prepared / f"{name}.nrrd")
+    with atomic.atomic_path(prepared / "transform.tfm") as tmp:
+        sitk.WriteTransform(pair.transform, str(tmp))
+    qc = pair.qc.to_dict() if hasattr(pair.qc, "to_dict") else asdict(pair.qc)
+    atomic.write_json(prepared / "qc.json", qc)
+    s = spec.get("session", {})
+    ALSession.create(work / "session", [pair.slices], strategy=s.get("strategy", "entropy_mean"),
+                     seed=int(s.get("seed", 0)), model_config=s.get("model_config"),
+                     init_weights=s.get("init_weights", "bundled"), overwrite=True)
+    result = job_suggest(spec, progress, cancel)
+    result["qc"] = qc
+    return result
+
+
+def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Rank unlabelled slices with the session's strategy; write maps and suggestions.json."""
+    import torch
+
+    from ..model import Predictor, binary_entropy, select_device
+    from ..session import ALSession
+
+    work = Path(spec["work_dir"])
+    session = ALSession.open(work / "session")
+    s = spec.get("session", {})
+    device = select_device(bool(spec.get("prefer_cpu", False)))
+    picked = session.suggest(int(s.get("k", 10)), s.get("strategy"), progress=progress, cancel=cancel)
+    case_id = session.case_ids[0]
+    case = session.case(case_id)
+    report(progress, "Mapping", 0.0, "model output on the baseline grid")
+    probs = Predictor(session.current_model(), device=device).predict(case.images)  # (N, H, W)
+    uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
+    baseline = sitk.ReadImage(str(work / "prepared" / "baseline.nrrd"))
+    maps = {}
+    for name, slices in (("probability", probs), ("uncertainty", uncertainty)):
+        volume = sitk.GetImageFromArray(case.geometry.to_volume(slices.astype(np.float32), order=1).astype(np.float32))
+        volume.CopyInformation(baseline)
+        maps[name] = _write_image(volume, work / "maps" / f"{name}.nrrd")
+    difference = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "difference.nrrd")))
+    foreground = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "foreground.nrrd")))
+    rows = [session.position(p.case_id, p.slice_index) for p in picked]
+    scores = np.zeros(len(case.provenance))
+    for p, row in zip(picked, rows):
+        scores[row] = p.score
+    suggestions = build_suggestions(np.array(rows, dtype=int), scores, case_id, difference, foreground,
+                                    image_ijk_to_ras(baseline), [p.center_ras for p in case.provenance],
+                                    case.geometry.axis)
+    dicts = [x.to_dict() for x in suggestions]
+    atomic.write_json(work / "suggestions.json", dicts)
+    report(progress, "Mapping", 1.0, f"{len(dicts)} suggestions")
+    return {"suggestions": dicts, "maps": maps, "round": len(session.history), "budget": session.budget()["total"],
+            "device": str(device), "case_id": case_id}
+
+
+def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
+              cancel: CancelToken | None = None) -> dict[str, Any]:
+    """One training round on every accepted label (warm start), then new suggestions."""
+    from ..session import ALSession
+    from ..training import TrainConfig
+
+    work = Path(spec["work_dir"])
+    session = ALSession.open(work / "session")
+    overrides = dict(spec.get("train", {}))
+    if spec.get("prefer_cpu"):
+        overrides["device"] = "cpu"
+    config = TrainConfig.from_dict({"seed": session.state["seed"], **overrides})
+    result = session.train_round(config, progress=progress, cancel=cancel)
+    out = job_suggest(spec, progress, cancel)
+    out["train"] = result.summary()
+    return out
+
+
+def job_device(spec: dict[str, Any], progress: ProgressCallback | None = None,
+               cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Which device the jobs would use, and the torch version (shown in the module panel)."""
+    import torch
+
+    from ..model import select_device
+
+    device = select_device(bool(spec.get("prefer_cpu", False)))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    return {"device": str(device), "name": name, "torch": torch.__version__}
+
+
+def read_suggestions(work_dir: Path) -> list[dict]:
+    path = Path(work_dir) / "suggestions.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+JOBS: dict[str, Callable[..., dict[str, Any]]] = {
+    "prepare": job_prepare, "suggest": job_suggest, "train": job_train, "device": job_device,
+}

@@ -1,0 +1,297 @@
+"""LongitudinalALSceneLogic: everything the Slicer module's Logic does, testable without Qt.
+
+The module's Logic delegates here. Heavy work (registration, scoring, training)
+goes through a runner: in-process for headless use and tests, or a
+:class:`.worker.WorkerProcess` for the GUI (``*_spec`` builds the job,
+``apply_*`` puts its result into the scene). Scene state lives in the
+parameter node and the work directory (see :mod:`.session_scene`), so saving
+the scene as .mrb and reopening it continues the session.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import SimpleITK as sitk
+
+from .. import atomic
+from ..errors import InputError, SessionError
+from ..progress import CancelToken, ProgressCallback
+from . import labels, outputs, session_scene, viewer, volumes
+from .session_scene import get_node, get_value, set_node, set_value
+from .suggestions import ACCEPTED, PENDING, Suggestion
+from .worker import Runner, run_in_process
+
+
+@dataclass
+class RunOptions:
+    """User options of one run (small defaults suit the GUI; tests pass tiny ones)."""
+
+    prepare: dict[str, Any] = field(default_factory=lambda: {"spacing_mm": 1.0, "size": 256})
+    strategy: str = "entropy_mean"
+    k: int = 10
+    seed: int = 0
+    model_config: dict[str, Any] | None = None   # None: the bundled model
+    init_weights: str = "bundled"
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    prefer_cpu: bool = False
+    case_id: str = "case"
+    foreground: str = "difference"  # or "uncertainty"
+    opacity: float = 0.5
+
+
+class LongitudinalALSceneLogic:
+    def __init__(self, scene, app, work_root: str | Path | None = None, runner: Runner | None = None) -> None:
+        self.scene, self.app = scene, app
+        self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="lal-work-"))
+        self.runner: Runner = runner or run_in_process
+
+    # ------------------------------------------------------------ state
+    @property
+    def param(self):
+        return session_scene.parameter_node(self.scene)
+
+    @property
+    def work_dir(self) -> Path:
+        value = get_value(self.param, "sessionDir")
+        if not value:
+            raise SessionError("No LongitudinalAL session in this scene.", "Select a baseline and a follow-up and press Run.")
+        return Path(value)
+
+    @property
+    def options(self) -> RunOptions:
+        return RunOptions(**session_scene.get_json(self.param, "options", {}))
+
+    @property
+    def suggestions(self) -> list[Suggestion]:
+        return session_scene.load_suggestions(self.param)[0]
+
+    @property
+    def current_index(self) -> int:
+        return session_scene.load_suggestions(self.param)[1]
+
+    def node(self, role: str):
+        node = get_node(self.param, role)
+        return node if node is not None and node.GetScene() is not None else None
+
+    # ------------------------------------------------------------ run
+    def run_spec(self, baseline, followup, options: RunOptions | None = None) -> dict[str, Any]:
+        """Check the inputs, export them to the work directory; the spec of the "prepare" job."""
+        options = options or RunOptions()
+        volumes.validate_scalar_volume(baseline, "baseline")
+        volumes.validate_scalar_volume(followup, "follow-up")
+        if baseline is followup:
+            raise InputError("The baseline and follow-up are the same volume.", "Select the later scan as follow-up.")
+        volumes.check_overlap(baseline, followup)
+        work = self.work_root / f"session-{len(list(self.work_root.glob('session-*'))) + 1:03d}"
+        paths = {}
+        for role, node in (("baseline", baseline), ("followup", followup)):
+            path = work / "inputs" / f"{role}.nrrd"
+            with atomic.atomic_path(path) as tmp:
+                sitk.WriteImage(volumes.node_to_sitk(node, role), str(tmp), True)
+            paths[role] = str(path)
+        param = self.param
+        set_node(param, "baseline", baseline)
+        set_node(param, "followup", followup)
+        set_value(param, "options", asdict(options))
+        return self._spec(work, options) | paths | {"prepare": dict(options.prepare), "case_id": options.case_id}
+
+    def _spec(self, work: Path, options: RunOptions) -> dict[str, Any]:
+        return {"work_dir": str(work), "prefer_cpu": options.prefer_cpu, "train": dict(options.train),
+                "session": {"strategy": options.strategy, "k": options.k, "seed": options.seed,
+                            "model_config": options.model_config, "init_weights": options.init_weights}}
+
+    def apply_prepare_result(self, spec: dict[str, Any], result: dict[str, Any]) -> list[Suggestion]:
+        """Create the output nodes from a finished "prepare" job and show the first suggestion."""
+        work = Path(spec["work_dir"])
+        set_value(self.param, "sessionDir", str(work))
+        prepared = work / "prepared"
+        scene, param = self.scene, self.param
+        set_node(param, "transform", outputs.update_transform_node(
+            sitk.ReadTransform(str(prepared / "transform.tfm")), scene, node=self.node("transform")))
+        set_node(param, "registered", outputs.update_registered_volume(
+            sitk.ReadImage(str(prepared / "followup_registered.nrrd")), scene, node=self.node("registered")))
+        set_node(param, "difference", outputs.update_difference_volume(
+            sitk.ReadImage(str(prepared / "difference.nrrd")), scene, node=self.node("difference")))
+        return self._apply_suggest_result(result)
+
+    def _apply_suggest_result(self, result: dict[str, Any]) -> list[Suggestion]:
+        scene, param = self.scene, self.param
+        reference = self.reference_volume()
+        uncertainty = sitk.GetArrayFromImage(sitk.ReadImage(result["maps"]["uncertainty"]))
+        set_node(param, "score", outputs.update_score_volume(uncertainty, reference, scene, "Uncertainty",
+                                                             node=self.node("score")))
+        segmentation = self.segmentation()
+        probability = sitk.GetArrayFromImage(sitk.ReadImage(result["maps"]["probability"]))
+        labels.write_segment(segmentation, outputs.PREDICTION_SEGMENT, (probability >= 0.5).astype("uint8"), reference)
+        suggestions = [Suggestion.from_dict(d) for d in result["suggestions"]]
+        set_value(param, "round", str(result.get("round", 0)))
+        set_value(param, "device", result.get("device", ""))
+        self._store(suggestions, 0 if suggestions else -1)
+        if suggestions:
+            self.show_suggestion(0)
+        return suggestions
+
+    def run(self, baseline, followup, options: RunOptions | None = None, progress: ProgressCallback | None = None,
+            cancel: CancelToken | None = None) -> list[Suggestion]:
+        """Register, pair, score and show the first suggestion (blocking)."""
+        spec = self.run_spec(baseline, followup, options)
+        return self.apply_prepare_result(spec, self.runner("prepare", spec, progress, cancel))
+
+    # ------------------------------------------------------------ navigation and labels
+    def reference_volume(self):
+        """A live node on the baseline grid (the baseline, else an output that shares its grid)."""
+        for role in ("baseline", "registered", "difference", "score"):
+            node = self.node(role)
+            if node is not None and node.GetImageData() is not None:
+                return node
+        raise InputError("The baseline volume and the outputs on its grid were deleted from the scene.",
+                         "Reload the baseline and press Run again; accepted labels are kept in the session.")
+
+    def segmentation(self):
+        """The "New lesions" segmentation; recreated with every accepted label if it was deleted."""
+        node = self.node("segmentation")
+        if node is not None:
+            return node
+        node = outputs.ensure_segmentation(self.reference_volume(), self.scene)
+        set_node(self.param, "segmentation", node)
+        self._restore_labels(node)
+        return node
+
+    def _restore_labels(self, segmentation) -> None:
+        session = self._session()
+        reference = self.reference_volume()
+        for rec in session.state["labels"].values():
+            case = session.case(rec["case_id"])
+            labels.write_label_slice(segmentation, reference, case.geometry,
+                                     session.position(rec["case_id"], rec["slice_index"]),
+                                     session.label(rec["case_id"], rec["slice_index"]))
+
+    def _session(self):
+        from ..session import ALSession
+
+        return ALSession.open(self.work_dir / "session")
+
+    def _store(self, suggestions: list[Suggestion], current: int) -> None:
+        session_scene.store_suggestions(self.param, suggestions, current)
+        set_node(self.param, "table", outputs.update_suggestions_table(suggestions, self.scene, node=self.node("table")))
+        set_node(self.param, "points", outputs.update_suggestion_points(suggestions, self.scene, node=self.node("points")))
+
+    def show_suggestion(self, index: int) -> Suggestion:
+        """Move the slice views to suggestion ``index`` (0-based) and remember it."""
+        suggestions = self.suggestions
+        if not 0 <= index < len(suggestions):
+            raise InputError(f"There is no suggestion {index + 1} (there are {len(suggestions)}).",
+                             "Pick one from the table, or press Retrain for new suggestions.")
+        suggestion = suggestions[index]
+        opts = self.options
+        foreground = self.node("difference" if opts.foreground == "difference" else "score")
+        background = self.node("registered") or self.node("followup")
+        axis = self._session().case(suggestion.case_id).geometry.axis
+        viewer.show_suggestion(self.app, suggestion, axis, background.GetID() if background else None,
+                               foreground.GetID() if foreground else None, opts.opacity, self.segmentation())
+        set_value(self.param, "currentIndex", str(index))
+        return suggestion
+
+    def step(self, delta: int = 1) -> Suggestion:
+        """Show the next (``delta=1``) or previous (``-1``) suggestion, wrapping around."""
+        index = viewer.next_index(self.current_index, len(self.suggestions), delta)
+        return self.show_suggestion(index)
+
+    def accept_current(self) -> Suggestion:
+        """Store the current slice of the "new lesion" segment as its label (empty = no new lesion)."""
+        suggestions, index = session_scene.load_suggestions(self.param)
+        if not 0 <= index < len(suggestions):
+            raise InputError("No suggestion is shown.", "Press Run, or pick a suggestion first.")
+        if self.node("segmentation") is None:
+            raise InputError("The 'New lesions' segmentation was deleted, so this slice's label cannot be read.",
+                             "Show the suggestion again to recreate it (accepted labels are restored), "
+                             "draw the new lesion, then Accept.")
+        suggestion = suggestions[index]
+        session = self._session()
+        case = session.case(suggestion.case_id)
+        row = session.position(suggestion.case_id, suggestion.slice_index)
+        label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(), case.geometry, row)
+        session.add_label(suggestion.case_id, suggestion.slice_index, label)  # atomic, on disk now
+        suggestion.status = ACCEPTED
+        suggestion.extra["lesion_pixels"] = int(label.sum())
+        pending = [i for i, s in enumerate(suggestions) if s.status == PENDING]
+        following = next((i for i in pending if i > index), pending[0] if pending else index)
+        self._store(suggestions, index)
+        if following != index:
+            self.show_suggestion(following)
+        return suggestion
+
+    # ------------------------------------------------------------ retrain
+    def train_spec(self) -> dict[str, Any]:
+        if not self._session().state["labels"]:
+            raise SessionError("No slice is accepted yet.", "Label and accept some suggested slices, then Retrain.")
+        return self._spec(self.work_dir, self.options)
+
+    def apply_train_result(self, result: dict[str, Any]) -> list[Suggestion]:
+        set_value(self.param, "lastTraining", result.get("train", {}))
+        return self._apply_suggest_result(result)
+
+    def retrain(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+        """Train one round on all accepted labels and refresh suggestions; returns the job result."""
+        spec = self.train_spec()
+        result = self.runner("train", spec, progress, cancel)
+        self.apply_train_result(result)
+        return result
+
+    # ------------------------------------------------------------ bundles
+    def save_bundle(self, path: str | Path) -> Path:
+        """Save the scene with the session inside as a .mrb (written atomically)."""
+        path = Path(path)
+        session_scene.pack_session(self.scene, self.param, self.work_dir)
+        with atomic.atomic_path(path) as tmp:
+            if not self.scene.WriteToMRB(str(tmp)):
+                raise SessionError(f"Could not write the scene bundle {path}.", "Check free disk space and permissions.")
+        return path
+
+    def load_bundle(self, path: str | Path) -> list[Suggestion]:
+        """Replace the scene by a saved .mrb and restore its session (work continues)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"Scene bundle not found: {path}.", "Check the path.")
+        if not self.scene.ReadFromMRB(str(path), True):
+            raise InputError(f"Could not read the scene bundle {path}.", "Is it a Slicer .mrb file?")
+        self.restore_session()
+        return self.suggestions
+
+    def ensure_session(self) -> Path | None:
+        """After Slicer opened a .mrb: unpack its session unless the recorded directory still exists."""
+        param = session_scene.parameter_node(self.scene, create=False)
+        if param is None or param.GetNodeReference(session_scene.ARCHIVE_ROLE) is None:
+            return None
+        current = get_value(param, "sessionDir")
+        if current and (Path(current) / "session" / "state.json").is_file():
+            return Path(current)
+        return self.restore_session()
+
+    def pack_for_save(self) -> bool:
+        """Store the session in the scene (called on the scene's StartSaveEvent); False without one."""
+        param = session_scene.parameter_node(self.scene, create=False)
+        current = get_value(param, "sessionDir") if param is not None else ""
+        if not current or not Path(current).is_dir():
+            return False
+        session_scene.pack_session(self.scene, param, Path(current))
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """Small summary for the panel: device, round, number of suggestions, current index."""
+        param = session_scene.parameter_node(self.scene, create=False)
+        if param is None:
+            return {}
+        return {"device": get_value(param, "device"), "round": get_value(param, "round"),
+                "suggestions": len(self.suggestions), "current": self.current_index}
+
+    def restore_session(self) -> Path:
+        """Unpack the session stored in the scene (after Slicer loaded a .mrb) into the work root."""
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        work = session_scene.unpack_session(self.param, Path(tempfile.mkdtemp(prefix="restored-", dir=self.work_root)))
+        self._session()  # validates (and reconciles) it
+        return work

@@ -1,0 +1,151 @@
+"""Static checks of the Slicer module files: CMake lists, .ui, extension metadata, import rules."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "LongitudinalAL"
+LIB = MODULE / "LongitudinalALLib"
+MODULE_PY = MODULE / "LongitudinalAL.py"
+CATALOG_KEYS = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+                "build_subdirectory", "enabled", "tier"}  # schema v1.0.1: additionalProperties false
+
+
+def _cmake_set(text: str, name: str) -> list[str]:
+    match = re.search(rf"set\({name}\s+(.*?)\)", text, re.S)
+    assert match, f"set({name} ...) missing"
+    return [tok for tok in match.group(1).split() if not tok.startswith("#")]
+
+
+def _shipped(folder: Path) -> set[str]:
+    """Files under ``folder`` that ship: git-tracked ones (others' work in progress is not yet part of it)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-files", "--", str(folder)], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+        files = [ROOT / f for f in out]
+    except (OSError, subprocess.CalledProcessError):
+        files = [p for p in folder.rglob("*") if p.is_file()]
+    return {p.relative_to(MODULE).as_posix() for p in files
+            if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")}
+
+
+def _module_tree() -> ast.Module:
+    return ast.parse(MODULE_PY.read_text(encoding="utf-8"))
+
+
+def test_module_cmake_lists_every_library_file_and_resource():
+    text = (MODULE / "CMakeLists.txt").read_text()
+    scripts = _cmake_set(text, "MODULE_PYTHON_SCRIPTS")
+    resources = _cmake_set(text, "MODULE_PYTHON_RESOURCES")
+    assert scripts[0] == "${MODULE_NAME}.py"
+    on_disk = {p for p in _shipped(LIB) if p.endswith(".py")}
+    missing = "\n".join(f"  {p}" for p in sorted(on_disk - set(scripts)))
+    assert not missing, f"add to MODULE_PYTHON_SCRIPTS in LongitudinalAL/CMakeLists.txt:\n{missing}"
+    assert {s for s in scripts[1:] if not (MODULE / s).is_file()} == set(), "listed files that do not exist"
+    res_missing = "\n".join(f"  {p}" for p in sorted(_shipped(MODULE / "Resources") - set(resources)))
+    assert not res_missing, f"add to MODULE_PYTHON_RESOURCES in LongitudinalAL/CMakeLists.txt:\n{res_missing}"
+    assert {r for r in resources if not (MODULE / r).is_file()} == set()
+    assert "slicerMacroBuildScriptedModule(" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+
+
+def test_root_cmake_extension_metadata():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    fields = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', text))
+    for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+        assert fields.get(f"EXTENSION_{key}"), f"EXTENSION_{key} is empty"
+    assert fields["EXTENSION_CATEGORY"] == "Active Learning" and fields["EXTENSION_DEPENDS"] == "PyTorch"
+    assert "find_package(Slicer REQUIRED)" in text and "add_subdirectory(LongitudinalAL)" in text
+
+
+def test_s4ext_and_catalog_entry():
+    s4ext = {}
+    for line in (ROOT / "LongitudinalAL.s4ext").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            s4ext[key] = value.strip()
+    assert s4ext["depends"] == "PyTorch" and s4ext["category"] == "Active Learning" and s4ext["scm"] == "git"
+    for key in ("scmurl", "scmrevision", "homepage", "iconurl", "description", "contributors"):
+        assert s4ext.get(key), key
+    entry = json.loads((ROOT / "LongitudinalAL.json").read_text())
+    assert set(entry) <= CATALOG_KEYS, f"keys not allowed by the schema: {set(entry) - CATALOG_KEYS}"
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json")
+    assert entry["category"] == "Active Learning" and entry["build_dependencies"] == ["PyTorch"]
+    assert entry["scm_url"] == s4ext["scmurl"] and entry["tier"] in (1, 3, 5)
+
+
+def test_ui_is_valid_and_has_every_widget_the_module_uses():
+    tree = ET.parse(MODULE / "Resources" / "UI" / "LongitudinalAL.ui")
+    names = {w.get("name"): w.get("class") for w in tree.iter("widget")}
+    used = {node.attr for node in ast.walk(_module_tree())
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    assert used, "the Widget uses no ui widgets?"
+    assert used - set(names) == set(), "widgets used by the Widget but missing from the .ui"
+    assert names["baselineSelector"] == names["followupSelector"] == "qMRMLNodeComboBox"
+    assert names["segmentEditorWidget"] == "qMRMLSegmentEditorWidget"
+    assert names["suggestionTable"] == "qMRMLTableView"
+    # every SlicerParameterName in the .ui is a field of the parameter node wrapper
+    params = {p.find("string").text for p in tree.iter("property") if p.get("name") == "SlicerParameterName"}
+    wrapper = next(n for n in _module_tree().body if isinstance(n, ast.ClassDef) and n.name == "LongitudinalALParameterNode")
+    fields = {n.target.id for n in wrapper.body if isinstance(n, ast.AnnAssign)}
+    assert params == fields
+
+
+def test_module_file_imports_qt_only_inside_the_widget_and_stays_small():
+    tree = _module_tree()
+    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LongitudinalALWidget")
+    inside = {id(n) for n in ast.walk(widget)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(m.split(".")[0] in ("qt", "ctk") for m in mods):
+                assert id(node) in inside, f"qt imported outside the Widget at line {node.lineno}"
+    assert len(MODULE_PY.read_text().splitlines()) <= 300
+    names = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    assert {"LongitudinalAL", "LongitudinalALWidget", "LongitudinalALLogic", "LongitudinalALTest",
+            "registerSampleData"} <= names
+
+
+@pytest.mark.parametrize("path", sorted(p for p in LIB.rglob("*.py") if "__pycache__" not in p.parts),
+                         ids=lambda p: p.relative_to(LIB).as_posix())
+def test_library_imports_slicer_only_in_scene_and_never_qt(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    in_scene = path.relative_to(LIB).parts[0] == "scene"
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if node.__class__ is ast.ImportFrom and node.level:
+                continue
+            for m in mods:
+                top = m.split(".")[0]
+                assert top not in ("qt", "ctk"), f"{path.name}:{node.lineno} imports {m}"
+                if not in_scene:
+                    assert top != "slicer", f"{path.name}:{node.lineno} imports slicer outside scene/"
+
+
+def test_worker_side_modules_do_not_import_slicer():
+    for name in ("__init__.py", "worker.py", "jobs.py", "suggestions.py"):
+        tree = ast.parse((LIB / "scene" / name).read_text())
+        tops = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        tops |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+        assert "slicer" not in tops, name
+
+
+def test_requirements_leave_torch_and_simpleitk_to_slicer_and_icon_is_128px():
+    reqs = (MODULE / "Resources" / "requirements.txt").read_text().lower()
+    lines = [l.split("#")[0].strip() for l in reqs.splitlines() if l.split("#")[0].strip()]
+    assert not any(re.match(r"(torch|simpleitk)\b", l) for l in lines)
+    assert {"monai", "safetensors", "scikit-learn"} <= {re.split(r"[<>=!~]", l)[0] for l in lines}
+    png = (MODULE / "Resources" / "Icons" / "LongitudinalAL.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (128, 128)
