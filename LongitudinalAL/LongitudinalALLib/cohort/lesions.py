@@ -1,0 +1,170 @@
+"""MS-like white-matter lesions: placement, irregular shapes and soft (partial-volume) edges.
+
+A lesion is an ellipsoid (random axes and orientation) united with one or two
+overlapping satellite blobs, its boundary perturbed by smooth noise, rendered
+as a soft fraction map whose 0.5 contour is the lesion border and which ramps
+over one voxel (partial volume). It is then confined to white matter. An
+*enlarging* lesion is an existing lesion rendered with the same noise at a larger
+radius: the grown part is new at follow-up. Specs are plain JSON dicts so the
+manifest can store them and :func:`render_lesion` can redraw them exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .deform import rotation_zyx
+from .subject import Subject
+
+CLASSES = ("periventricular", "juxtacortical", "deep")
+CLASS_P = (0.45, 0.25, 0.30)
+SIZE_CLASSES_MM = ((3.0, 5.0), (5.0, 10.0), (10.0, 15.0))
+
+
+def size_class(diameter_mm: float) -> str:
+    """'3-5' / '5-10' / '10-15' (mm) for a lesion diameter (clamped into 3-15)."""
+    for lo, hi in SIZE_CLASSES_MM:
+        if diameter_mm < hi:
+            return f"{lo:g}-{hi:g}"
+    return "10-15"
+
+
+def sample_contrast(rng: np.random.Generator) -> float:
+    """Lesion brightness above GM (fraction); a quarter are faint (6-15 %)."""
+    return float(rng.uniform(0.06, 0.15) if rng.random() < 0.25 else rng.uniform(0.2, 0.8))
+
+
+def _shape_params(rng: np.random.Generator) -> dict:
+    n_blobs = int(rng.integers(0, 3))
+    return {
+        "axes_ratio": [1.0] + [float(v) for v in rng.uniform(0.55, 1.0, 2)],
+        "rotation_deg_zyx": [float(v) for v in rng.uniform(-90, 90, 3)],
+        "blobs": [[float(v) for v in rng.uniform(-0.6, 0.6, 3)] + [float(rng.uniform(0.4, 0.7))]
+                  for _ in range(n_blobs)],
+        "irregularity": float(rng.uniform(0.15, 0.35)),
+        "noise_seed": int(rng.integers(0, 2**31 - 1)),
+    }
+
+
+def render_lesion(spec: dict, shape: tuple[int, int, int], spacing_zyx: np.ndarray
+                  ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """Draw a lesion in its bounding box.
+
+    Returns (box slices into the (K, J, I) volume, initial soft map, grown soft map), both
+    float32 in [0, 1] on the box; they are equal unless ``spec['growth'] > 1``.
+    """
+    sp = np.asarray(spacing_zyx, np.float64)
+    d0 = spec["diameter_mm"]
+    growth = spec.get("growth", 1.0)
+    r_max = d0 * growth / 2.0
+    half = np.ceil(r_max * 1.7 / sp).astype(int) + 2
+    centre = np.asarray(spec["centre_voxel_kji"], int)
+    lo, hi = centre - half, centre + half + 1
+    full = tuple(int(h) for h in (hi - lo))
+    rng = np.random.default_rng(spec["noise_seed"])
+    noise = ndimage.gaussian_filter(rng.standard_normal(full), sigma=np.maximum(d0 / 4.0 / sp, 0.7))
+    noise = np.clip(noise / (noise.std() + 1e-12), -2.0, 2.0)
+    clo, chi = np.maximum(lo, 0), np.minimum(hi, shape)
+    inner = tuple(slice(int(a - l), int(b - l)) for a, b, l in zip(clo, chi, lo))
+    noise = noise[inner]
+    offs = [(np.arange(a, b) - c) * s for a, b, c, s in zip(clo, chi, centre, sp)]
+    grid = np.stack(np.meshgrid(*offs, indexing="ij"))            # (3, k, j, i) mm
+    rot = rotation_zyx(spec["rotation_deg_zyx"])
+    u = np.tensordot(rot.T, grid, axes=1)                          # lesion frame
+    axes = np.asarray(spec["axes_ratio"])[:, None, None, None]
+    edge = float(sp.max())
+
+    def soft(radius: float) -> np.ndarray:
+        v = u / radius
+        r = np.sqrt(((v / axes) ** 2).sum(0))
+        for *o, rho in spec["blobs"]:
+            r = np.minimum(r, np.sqrt((((v - np.asarray(o)[:, None, None, None]) / (axes * rho)) ** 2).sum(0)))
+        f = r - spec["irregularity"] * noise
+        return np.clip(0.5 + (1.0 - f) * radius / edge, 0.0, 1.0).astype(np.float32)
+
+    old = soft(d0 / 2.0)
+    grown = np.maximum(old, soft(r_max)) if growth > 1.0 else old
+    box = tuple(slice(int(a), int(b)) for a, b in zip(clo, chi))
+    return box, old, grown
+
+
+def sample_lesions(rng: np.random.Generator, subject: Subject, n_existing: int, n_new: int,
+                   n_enlarging: int, max_tries: int = 40) -> list[dict]:
+    """Place lesions in the subject's WM regions, at least two voxels apart from each other.
+
+    A lesion that finds no free place after ``max_tries`` centres is dropped (rare);
+    the returned list says what was actually placed.
+    """
+    shape = subject.gm.shape
+    sp = subject.spacing_zyx
+    occupied = np.zeros(shape, bool)
+    wm = subject.wm_mask
+    specs: list[dict] = []
+    plan = ["enlarging"] * n_enlarging + ["existing"] * max(n_existing - n_enlarging, 0) + ["new"] * n_new
+    for kind in plan:
+        klass = str(rng.choice(CLASSES, p=CLASS_P))
+        region = subject.regions.get(klass)
+        if region is None or region.size == 0:
+            klass, region = "deep", np.flatnonzero(wm)
+        if kind == "new":
+            diameter = float(np.exp(rng.uniform(np.log(3.0), np.log(15.0))))
+            growth = 1.0
+        elif kind == "enlarging":
+            diameter = float(rng.uniform(4.0, 9.0))
+            growth = float(rng.uniform(1.35, 1.8))
+        else:
+            diameter = float(np.exp(rng.uniform(np.log(3.0), np.log(12.0))))
+            growth = 1.0
+        shape_p = _shape_params(rng)
+        contrast = sample_contrast(rng)
+        for _ in range(max_tries):
+            centre = np.unravel_index(int(region[rng.integers(region.size)]), shape)
+            spec = {"kind": kind, "class": klass, "centre_voxel_kji": [int(c) for c in centre],
+                    "diameter_mm": diameter, "growth": growth, "contrast": contrast, **shape_p}
+            box, _, grown = render_lesion(spec, shape, sp)
+            foot = (grown > 0) & wm[box]
+            if not foot[tuple(np.asarray(centre) - [b.start for b in box])]:
+                continue
+            if (occupied[box] & foot).any():
+                continue
+            occupied[box] |= ndimage.binary_dilation(foot, iterations=2)
+            spec["id"] = f"L{len(specs):02d}"
+            specs.append(spec)
+            break
+    return specs
+
+
+def lesion_maps(specs: list[dict], subject: Subject) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Soft lesion fraction and contrast maps at baseline and follow-up (all (K, J, I) float32).
+
+    Lesions are confined to WM (the subject's WM mask); where lesions overlap the
+    larger fraction wins. Follow-up keeps every baseline lesion and adds the grown
+    parts of enlarging lesions and the new lesions.
+    """
+    shape = subject.gm.shape
+    wm = subject.wm_mask
+    frac_b = np.zeros(shape, np.float32)
+    con_b = np.zeros(shape, np.float32)
+    later: list[tuple[tuple[slice, ...], np.ndarray, float]] = []
+    for spec in specs:
+        box, old, grown = render_lesion(spec, shape, subject.spacing_zyx)
+        gate = wm[box]
+        if spec["kind"] in ("existing", "enlarging"):
+            old = old * gate
+            upd = old > frac_b[box]
+            frac_b[box] = np.where(upd, old, frac_b[box])
+            con_b[box] = np.where(upd, spec["contrast"], con_b[box])
+        if spec["kind"] in ("new", "enlarging"):
+            later.append((box, grown * gate, spec["contrast"]))
+    frac_f, con_f = frac_b.copy(), con_b.copy()
+    for box, soft, c in later:
+        upd = soft > frac_f[box]
+        frac_f[box] = np.where(upd, soft, frac_f[box])
+        con_f[box] = np.where(upd, np.float32(c), con_f[box])
+    return frac_b, con_b, frac_f, con_f
+
+
+def new_lesion_mask(frac_b: np.ndarray, frac_f: np.ndarray) -> np.ndarray:
+    """(K, J, I) uint8: voxels that gained at least half a voxel of lesion between visits."""
+    return ((frac_f - frac_b) >= 0.5).astype(np.uint8)
