@@ -1,0 +1,81 @@
+"""Round-0 cold start on real anatomy (MNI ICBM152, 2 mm) with simulated new lesions in the follow-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.strategies import QueryContext, get_strategy
+from LongitudinalALLib.strategies.change import change_saliency, difference_scale, label_free_embedding
+
+Z0, NZ = 25, 36  # axial slices 25..60 of the 2 mm template (through the ventricles)
+LESION_A = (8, 40, 30, 1.0)  # (slice in block, row, col, amplitude)
+LESION_B = (26, 60, 62, 0.6)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from nilearn.datasets import load_mni152_brain_mask, load_mni152_template
+
+    t1 = load_mni152_template(resolution=2).get_fdata()[:, :, Z0:Z0 + NZ]
+    mask = load_mni152_brain_mask(resolution=2).get_fdata()[:, :, Z0:Z0 + NZ] > 0.5
+    base = np.transpose(t1, (2, 1, 0)).astype(np.float32)[:, 5:101, 2:98]  # (NZ, 96, 96)
+    fg = np.transpose(mask, (2, 1, 0))[:, 5:101, 2:98]
+    base /= np.percentile(base[fg], 99)
+    rng = np.random.default_rng(0)
+    follow = base + rng.normal(scale=0.03, size=base.shape).astype(np.float32) * fg  # residual noise
+    zz, yy, xx = np.meshgrid(np.arange(NZ), np.arange(96), np.arange(96), indexing="ij")
+    for z, y, x, amp in (LESION_A, LESION_B):  # bright ellipsoidal new lesions, ~3 slices thick
+        blob = amp * np.exp(-(((zz - z) / 1.2) ** 2 + ((yy - y) / 2.5) ** 2 + ((xx - x) / 2.5) ** 2) / 2)
+        follow += (blob * fg).astype(np.float32)
+    images = np.stack([base, follow, follow - base], axis=1).astype(np.float32)
+    return images, fg
+
+
+def _ctx(pool, labelled=None):
+    images, fg = pool
+    lab = np.zeros(len(images), bool) if labelled is None else labelled
+    return QueryContext(images, fg, lab)  # no model at round 0
+
+
+def test_saliency_is_highest_on_slices_with_real_change(pool):
+    ctx = _ctx(pool)
+    sal = change_saliency(ctx)
+    lesion = np.zeros(NZ, bool)
+    lesion[[LESION_A[0] - 1, LESION_A[0], LESION_A[0] + 1, LESION_B[0] - 1, LESION_B[0], LESION_B[0] + 1]] = True
+    assert sal[lesion].min() > 1.5 * sal[~lesion & ctx.foreground.any(axis=(1, 2))].max()
+    assert np.argmax(sal) == LESION_A[0]
+    assert 0 < difference_scale(ctx) < 1.0
+
+
+def test_cold_start_prefers_change_and_spreads_over_the_volume(pool):
+    ctx = _ctx(pool)
+    maxmd = get_strategy("cold_start", mode="maxmd").select(ctx, 2)
+    assert all(abs(int(i) - LESION_A[0]) <= 1 for i in maxmd)  # both picks pile onto lesion A
+    diverse = get_strategy("cold_start").select(ctx, 2)
+    assert diverse[0] == LESION_A[0]
+    assert abs(int(diverse[1]) - LESION_B[0]) <= 1  # the second pick goes to the other lesion
+
+
+def test_cold_start_counts_labelled_slices_as_covered(pool):
+    lab = np.zeros(NZ, bool)
+    lab[LESION_A[0]] = True
+    picks = get_strategy("cold_start").select(_ctx(pool, lab), 1)
+    assert abs(int(picks[0]) - LESION_B[0]) <= 1
+
+
+def test_label_free_embedding_shape_and_scale(pool):
+    emb = label_free_embedding(_ctx(pool), grid=4)
+    assert emb.shape == (NZ, 48) and np.isfinite(emb).all()
+    def dist(i, j):
+        return np.linalg.norm(emb[i] - emb[j])
+
+    assert dist(17, 35) > 5 * dist(17, 18)  # distant slices (other anatomy) are far apart
+    assert dist(17, 2) > 3 * dist(17, 18)
+
+
+def test_model_strategies_need_a_model_with_a_clear_error(pool):
+    with pytest.raises(InputError, match="needs a model"):
+        get_strategy("entropy_mean").select(_ctx(pool), 2)
+    assert get_strategy("cold_start").needs_model is False
