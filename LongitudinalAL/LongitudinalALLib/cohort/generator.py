@@ -205,6 +205,16 @@ def generate_cohort(out: str | Path, options: CohortOptions, *, overwrite: bool 
     return out / MANIFEST
 
 
+def regenerate_pair(manifest: dict, pair_id: str) -> PairVolumes:
+    """Render a manifest's pair again from its recorded parameters alone (same arrays as the files)."""
+    pair = next((p for p in manifest["pairs"] if p["pair_id"] == pair_id), None)
+    if pair is None:
+        raise InputError(f"No pair {pair_id!r} in the manifest.", "Use a pair_id listed in manifest.json.")
+    meta = next(s for s in manifest["subjects"] if s["subject_id"] == pair["subject_id"])
+    anatomy = load_anatomy(meta["anatomy"], manifest["options"]["spacing_mm"])
+    return render_pair(build_subject(anatomy, meta), pair)
+
+
 def cohort_summary(pairs: list[dict]) -> dict:
     """Counts a reader wants first: pairs per split, pairs without new lesions, new lesions per size class."""
     by_size = {f"{lo:g}-{hi:g}": 0 for lo, hi in ((3, 5), (5, 10), (10, 15))}
