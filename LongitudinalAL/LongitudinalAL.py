@@ -135,10 +135,10 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         if ensure_dependencies():
             p = self._parameterNode
-            self._guard(lambda: self.startJob("prepare", self.logic.scene.run_spec(p.baseline, p.followup, self.options())))
+            self._guard(lambda: self.startJob("prepare", self.logic.sceneLogic.run_spec(p.baseline, p.followup, self.options())))
 
     def onRetrain(self):
-        self._guard(lambda: self.startJob("train", self.logic.scene.train_spec()))
+        self._guard(lambda: self.startJob("train", self.logic.sceneLogic.train_spec()))
 
     def startJob(self, job, spec):
         from LongitudinalALLib.scene.worker import WorkerProcess
@@ -156,9 +156,9 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if proc.error is not None:
             slicer.util.errorDisplay(str(proc.error))
         elif proc.job == "prepare":
-            self._guard(lambda: self.logic.scene.apply_prepare_result(spec, proc.result))
+            self._guard(lambda: self.logic.sceneLogic.apply_prepare_result(spec, proc.result))
         else:
-            self._guard(lambda: self.logic.scene.apply_train_result(proc.result))
+            self._guard(lambda: self.logic.sceneLogic.apply_train_result(proc.result))
         self.refresh()
 
     def onProgress(self, stage, fraction, message=""):
@@ -170,19 +170,19 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.job[0].cancel()
 
     def onAccept(self):
-        self._guard(self.logic.scene.accept_current)
+        self._guard(self.logic.sceneLogic.accept_current)
 
     def onStep(self, delta):
-        self._guard(lambda: self.logic.scene.step(delta))
+        self._guard(lambda: self.logic.sceneLogic.step(delta))
 
     def onShow(self, row):
-        self._guard(lambda: self.logic.scene.show_suggestion(row))
+        self._guard(lambda: self.logic.sceneLogic.show_suggestion(row))
 
     def onSceneImported(self, caller=None, event=None):
-        self._guard(self.logic.scene.ensure_session)
+        self._guard(self.logic.sceneLogic.ensure_session)
 
     def refresh(self):
-        scene = self.logic.scene
+        scene = self.logic.sceneLogic
         busy = self.job is not None
         has = bool(scene.suggestions)
         self.ui.runButton.enabled = not busy
@@ -202,14 +202,14 @@ class LongitudinalALLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     def __init__(self, runner=None):
         ScriptedLoadableModuleLogic.__init__(self)
         VTKObservationMixin.__init__(self)
-        self.scene = LongitudinalALSceneLogic(slicer.mrmlScene, slicer.app.applicationLogic(), runner=runner)
+        self.sceneLogic = LongitudinalALSceneLogic(slicer.mrmlScene, slicer.app.applicationLogic(), runner=runner)
         self.addObserver(slicer.mrmlScene, slicer.vtkMRMLScene.StartSaveEvent, self.onStartSave)
 
     def getParameterNode(self):
         return LongitudinalALParameterNode(super().getParameterNode())
 
     def onStartSave(self, caller=None, event=None):
-        self.scene.pack_for_save()
+        self.sceneLogic.pack_for_save()
 
 
 class LongitudinalALTest(ScriptedLoadableModuleTest):
@@ -230,7 +230,7 @@ class LongitudinalALTest(ScriptedLoadableModuleTest):
         files = sampleFiles()
         self.assertIsNotNone(files, "the bundled sample pair is missing from Resources/SampleData")
         baseline, followup = (slicer.util.loadVolume(f) for f in files)
-        logic = LongitudinalALLogic(runner=run_in_process).scene
+        logic = LongitudinalALLogic(runner=run_in_process).sceneLogic
         options = RunOptions(prepare={"spacing_mm": 3.0, "size": 64}, k=3, strategy="entropy_mean",
                              model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
                              init_weights="scratch", train={"epochs": 1, "batch_size": 2, "crop_size": None},

@@ -65,3 +65,43 @@ def write_pair(directory: Path, spacing_mm: float = 3.0) -> tuple[Path, Path, Pa
     for image, path in zip((baseline, followup, mask), paths):
         sitk.WriteImage(image, str(path), True)
     return paths
+
+
+def sample_pair_files() -> tuple[Path, Path, Path | None] | None:
+    """(baseline, follow-up, new-lesion mask) of the bundled sample pair, if it is there."""
+    from LongitudinalALLib.resources import sample_data_dir
+
+    d = sample_data_dir()
+    base, follow = d / "baseline.nii.gz", d / "followup.nii.gz"
+    if base.is_file() and follow.is_file():
+        mask = d / "new_lesions.nii.gz"
+        return base, follow, mask if mask.is_file() else None
+    return None
+
+
+def assert_view_shows(app, view: str, volume_node, image: sitk.Image, min_match: float = 0.99) -> int:
+    """Check that slice view ``view`` shows ``image`` (the volume in its background) pixel for pixel.
+
+    Sets nearest-neighbour display and a full-range window, reslices through the
+    view's XY->RAS, samples ``image`` at the same RAS points and compares grey
+    levels; returns how many view pixels fell inside the volume.
+    """
+    from LongitudinalALLib.scene import viewer, volumes
+
+    array = sitk.GetArrayFromImage(image)
+    lo, hi = float(array.min()), float(array.max())
+    display = volume_node.GetDisplayNode()
+    display.SetInterpolate(0)
+    display.AutoWindowLevelOff()
+    display.SetWindowLevel(hi - lo, (hi + lo) / 2)
+    rgba = viewer.resliced_rgba(app, view)
+    h, w = rgba.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    ras = viewer.xy_to_ras(app, view) @ np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size), np.ones(xs.size)])
+    idx = np.rint((np.linalg.inv(volumes.ijk_to_ras(volume_node)) @ ras)[:3]).astype(int)
+    inside = np.all((idx >= 0) & (idx < np.array(image.GetSize())[:, None]), axis=0)
+    expected = np.clip((array[idx[2, inside], idx[1, inside], idx[0, inside]] - lo) / (hi - lo) * 255.0, 0, 255)
+    shown = rgba[..., 0].ravel()[inside].astype(float)
+    assert inside.sum() > 500, "the view does not cross the volume"
+    assert np.mean(np.abs(shown - expected) <= 2.0) >= min_match
+    return int(inside.sum())

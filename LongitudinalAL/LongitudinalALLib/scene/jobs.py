@@ -16,7 +16,7 @@ Work directory layout (all of it travels inside the .mrb, see session_scene)::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +47,15 @@ def _prepare_options(options: dict[str, Any]):
     return PrepareOptions(**options)
 
 
+def _qc_dict(qc: Any) -> dict[str, Any]:
+    """Registration QC as a JSON-able dict, whatever form prepare returns it in."""
+    if hasattr(qc, "to_dict"):
+        return qc.to_dict()
+    if is_dataclass(qc):
+        return asdict(qc)
+    return dict(qc) if isinstance(qc, dict) else {"qc": str(qc)}
+
+
 def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> dict[str, Any]:
     """Register + pair the inputs, start a session, score the pool; see module docstring."""
@@ -62,7 +71,7 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
         _write_image(getattr(pair, name), prepared / f"{name}.nrrd")
     with atomic.atomic_path(prepared / "transform.tfm") as tmp:
         sitk.WriteTransform(pair.transform, str(tmp))
-    qc = pair.qc.to_dict() if hasattr(pair.qc, "to_dict") else asdict(pair.qc)
+    qc = _qc_dict(pair.qc)
     atomic.write_json(prepared / "qc.json", qc)
     s = spec.get("session", {})
     ALSession.create(work / "session", [pair.slices], strategy=s.get("strategy", "entropy_mean"),

@@ -10,6 +10,7 @@ the scene as .mrb and reopening it continues the session.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,8 +144,8 @@ class LongitudinalALSceneLogic:
 
     # ------------------------------------------------------------ navigation and labels
     def reference_volume(self):
-        """A live node on the baseline grid (the baseline, else an output that shares its grid)."""
-        for role in ("baseline", "registered", "difference", "score"):
+        """A live node on the prepared baseline grid (our outputs first: never under a user transform)."""
+        for role in ("registered", "difference", "score", "baseline"):
             node = self.node(role)
             if node is not None and node.GetImageData() is not None:
                 return node
@@ -247,9 +248,17 @@ class LongitudinalALSceneLogic:
         """Save the scene with the session inside as a .mrb (written atomically)."""
         path = Path(path)
         session_scene.pack_session(self.scene, self.param, self.work_dir)
-        with atomic.atomic_path(path) as tmp:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # WriteToMRB names the scene inside after the file, so the temporary keeps a plain name
+        tmp = path.with_name(f"{path.stem}-saving-{os.getpid()}.mrb")
+        try:
             if not self.scene.WriteToMRB(str(tmp)):
                 raise SessionError(f"Could not write the scene bundle {path}.", "Check free disk space and permissions.")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     def load_bundle(self, path: str | Path) -> list[Suggestion]:
