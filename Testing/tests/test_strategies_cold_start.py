@@ -79,3 +79,15 @@ def test_model_strategies_need_a_model_with_a_clear_error(pool):
     with pytest.raises(InputError, match="needs a model"):
         get_strategy("entropy_mean").select(_ctx(pool), 2)
     assert get_strategy("cold_start").needs_model is False
+
+
+def test_difference_scale_is_the_tissue_percentile():
+    n = 5
+    images = np.zeros((n, 3, 20, 20), np.float32)
+    images[:, 2] = np.linspace(-2, 2, n * 400).reshape(n, 20, 20)
+    fg = np.zeros((n, 20, 20), bool)
+    fg[:, :10] = True
+    ctx = QueryContext(images, fg, np.zeros(n, bool))
+    expect = np.percentile(np.abs(images[:, 2][fg]), 90)
+    assert difference_scale(ctx, 90) == pytest.approx(expect, rel=1e-6)
+    assert difference_scale(QueryContext(images, np.zeros_like(fg), np.zeros(n, bool))) == 1.0

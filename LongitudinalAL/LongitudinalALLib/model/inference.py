@@ -245,7 +245,9 @@ class Predictor:
         n = len(images)
         pred_h, exp_h, mi = (np.empty(n, dtype=np.float64) for _ in range(3))
         mean_prob = np.empty((n, *images.shape[2:]), dtype=np.float32) if keep_mean_prob else None
-        rng_devices = [self.device] if self.device.type == "cuda" else []
+        rng_devices = []
+        if self.device.type == "cuda":
+            rng_devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
 
         def step(a: int, b: int, x: torch.Tensor) -> None:
             mask = None if foreground is None else torch.from_numpy(np.asarray(foreground[a:b], dtype=bool))

@@ -42,7 +42,7 @@ class QueryContext:
     outputs: PoolOutputs | None = None
     progress: ProgressCallback | None = None
     cancel: CancelToken | None = None
-    _mc_cache: dict[tuple[int, str, int], MCStatistics] = field(default_factory=dict, repr=False)
+    _mc_cache: dict[tuple[int, str, int], MCStatistics] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.images = np.asarray(self.images)

@@ -19,13 +19,14 @@ def difference_scale(ctx: QueryContext, q: float = 99.0, max_samples: int = 500_
     One scale for the whole pool keeps slices comparable: normalising each
     slice by itself would blow registration noise on unchanged slices up to 1.
     """
-    fg = ctx.foreground
-    count = int(fg.sum())
+    count = int(ctx.foreground.sum())
     if count == 0:
         return 1.0
     stride = max(1, count // max_samples)
-    values = np.abs(ctx.difference[fg][::stride])
-    scale = float(np.percentile(values, q))
+    values = []  # subsample chunk by chunk: never copy every foreground pixel of a large pool
+    for a in range(0, ctx.n, 64):
+        values.append(np.abs(ctx.difference[a:a + 64][ctx.foreground[a:a + 64]][::stride]))
+    scale = float(np.percentile(np.concatenate(values), q))
     return scale if scale > 0 else 1.0
 
 
