@@ -162,8 +162,12 @@ def test_mc_statistics_survive_oom_retry_and_use_foreground():
     np.testing.assert_allclose(got.mutual_information, want.mutual_information, rtol=1e-6)
     fg = np.zeros((6, 32, 32), bool)
     fg[:3, :8, :8] = True
-    masked = Predictor(healthy, device="cpu").mc_statistics(x, passes=4, foreground=fg, reduction="sum")
+    calls_before = len(faulty.calls)
+    masked = Predictor(faulty, device="cpu", batch_size=3).mc_statistics(x, passes=4, foreground=fg, reduction="sum")
     assert np.all(masked.mutual_information[3:] == 0) and np.all(masked.mutual_information[:3] > 0)
+    assert faulty.calls[calls_before:] == [3] * 4  # slices without tissue are not run at all
+    with pytest.raises(InputError, match="Foreground masks have shape"):
+        Predictor(healthy, device="cpu").mc_statistics(x, passes=2, foreground=fg[:2])
     with pytest.raises(InputError, match="at least 2 passes"):
         Predictor(healthy, device="cpu").mc_statistics(x, passes=1)
 

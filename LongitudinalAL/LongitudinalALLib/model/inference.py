@@ -127,6 +127,17 @@ class Predictor:
             raise InputError("Images contain NaN or infinite values.", "Re-run preparation; check the input scans.")
         return images
 
+    @staticmethod
+    def _check_foreground(foreground: np.ndarray | None, images: np.ndarray) -> np.ndarray | None:
+        if foreground is None:
+            return None
+        foreground = np.asarray(foreground, dtype=bool)
+        expected = (images.shape[0], *images.shape[2:])
+        if foreground.shape != expected:
+            raise InputError(f"Foreground masks have shape {foreground.shape}; expected {expected}.",
+                             "Pass one mask per slice, from the same preparation as the images.")
+        return foreground
+
     def _to_device(self, batch: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -143,16 +154,21 @@ class Predictor:
         stage: str,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
+        rows: np.ndarray | None = None,
     ) -> None:
-        """Call ``step(start, stop, x)`` on consecutive batches, halving the batch size on OOM."""
-        n = len(images)
+        """Call ``step(start, stop, x)`` on consecutive batches, halving the batch size on OOM.
+
+        With ``rows`` only those slices run and start/stop are positions in ``rows``.
+        """
+        n = len(images) if rows is None else len(rows)
         start = 0
         while start < n:
             check_cancel(cancel, stage)
             stop = min(n, start + self.batch_size)
+            batch = images[start:stop] if rows is None else images[rows[start:stop]]
             try:
                 with torch.inference_mode(), self._autocast():
-                    step(start, stop, self._to_device(images[start:stop]))
+                    step(start, stop, self._to_device(batch))
             except RuntimeError as err:
                 if not is_out_of_memory(err):
                     raise
@@ -194,6 +210,7 @@ class Predictor:
         ``foreground`` (N, H, W) bool restricts the gradient-embedding mean to tissue pixels.
         """
         images = self._check_images(images)
+        foreground = self._check_foreground(foreground, images)
         n = len(images)
         probs = np.empty((n, *images.shape[2:]), dtype=np.float32)
         emb = np.empty((n, self.model.embedding_dim), dtype=np.float32)
@@ -202,7 +219,7 @@ class Predictor:
         def step(a: int, b: int, x: torch.Tensor) -> None:
             logits, e, feats = self.model.forward_all(x)
             p = torch.sigmoid(logits.float())[:, 0]
-            mask = None if foreground is None else torch.from_numpy(np.asarray(foreground[a:b], dtype=bool))
+            mask = None if foreground is None else torch.from_numpy(foreground[a:b])
             probs[a:b] = p.cpu().numpy()
             emb[a:b] = e.float().cpu().numpy()
             grads[a:b] = gradient_embedding_from_features(p, feats, mask).cpu().numpy()
@@ -233,7 +250,9 @@ class Predictor:
     ) -> MCStatistics:
         """Stream T = ``passes`` dropout passes batch by batch into per-slice statistics.
 
-        Each batch gets its own seed derived from ``seed`` and its first index, so
+        With ``foreground`` (N, H, W) bool the reductions run over tissue pixels
+        and slices without any tissue are skipped (their statistics are 0, and
+        their mean probability 0): they cannot be suggested anyway. Each batch gets its own seed derived from ``seed`` and its first index, so
         results are reproducible and do not change when a batch is retried after
         an out-of-memory error. ``dropout=False`` runs the same code with dropout
         off (every pass identical, mutual information 0): a control for tests.
@@ -241,16 +260,19 @@ class Predictor:
         if passes < 2:
             raise InputError(f"Monte-Carlo dropout needs at least 2 passes, got {passes}.", "Use e.g. passes=10.")
         images = self._check_images(images)
+        foreground = self._check_foreground(foreground, images)
         reduce = as_reduction(reduction)
         n = len(images)
-        pred_h, exp_h, mi = (np.empty(n, dtype=np.float64) for _ in range(3))
-        mean_prob = np.empty((n, *images.shape[2:]), dtype=np.float32) if keep_mean_prob else None
+        pred_h, exp_h, mi = (np.zeros(n, dtype=np.float64) for _ in range(3))
+        mean_prob = np.zeros((n, *images.shape[2:]), dtype=np.float32) if keep_mean_prob else None
+        rows = np.arange(n) if foreground is None else np.flatnonzero(foreground.reshape(n, -1).any(axis=1))
         rng_devices = []
         if self.device.type == "cuda":
             rng_devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
 
         def step(a: int, b: int, x: torch.Tensor) -> None:
-            mask = None if foreground is None else torch.from_numpy(np.asarray(foreground[a:b], dtype=bool))
+            idx = rows[a:b]
+            mask = None if foreground is None else torch.from_numpy(foreground[idx])
             with torch.random.fork_rng(devices=rng_devices):
                 torch.manual_seed((int(seed) * 1_000_003 + a) % (2**63))
                 sum_p = torch.zeros((b - a, *x.shape[2:]), device=self.device)
@@ -263,14 +285,14 @@ class Predictor:
             h_pred = binary_entropy(mean_p)
             h_exp = sum_h / passes
             mask_d = None if mask is None else mask.to(self.device)
-            pred_h[a:b] = reduce(h_pred, mask_d).cpu().numpy()
-            exp_h[a:b] = reduce(h_exp, mask_d).cpu().numpy()
-            mi[a:b] = reduce((h_pred - h_exp).clamp(min=0.0), mask_d).cpu().numpy()
+            pred_h[idx] = reduce(h_pred, mask_d).cpu().numpy()
+            exp_h[idx] = reduce(h_exp, mask_d).cpu().numpy()
+            mi[idx] = reduce((h_pred - h_exp).clamp(min=0.0), mask_d).cpu().numpy()
             if mean_prob is not None:
-                mean_prob[a:b] = mean_p.cpu().numpy()
+                mean_prob[idx] = mean_p.cpu().numpy()
 
         with mc_dropout(self.model, enabled=dropout):
-            self._run_batches(images, step, "MC dropout", progress, cancel)
+            self._run_batches(images, step, "MC dropout", progress, cancel, rows=rows)
         return MCStatistics(pred_h, exp_h, mi, mean_prob, passes, reduce.key)
 
     def mc_dropout(self, images: np.ndarray, passes: int = 10, reduce: str | PixelReduction = "mean", **kwargs) -> MCStatistics:
