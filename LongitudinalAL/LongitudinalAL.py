@@ -59,12 +59,12 @@ def registerSampleData():
         SampleData.SampleDataLogic.registerCustomSampleDataSource(
             category="LongitudinalAL", sampleName="LongitudinalALSamplePair", thumbnailFileName=icon,
             uris=["file://" + f for f in files], fileNames=[os.path.basename(f) for f in files],
-            nodeNames=["LongitudinalAL baseline", "LongitudinalAL follow-up"], loadFileType="VolumeFile")
+            nodeNames=["LongitudinalAL baseline", "LongitudinalAL follow-up"])
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="LongitudinalAL", sampleName="MRBrainTumor pair", thumbnailFileName=icon,
         uris=[slicer.util.TESTING_DATA_URL + "SHA256/" + sha for _, _, sha in MR_BRAIN_TUMOR],
         fileNames=[f for _, f, _ in MR_BRAIN_TUMOR], nodeNames=[n for n, _, _ in MR_BRAIN_TUMOR],
-        checksums=["SHA256:" + sha for _, _, sha in MR_BRAIN_TUMOR], loadFileType="VolumeFile")
+        checksums=["SHA256:" + sha for _, _, sha in MR_BRAIN_TUMOR])
 
 
 @parameterNodeWrapper
@@ -96,9 +96,12 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LongitudinalALLogic()
-        from LongitudinalALLib.strategies import available_strategies
+        try:  # the strategies need torch, which may not be installed yet
+            from LongitudinalALLib.strategies import available_strategies
 
-        self.ui.strategyComboBox.addItems(available_strategies())
+            self.ui.strategyComboBox.addItems(available_strategies())
+        except ImportError:
+            self.ui.strategyComboBox.addItems([RunOptions.strategy])
         editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
         self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
         self.timer = qt.QTimer()
