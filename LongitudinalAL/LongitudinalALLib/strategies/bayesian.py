@@ -2,7 +2,11 @@
 
 Statistics are streamed by the Predictor (T passes per batch, reduced per slice
 over foreground pixels) and cached in the QueryContext, so MC entropy, BALD and
-PowerBALD on one pool share the same T passes. BatchBALD is not implemented:
+PowerBALD on one pool share the same T passes. BatchBALD is not implemented,
+on purpose: its joint mutual information between a batch of *slices* and the
+weights is bounded by log T for T dropout samples, and a whole-slice label map
+(thousands of pixels) almost identifies the pass that drew it, so the first
+pick already saturates the bound and the greedy gains of later picks are noise.
 PowerBALD (Kirsch et al., 2023, "Stochastic batch acquisition") gives batch
 diversity at the cost of BALD itself, which matters with T passes on CPU.
 """
