@@ -100,7 +100,7 @@ def test_bundled_model_missing_then_present(tmp_path, monkeypatch):
     monkeypatch.setenv("LONGITUDINAL_AL_RESOURCES", str(tmp_path))
     with pytest.raises(InputError) as err:
         load_bundled_model()
-    assert "change_unet.safetensors" in str(err.value) and "longitudinal-al train" in str(err.value)
+    assert "change_unet.safetensors" in str(err.value) and "train_bundled.py" in str(err.value)
     model = _trained_looking_model(3)
     save_weights(model, tmp_path / "Weights" / "change_unet.safetensors", {"source": "test"})
     loaded = load_bundled_model()
