@@ -151,3 +151,23 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     assert "Spacing" in capsys.readouterr().err
     with pytest.raises(InputError, match="not a LongitudinalAL cohort manifest"):
         load_manifest(tmp_path / "manifest.json")
+
+
+def test_progress_reported_and_cancel_leaves_no_manifest(tmp_path):
+    from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
+    from LongitudinalALLib.errors import CancelledError
+    from LongitudinalALLib.progress import CancelToken
+
+    token = CancelToken()
+    seen: list[tuple[str, float, str]] = []
+
+    def progress(stage: str, fraction: float, message: str = "") -> None:
+        seen.append((stage, fraction, message))
+        if message == "p001":  # the second pair starts: cancel
+            token.cancel()
+
+    opts = CohortOptions(n_pairs=3, seed=2, spacing_mm=2.0, anatomies=("mni",), pairs_per_subject=3)
+    with pytest.raises(CancelledError):
+        generate_cohort(tmp_path / "c", opts, progress=progress, cancel=token)
+    assert [s[2] for s in seen] == ["p000", "p001"] and seen[0][1] == 0.0
+    assert not (tmp_path / "c" / "manifest.json").exists()

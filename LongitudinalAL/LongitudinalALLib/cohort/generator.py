@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from .anatomy import ANATOMIES, Anatomy, AnatomyUnavailableWarning, available_anatomies, load_anatomy
 from .flair import sample_subject_contrast
-from .lesions import size_class
+from .lesions import render_lesion, size_class
 from .pair import PairVolumes, SimulationOptions, render_pair, sample_pair_params
 from .subject import Subject, build_subject, sample_subject_params
 
@@ -105,8 +105,6 @@ def write_pair(vol: PairVolumes, anatomy: Anatomy, folder: Path, rel: str, level
 def summarise_lesions(params: dict, vol: PairVolumes, spacing_zyx: np.ndarray, subject: Subject) -> dict:
     """Add realised sizes per lesion (voxels, equivalent diameter, components) and pair counts."""
     voxel_mm3 = float(np.prod(spacing_zyx))
-    from .lesions import render_lesion
-
     for spec in params["lesions"]:
         box, old, grown = render_lesion(spec, subject.gm.shape, spacing_zyx)
         own_new = vol.new_lesions[box].astype(bool) & (grown >= 0.5) if spec["kind"] != "existing" \

@@ -100,11 +100,9 @@ def _quantise(img: np.ndarray) -> np.ndarray:
 
 
 def _texture(subject: Subject) -> np.ndarray:
-    tex = getattr(subject, "_texture", None)
-    if tex is None:
-        tex = subject_texture(subject.params["texture_seed"], subject.gm.shape)
-        subject._texture = tex  # type: ignore[attr-defined]
-    return tex
+    if subject.texture is None:
+        subject.texture = subject_texture(subject.params["texture_seed"], subject.gm.shape)
+    return subject.texture
 
 
 def render_pair(subject: Subject, params: dict) -> PairVolumes:

@@ -32,6 +32,7 @@ class Subject:
     brain: np.ndarray          # bool
     ventricles: np.ndarray     # bool, deep CSF
     regions: dict[str, np.ndarray] = field(default_factory=dict)  # class -> flat indices into WM
+    texture: np.ndarray | None = None  # (K, J, I) float32 FLAIR texture, made on first use
 
     @property
     def wm_mask(self) -> np.ndarray:
