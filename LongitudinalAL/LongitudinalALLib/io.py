@@ -1,0 +1,181 @@
+"""Load, validate and save 3D scans with SimpleITK, keeping spacing, origin and direction.
+
+Supported: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) and a
+DICOM series given as its folder (or one of its files). Anything a user can get
+wrong (missing file, wrong format, 4D, RGB, empty, constant, NaN, no overlap)
+raises :class:`InputError` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .atomic import atomic_path
+from .errors import InputError
+
+SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+DICOM_SUFFIXES = (".dcm", ".ima", "")
+_SPLIT_HEADERS = {".mhd": (".raw", ".zraw"), ".nhdr": (".raw", ".raw.gz")}
+_FORMATS = "NIfTI (.nii/.nii.gz), NRRD (.nrrd), MetaImage (.mha/.mhd) or a DICOM series folder"
+
+
+def image_suffix(path: str | os.PathLike) -> str:
+    """The recognised suffix of ``path`` ('.nii.gz', '.nrrd', ...) or '' if none."""
+    name = Path(path).name.lower()
+    return next((s for s in SUFFIXES if name.endswith(s)), "")
+
+
+def load_image(path: str | os.PathLike, *, name: str | None = None) -> sitk.Image:
+    """Read one 3D scalar scan and validate it (see :func:`validate_image`).
+
+    A 4D file whose fourth dimension has length 1 is accepted as 3D.
+    """
+    path = Path(path)
+    label = name or str(path)
+    if not path.exists():
+        raise InputError(f"{label}: file or folder not found.", "Check the path and spelling.")
+    try:
+        if path.is_dir():
+            image = _read_dicom_series(path, label)
+        elif image_suffix(path):
+            image = sitk.ReadImage(str(path))
+        elif path.suffix.lower() in DICOM_SUFFIXES and _is_dicom(path):
+            image = _read_dicom_series(path.parent, label, member=path)
+        else:
+            raise InputError(f"{label}: unsupported file format '{path.suffix or path.name}'.",
+                             f"Convert it to {_FORMATS}.")
+    except RuntimeError as err:
+        raise InputError(f"{label}: cannot be read ({_first_line(err)}).",
+                         f"Check the file is complete and is {_FORMATS}; re-export it if needed.") from None
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        size = list(image.GetSize())
+        image = sitk.Extract(image, size[:3] + [0], [0, 0, 0, 0])
+    validate_image(image, label)
+    return image
+
+
+def validate_image(image: sitk.Image, name: str = "image") -> None:
+    """Reject images the pipeline cannot use, with a message naming ``name`` and the fix."""
+    dim = image.GetDimension()
+    if dim == 4:
+        raise InputError(f"{name}: is 4D ({image.GetSize()[3]} volumes, e.g. a time series).",
+                         "Give one 3D volume: extract the time point you want (e.g. in Slicer or with fslroi).")
+    if dim != 3:
+        raise InputError(f"{name}: is {dim}D, a 3D volume is needed.", "Give the whole 3D scan, not one slice.")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{name}: has {image.GetNumberOfComponentsPerPixel()} components per voxel "
+                         "(colour or vector image).", "Give a single-channel (grey-value) scan.")
+    if min(image.GetSize()) == 0 or image.GetNumberOfPixels() == 0:
+        raise InputError(f"{name}: is empty (size {image.GetSize()}).", "Re-export the scan; the file holds no voxels.")
+    if any(s <= 0 or not np.isfinite(s) for s in image.GetSpacing()):
+        raise InputError(f"{name}: has invalid voxel spacing {image.GetSpacing()}.", "Fix the header spacing.")
+    array = sitk.GetArrayViewFromImage(image)
+    if array.dtype.kind == "f":
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise InputError(f"{name}: contains {bad} NaN or infinite voxel values.",
+                             "Re-export the scan or replace them (e.g. with 0) before preparing it.")
+    if array.min() == array.max():
+        raise InputError(f"{name}: is constant (every voxel is {array.flat[0]}).",
+                         "It holds no image: check that the right file was chosen.")
+
+
+def save_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write ``image`` atomically; the format follows the suffix of ``path``."""
+    path = Path(path)
+    suffix = image_suffix(path)
+    if not suffix:
+        raise InputError(f"{path}: unsupported output format.", f"Use one of {', '.join(SUFFIXES)}.")
+    if suffix in _SPLIT_HEADERS:
+        _save_split(image, path, compress)
+        return path
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), compress)
+    return path
+
+
+def _save_split(image: sitk.Image, path: Path, compress: bool) -> None:
+    """Header + data file pair: write both in a private folder, move the data first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".save.", dir=path.parent))
+    try:
+        sitk.WriteImage(image, str(tmp_dir / path.name), compress)
+        header = tmp_dir / path.name
+        for item in sorted(tmp_dir.iterdir(), key=lambda p: p == header):
+            os.replace(item, path.parent / item.name)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned (LPS) box (lo, hi) covering every voxel of ``image``, in mm."""
+    size = np.asarray(image.GetSize(), dtype=float)
+    corners = [image.TransformContinuousIndexToPhysicalPoint(tuple(-0.5 + c * size))
+               for c in np.ndindex(2, 2, 2)]
+    pts = np.asarray(corners)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def check_overlap(baseline: sitk.Image, followup: sitk.Image, *, baseline_name: str = "baseline",
+                  followup_name: str = "follow-up") -> float:
+    """Fraction of the smaller scan's box shared with the other; raise if they do not overlap."""
+    lo_b, hi_b = physical_bounds(baseline)
+    lo_f, hi_f = physical_bounds(followup)
+    inter = np.clip(np.minimum(hi_b, hi_f) - np.maximum(lo_b, lo_f), 0, None)
+    shared = float(np.prod(inter))
+    smaller = min(float(np.prod(hi_b - lo_b)), float(np.prod(hi_f - lo_f)))
+    if shared <= 0.0:
+        gap = float(np.linalg.norm((lo_b + hi_b) / 2 - (lo_f + hi_f) / 2))
+        raise InputError(f"{baseline_name} and {followup_name} do not overlap in physical space "
+                         f"(their centres are {gap:.0f} mm apart).",
+                         "Check they are scans of the same patient; if the headers' origins differ, "
+                         "pre-align the follow-up (e.g. Slicer Transforms module) or fix the origin.")
+    return shared / smaller if smaller > 0 else 0.0
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-3) -> bool:
+    """True when ``a`` and ``b`` share size, spacing, origin and direction."""
+    return (a.GetSize() == b.GetSize()
+            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tolerance)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance * max(1.0, max(a.GetSpacing())))
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
+
+
+def _read_dicom_series(folder: Path, label: str, member: Path | None = None) -> sitk.Image:
+    """Read the series in ``folder`` (the one holding ``member``, else the largest)."""
+    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
+    if not ids:
+        raise InputError(f"{label}: no DICOM series found in this folder.",
+                         f"Point to the folder holding the DICOM slices, or give {_FORMATS}.")
+    series = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in ids]
+    if member is not None:
+        chosen = next((files for files in series if str(member) in files or
+                       any(Path(f).samefile(member) for f in files)), max(series, key=len))
+    else:
+        chosen = max(series, key=len)
+    if len(chosen) < 2:
+        raise InputError(f"{label}: the DICOM series has only one slice.",
+                         "Give the folder of a 3D series (or convert it to NIfTI).")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(chosen)
+    return reader.Execute()
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _first_line(err: Exception) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__

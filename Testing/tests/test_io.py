@@ -1,0 +1,165 @@
+"""io.py: geometry-preserving round trips through every format, and one test per bad input."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from anatomy_fixtures import mni_t1
+from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.io import check_overlap, load_image, save_image, validate_image
+
+
+def _oblique_scan() -> sitk.Image:
+    """Real anatomy (4 mm MNI) as int16 with anisotropic spacing, an odd origin and an oblique direction."""
+    img = sitk.Cast(mni_t1(4) * 10.0, sitk.sitkInt16)
+    img.SetSpacing((1.5, 2.25, 3.0))
+    img.SetOrigin((-12.5, 40.25, 7.0))
+    angle = np.radians(12.0)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    img.SetDirection(tuple((rot @ np.diag([-1.0, -1.0, 1.0])).ravel()))
+    return img
+
+
+def _assert_same(a: sitk.Image, b: sitk.Image, atol: float = 1e-4) -> None:
+    assert a.GetSize() == b.GetSize()
+    np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), atol=atol)
+    np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=atol)
+    np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=atol)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"])
+def test_round_trip_keeps_geometry_and_values(tmp_path, suffix):
+    img = _oblique_scan()
+    path = save_image(img, tmp_path / f"scan{suffix}")
+    assert path.exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name or p.name.startswith(".")]
+    if suffix == ".mhd":
+        assert any(p.suffix in (".raw", ".zraw") for p in tmp_path.iterdir())
+    _assert_same(img, load_image(path))
+
+
+def _write_dicom_series(img: sitk.Image, folder: Path) -> None:
+    """CT-like int16 slices with the tags a DICOM reader needs to rebuild the geometry."""
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    stamp = time.strftime("%Y%m%d"), time.strftime("%H%M%S")
+    direction = img.GetDirection()
+    series_uid = "1.2.826.0.1.3680043.2.1125." + str(int(time.time()))
+    for k in range(img.GetDepth()):
+        sl = img[:, :, k]
+        tags = {
+            "0008|0020": stamp[0], "0008|0030": stamp[1], "0008|0060": "CT", "0008|0021": stamp[0],
+            "0020|000d": series_uid + ".1", "0020|000e": series_uid + ".2", "0010|0010": "Test^Anatomy",
+            "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
+                                                         direction[1], direction[4], direction[7])),
+            "0020|0032": "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0020|0013": str(k + 1), "0018|0050": f"{img.GetSpacing()[2]:.6f}",
+            "0028|1052": "0", "0028|1053": "1",
+        }
+        for key, value in tags.items():
+            sl.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(sl)
+
+
+def test_dicom_series_folder_round_trip(tmp_path):
+    img = sitk.Cast(mni_t1(4) * 10.0 - 1000.0, sitk.sitkInt16)  # CT-like range
+    img.SetSpacing((0.8, 0.8, 2.5))
+    img.SetOrigin((-30.0, -20.0, 15.0))
+    _write_dicom_series(img, tmp_path / "series")
+    loaded = load_image(tmp_path / "series")
+    _assert_same(img, sitk.Cast(loaded, sitk.sitkInt16), atol=1e-3)
+    one_file = load_image(tmp_path / "series" / "slice005.dcm")  # a member file finds its series
+    assert one_file.GetSize() == img.GetSize()
+
+
+def _expect_error(path_or_call, *words) -> InputError:
+    with pytest.raises(InputError) as info:
+        path_or_call()
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, msg
+    assert info.value.fix, "every input error must say what to do"
+    return info.value
+
+
+def test_missing_file(tmp_path):
+    p = tmp_path / "nope.nii.gz"
+    _expect_error(lambda: load_image(p), str(p), "not found", "Check the path")
+
+
+def test_unsupported_format(tmp_path):
+    p = tmp_path / "photo.png"
+    sitk.WriteImage(sitk.Cast(mni_t1(4)[:, :, 20], sitk.sitkUInt8), str(p))
+    _expect_error(lambda: load_image(p), str(p), "unsupported", "Convert it to NIfTI")
+
+
+def test_unreadable_file(tmp_path):
+    p = tmp_path / "broken.nii.gz"
+    p.write_bytes(b"this is not a nifti file" * 10)
+    _expect_error(lambda: load_image(p), str(p), "cannot be read", "re-export")
+
+
+def test_4d_image(tmp_path):
+    vols = [mni_t1(4), mni_t1(4) * 2.0]
+    p = tmp_path / "timeseries.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries(vols), str(p))
+    _expect_error(lambda: load_image(p), str(p), "4D", "extract")
+
+
+def test_single_volume_4d_is_accepted(tmp_path):
+    p = tmp_path / "one.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries([mni_t1(4)]), str(p))
+    assert load_image(p).GetDimension() == 3
+
+
+def test_multi_component_image(tmp_path):
+    p = tmp_path / "rgb.nrrd"
+    sitk.WriteImage(sitk.Compose([mni_t1(4)] * 3), str(p))
+    _expect_error(lambda: load_image(p), str(p), "3 components", "single-channel")
+
+
+def test_empty_image():
+    empty = sitk.Image(0, 0, 0, sitk.sitkFloat32)
+    _expect_error(lambda: validate_image(empty, "scan.nii"), "scan.nii", "empty", "Re-export")
+
+
+def test_constant_image(tmp_path):
+    p = tmp_path / "flat.mha"
+    img = mni_t1(4) * 0.0 + 7.0
+    sitk.WriteImage(img, str(p))
+    _expect_error(lambda: load_image(p), str(p), "constant", "right file")
+
+
+def test_nan_voxels(tmp_path):
+    arr = sitk.GetArrayFromImage(mni_t1(4))
+    arr[5, 6, 7] = np.nan
+    arr[1, 2, 3] = np.inf
+    img = sitk.GetImageFromArray(arr)
+    p = tmp_path / "nan.nrrd"  # ITK's NIfTI reader turns NaN/Inf into 0 on read; NRRD keeps them
+    sitk.WriteImage(img, str(p))
+    _expect_error(lambda: load_image(p), str(p), "2 NaN or infinite", "replace them")
+
+
+def test_non_overlapping_pair():
+    base = mni_t1(4)
+    far = sitk.Image(base)
+    far.SetOrigin(tuple(np.add(base.GetOrigin(), (0.0, 0.0, 500.0))))
+    _expect_error(lambda: check_overlap(base, far, baseline_name="b.nii", followup_name="f.nii"),
+                  "b.nii", "f.nii", "do not overlap", "pre-align")
+    shifted = sitk.Image(base)
+    shifted.SetOrigin(tuple(np.add(base.GetOrigin(), (0.0, 0.0, 40.0))))
+    frac = check_overlap(base, shifted)
+    extent_z = base.GetSize()[2] * base.GetSpacing()[2]
+    assert frac == pytest.approx((extent_z - 40.0) / extent_z, rel=1e-6)
+
+
+def test_save_rejects_unknown_suffix(tmp_path):
+    _expect_error(lambda: save_image(mni_t1(4), tmp_path / "x.png"), "unsupported output format")
