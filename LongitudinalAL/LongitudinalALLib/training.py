@@ -34,7 +34,8 @@ class TrainConfig:
 
     epochs: int = 40
     batch_size: int = 8
-    steps_per_epoch: int | None = None   # None: ceil(n_train / batch_size), at least 4
+    steps_per_epoch: int | None = None   # None: ceil(n_train / batch_size), at least min_steps
+    min_steps: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-4
     crop_size: int | None = 128          # None: whole slices
@@ -162,7 +163,7 @@ def train_model(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     n = len(train_images)
-    steps = cfg.steps_per_epoch or max(4, math.ceil(n / cfg.batch_size))
+    steps = cfg.steps_per_epoch or max(cfg.min_steps, math.ceil(n / cfg.batch_size))
     total_steps = steps * cfg.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps,
                                                 pct_start=0.1, anneal_strategy="cos")

@@ -1,0 +1,83 @@
+"""``longitudinal-al simulate``: the active-learning loop with an oracle on a cohort."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from .train import add_train_options, train_config
+
+HELP = ("Simulate active learning on a cohort with ground truth: the oracle labels the suggested "
+        "slices, a model is trained each round and scored on the test pairs.")
+
+MODELS = {
+    "small": {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1, "head_features": 8},
+    "default": None,
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cohort", required=True, help="cohort folder (from make-cohort)")
+    p.add_argument("--strategy", default="random", help="query strategy (default random)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    p.add_argument("--per-round", type=int, default=10, help="slices labelled per round (default 10)")
+    p.add_argument("--initial", type=int, default=None, help="slices in round 1 (default: --per-round)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--out", default=None, help="session folder (default <cohort>/simulations/<strategy>_s<seed>)")
+    p.add_argument("--size", type=int, default=128, help="slice size in pixels (default 128)")
+    p.add_argument("--spacing", type=float, default=2.0, help="in-plane pixel size in mm (default 2)")
+    p.add_argument("--model", choices=sorted(MODELS), default="small", help="network size (default small)")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_train_options(p, epochs=15)
+
+
+def _fmt(x: float) -> str:
+    return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..progress import TqdmProgress
+    from ..simulate import SimulationConfig, load_cohort_cases, run_simulation
+    from ..strategies import available_strategies
+
+    if args.strategy not in available_strategies():
+        raise InputError(f"Unknown strategy {args.strategy!r}.", f"Choose one of: {', '.join(available_strategies())}.")
+    if args.rounds < 1 or args.per_round < 1:
+        raise InputError("--rounds and --per-round must be at least 1.", "Give positive numbers.")
+    cohort = Path(args.cohort)
+    out = Path(args.out) if args.out else cohort / "simulations" / f"{args.strategy}_s{args.seed}"
+    cfg = SimulationConfig(strategy=args.strategy, rounds=args.rounds, per_round=args.per_round,
+                           initial=args.initial, seed=args.seed, size=args.size, spacing_mm=args.spacing,
+                           model=MODELS[args.model], train=train_config(args, args.seed))
+    bar = TqdmProgress(disable=args.quiet or args.json)
+    try:
+        cache = cohort / "simulations" / "prepared_cache"
+        pool = load_cohort_cases(cohort, ("train", "val"), size=args.size, spacing_mm=args.spacing,
+                                 seed=args.seed, cache_dir=cache, progress=bar)
+        test = load_cohort_cases(cohort, ("test",), size=args.size, spacing_mm=args.spacing,
+                                 seed=args.seed, cache_dir=cache, progress=bar)
+    finally:
+        bar.close()
+    n_slices = sum(len(oc.slices.images) for oc in pool)
+    if not args.json:
+        print(f"pool: {len(pool)} pairs, {n_slices} slices; test: {len(test)} pairs; strategy {args.strategy}")
+        print("round  labels  %pool  contoured  Dice   lesionF1  precision  recall  FP/lesion-free")
+
+    def log(row: dict) -> None:
+        if args.json:
+            return
+        m = row["metrics"]
+        print(f"{row['round']:5d}  {row['labels']:6d}  {100 * row['fraction']:5.1f}  {row['contoured']:9d}  "
+              f"{_fmt(m['dice'])}  {_fmt(m['lesion_f1'])}     {_fmt(m['lesion_precision'])}      "
+              f"{_fmt(m['lesion_recall'])}   {_fmt(m['fp_lesions_lesion_free'])}", flush=True)
+
+    record = run_simulation(out, pool, test, cfg, log=log)
+    if args.json:
+        print(json.dumps({k: v for k, v in record.items()}, indent=2, default=str))
+    else:
+        print(f"session and simulation.json in {out}")
+    return 0

@@ -1,0 +1,129 @@
+"""``longitudinal-al suggest``: rank the slices most worth labelling next.
+
+The first call creates the session: from a baseline and a follow-up scan
+(registered and paired here) or from a folder written by ``prepare``. Later
+calls reopen it (after a crash too) and rank with the latest model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "Create or reopen an active-learning session and print the slices most worth labelling next."
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--session", required=True, help="session directory (created on first use)")
+    src = p.add_argument_group("inputs (first call only)")
+    src.add_argument("--baseline", help="baseline scan (any format SimpleITK reads)")
+    src.add_argument("--followup", help="follow-up scan of the same subject")
+    src.add_argument("--pair", help="folder written by `longitudinal-al prepare` (instead of --baseline/--followup)")
+    src.add_argument("--case-id", default=None, help="case id (default: the baseline's file name)")
+    src.add_argument("--modality", choices=("mri", "ct"), default="mri")
+    src.add_argument("--size", type=int, default=256, help="model slice size in pixels (default 256)")
+    src.add_argument("--spacing", type=float, default=1.0, help="model pixel size in mm (default 1)")
+    src.add_argument("--axis", choices=("axial", "coronal", "sagittal"), default="axial")
+    src.add_argument("--weights", default="bundled", help="starting model: bundled, scratch or a .safetensors path")
+    p.add_argument("--strategy", default=None, help="query strategy (default: the session's, else entropy_mean)")
+    p.add_argument("-k", "--k", type=int, default=10, help="number of slices (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="session seed (first call; default 0)")
+    p.add_argument("--json", action="store_true", help="print the suggestions as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def find_volume(folder: Path, name: str) -> Path:
+    """``name`` as written by prepare.write_prepared, else ``<name>.nii.gz``/``.nrrd``/... in ``folder``."""
+    from ..errors import InputError
+    from ..prepare import OUTPUT_FILES
+
+    candidates = [folder / OUTPUT_FILES[name]] if name in OUTPUT_FILES else []
+    candidates += [folder / f"{name}{suffix}" for suffix in VOLUME_SUFFIXES]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise InputError(f"{folder} has no {name} volume ({candidates[0].name}).",
+                     "Point --pair to a folder written by `longitudinal-al prepare`.")
+
+
+def _case_from_prepared(folder: Path, args: argparse.Namespace):
+    """Re-pair the volumes of a prepared folder: baseline, followup_registered, foreground."""
+    import SimpleITK as sitk
+
+    from ..pairing import pair_slices
+
+    vols = {n: sitk.ReadImage(str(find_volume(folder, n))) for n in ("baseline", "followup_registered", "foreground")}
+    case_id = args.case_id or folder.name
+    return pair_slices(vols["baseline"], vols["followup_registered"], vols["foreground"], case_id,
+                       axis=args.axis, size=(args.size, args.size), spacing_mm=args.spacing), folder
+
+
+def _create(args: argparse.Namespace, progress):
+    from ..errors import InputError
+    from ..pool_store import check_case_id
+    from ..session import ALSession
+
+    root = Path(args.session)
+    if args.pair:
+        case, prepared_dir = _case_from_prepared(Path(args.pair), args)
+    elif args.baseline and args.followup:
+        from ..prepare import PrepareOptions, prepare_pair, write_prepared
+
+        name = Path(args.baseline).name.split(".")[0]
+        case_id = check_case_id(args.case_id or name)
+        options = PrepareOptions(modality=args.modality, axis=args.axis, size=args.size, spacing_mm=args.spacing,
+                                 seed=args.seed)
+        prepared = prepare_pair(args.baseline, args.followup, options, case_id=case_id, progress=progress)
+        prepared_dir = root / "prepared"
+        write_prepared(prepared, prepared_dir)
+        case = prepared.slices
+    else:
+        raise InputError(f"{root} holds no session yet, and no inputs were given.",
+                         "Give --baseline and --followup (or --pair) to create it.")
+    session = ALSession.create(root, [case], strategy=args.strategy or "entropy_mean", seed=args.seed,
+                               init_weights=args.weights)
+    session.state["prepared"] = {case.case_id: str(Path(prepared_dir).resolve())}
+    session._commit()
+    return session
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..progress import TqdmProgress
+    from ..session import ALSession
+
+    if args.k < 1:
+        raise InputError(f"-k {args.k} asks for no slices.", "Ask for at least one slice, e.g. -k 10.")
+    bar = TqdmProgress(disable=args.quiet or args.json)
+    try:
+        if (Path(args.session) / "state.json").is_file():
+            if args.baseline or args.pair:
+                raise InputError(f"{args.session} already holds a session.",
+                                 "Drop --baseline/--followup/--pair to continue it, or use a new --session.")
+            session = ALSession.open(args.session)
+            for note in session.recovered:
+                print(f"recovered: {note}")
+        else:
+            session = _create(args, bar)
+        picked = session.suggest(args.k, args.strategy, progress=bar)
+    finally:
+        bar.close()
+    strategy = session.state["suggestions"][-1]["strategy"]
+    if args.json:
+        print(json.dumps({"session": str(session.root), "strategy": strategy, "round": len(session.history),
+                          "budget": session.budget()["total"],
+                          "suggestions": [s.__dict__ for s in picked]}, indent=2))
+        return 0
+    b = session.budget()["total"]
+    print(f"session {session.root}: round {len(session.history)}, strategy {strategy}, "
+          f"{b['labelled']} of {b['slices']} slices labelled ({b['contoured']} contoured, {b['lesion_free']} lesion-free)")
+    print("rank  case            slice   score      centre RAS (mm)")
+    for s in picked:
+        r, a, z = s.center_ras
+        print(f"{s.rank:4d}  {s.case_id:<14s} {s.slice_index:6d}  {s.score:9.4g}  ({r:7.1f}, {a:7.1f}, {z:7.1f})")
+    print(f"label them with: longitudinal-al label --session {session.root} --mask MASK "
+          f"--slices {','.join(str(s.slice_index) for s in picked)}")
+    return 0

@@ -1,0 +1,389 @@
+"""A resumable active-learning session kept in one directory.
+
+Layout::
+
+    state.json                      written last, after every change (the commit point)
+    pool/<case>.npz|json            slice pairs, provenance, geometry (pool_store)
+    labels/<case>_<slice>.npz       one answer per slice; all zero = "no new lesion"
+    checkpoints/round_<r>.safetensors (+ .json sidecar, model/weights)
+    scores/round_<r>.npz            strategy scores behind each suggestion
+
+Every file is written atomically and before the ``state.json`` that refers to
+it, so a crash at any moment leaves either the old state or the new one plus
+orphan files. :meth:`ALSession.open` reconciles: complete orphan label files are
+adopted (the annotator's work is never lost), orphan checkpoints and scores of
+an unfinished round are removed, and stray temporary files are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import atomic, pool_store
+from .errors import CancelledError, InputError, SessionError
+from .progress import CancelToken, ProgressCallback, report
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    case_id: str
+    slice_index: int
+    score: float
+    rank: int                       # 1 = most worth labelling
+    center_ras: tuple[float, float, float]
+
+
+def _hash01(*parts: Any) -> float:
+    """A stable pseudo-random number in [0, 1) from ``parts`` (split assignment)."""
+    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+class ALSession:
+    """Pool + labels + rounds of one active-learning run (see module docstring)."""
+
+    def __init__(self, root: Path, state: dict[str, Any]) -> None:
+        self.root = root
+        self.state = state
+        self.recovered: list[str] = []  # what open() had to repair
+        self._cases: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ create / open
+    @classmethod
+    def create(cls, directory: str | Path, cases: list, *, strategy: str = "random", seed: int = 0,
+               model_config: dict | None = None, init_weights: str = "bundled",
+               val_fraction: float = 0.2, overwrite: bool = False) -> "ALSession":
+        """Start a session on ``cases`` (list of CaseSlices); ``init_weights``: "bundled", "scratch" or a path."""
+        root = Path(directory)
+        if (root / "state.json").exists() and not overwrite:
+            raise SessionError(f"{root} already holds a session.",
+                               "Open it to continue, or choose another directory (or pass overwrite).")
+        if not cases:
+            raise InputError("No cases were given for the session pool.", "Prepare at least one pair first.")
+        ids = [pool_store.check_case_id(c.case_id) for c in cases]
+        if len(set(ids)) != len(ids):
+            raise InputError(f"Case ids repeat in the pool: {ids}.", "Give every pair its own case id.")
+        sizes = {tuple(np.shape(c.images)[2:]) for c in cases}
+        if len(sizes) != 1:
+            raise InputError(f"Cases have different slice sizes {sorted(sizes)}.", "Prepare all pairs with one --size.")
+        if (root / "state.json").exists():
+            (root / "state.json").unlink()
+        for sub in ("pool", "labels", "checkpoints", "scores"):
+            for f in (root / sub).glob("*") if (root / sub).exists() else []:
+                f.unlink()
+        for c in cases:
+            pool_store.save_case(root / "pool", c)
+        state = {
+            "version": STATE_VERSION, "created": time.time(), "strategy": strategy, "seed": int(seed),
+            "init_weights": str(init_weights), "model_config": model_config, "val_fraction": float(val_fraction),
+            "cases": {c.case_id: {"n_slices": int(len(c.images)),
+                                  "slice_indices": [int(p.slice_index) for p in c.provenance]} for c in cases},
+            "labels": {}, "rounds": [], "suggestions": [],
+        }
+        session = cls(root, state)
+        session._cases = {c.case_id: c for c in cases}
+        session._commit()
+        return session
+
+    @classmethod
+    def open(cls, directory: str | Path) -> "ALSession":
+        root = Path(directory)
+        path = root / "state.json"
+        if not path.is_file():
+            raise SessionError(f"{root} is not an active-learning session (no state.json).",
+                               "Create one with `longitudinal-al suggest` or ALSession.create().")
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SessionError(f"{path} cannot be read ({err}).", "Restore it from a backup or re-create the session.") from err
+        if int(state.get("version", 0)) > STATE_VERSION:
+            raise SessionError(f"{path} was written by a newer LongitudinalAL.", "Update LongitudinalAL.")
+        session = cls(root, state)
+        session._reconcile()
+        return session
+
+    def _commit(self) -> None:
+        self.state["updated"] = time.time()
+        atomic.write_json(self.root / "state.json", self.state)
+
+    def _reconcile(self) -> None:
+        """Bring files and state.json back in line after a crash (see module docstring)."""
+        changed = False
+        for sub in ("", "pool", "labels", "checkpoints", "scores"):
+            d = self.root / sub
+            for f in d.glob(".*.tmp*") if d.is_dir() else []:
+                f.unlink()
+                self.recovered.append(f"removed unfinished write {f.name}")
+        labels = self.state["labels"]
+        for key, rec in list(labels.items()):
+            if not (self.root / rec["file"]).is_file():
+                del labels[key]
+                changed = True
+                self.recovered.append(f"label {key} lost its file {rec['file']}; it must be labelled again")
+        known = {rec["file"] for rec in labels.values()}
+        for f in sorted((self.root / "labels").glob("*.npz")):
+            rel = f"labels/{f.name}"
+            if rel in known:
+                continue
+            try:
+                with np.load(f) as z:
+                    case_id, idx, mask = str(z["case_id"]), int(z["slice_index"]), z["mask"]
+                self._record_label(case_id, idx, mask, rel)
+                self.recovered.append(f"adopted label {case_id}:{idx} written before a crash")
+            except (OSError, KeyError, ValueError, InputError, zipfile.BadZipFile):
+                f.unlink()
+                self.recovered.append(f"removed unreadable label file {f.name}")
+            changed = True
+        done = {Path(r["checkpoint"]).stem for r in self.state["rounds"]}
+        done_scores = {Path(s["scores"]).stem for s in self.state["suggestions"] if s.get("scores")}
+        for sub, keep in (("checkpoints", done), ("scores", done_scores)):
+            for f in (self.root / sub).glob("*") if (self.root / sub).is_dir() else []:
+                if f.name.split(".")[0] not in keep:
+                    f.unlink()
+                    self.recovered.append(f"removed {sub}/{f.name} of an unfinished round")
+        for case_id in self.state["cases"]:
+            if not (self.root / "pool" / f"{case_id}.json").is_file():
+                raise SessionError(f"Pool of case {case_id} is missing from {self.root / 'pool'}.",
+                                   "Re-create the session from the prepared pairs.")
+        if changed:
+            self._commit()
+
+    # ------------------------------------------------------------ pool access
+    @property
+    def case_ids(self) -> list[str]:
+        return list(self.state["cases"])
+
+    def case(self, case_id: str):
+        """The CaseSlices of ``case_id`` (loaded from disk once)."""
+        if case_id not in self.state["cases"]:
+            raise InputError(f"Case {case_id!r} is not in this session.", f"Use one of {self.case_ids}.")
+        if case_id not in self._cases:
+            self._cases[case_id] = pool_store.load_case(self.root / "pool", case_id)
+        return self._cases[case_id]
+
+    def position(self, case_id: str, slice_index: int) -> int:
+        """Row of ``slice_index`` in the case's (N,...) arrays."""
+        idx = self.state["cases"].get(case_id, {}).get("slice_indices")
+        if idx is None:
+            self.case(case_id)
+        try:
+            return idx.index(int(slice_index))
+        except ValueError:
+            raise InputError(f"Slice {slice_index} does not exist in case {case_id} "
+                             f"(slices {idx[0]}..{idx[-1]}).", "Pick a slice index inside that range.") from None
+
+    # ------------------------------------------------------------ labels
+    def _record_label(self, case_id: str, slice_index: int, mask: np.ndarray, rel: str) -> None:
+        self.position(case_id, slice_index)
+        split = "val" if _hash01(self.state["seed"], case_id, slice_index) < self.state["val_fraction"] else "train"
+        self.state["labels"][f"{case_id}:{int(slice_index)}"] = {
+            "case_id": case_id, "slice_index": int(slice_index), "file": rel,
+            "lesion_pixels": int(np.count_nonzero(mask)), "round": len(self.state["rounds"]), "split": split,
+        }
+
+    def _write_label(self, case_id: str, slice_index: int, mask: np.ndarray) -> str:
+        case = self.case(case_id)
+        mask = np.asarray(mask)
+        if mask.shape != case.images.shape[2:]:
+            raise InputError(f"Label for {case_id}:{slice_index} is {mask.shape}; the model grid is "
+                             f"{case.images.shape[2:]}.", "Pass a mask on the model grid or a volume mask.")
+        mask = (mask > 0).astype(np.uint8)
+        rel = f"labels/{case_id}_{int(slice_index)}.npz"
+        atomic.write_npz(self.root / rel, mask=mask, case_id=np.array(case_id), slice_index=np.array(int(slice_index)))
+        self._record_label(case_id, slice_index, mask, rel)
+        return rel
+
+    def add_label(self, case_id: str, slice_index: int, mask: np.ndarray) -> None:
+        """Store the answer for one slice: mask (H, W) on the model grid; all zero = no new lesion."""
+        self.position(case_id, slice_index)
+        self._write_label(case_id, slice_index, mask)
+        self._commit()
+
+    def add_labels_from_volume(self, case_id: str, volume: np.ndarray,
+                               slice_indices: list[int] | None = None) -> list[int]:
+        """Import labels from a (K, J, I) mask on the baseline grid.
+
+        ``slice_indices`` None: every slice where the mask is non-zero. Listed
+        slices that are empty in the mask are recorded as "no new lesion".
+        """
+        case = self.case(case_id)
+        vol = np.asarray(volume)
+        try:
+            slices = case.geometry.to_slices((vol > 0).astype(np.float32), order=0) > 0.5
+        except (ValueError, IndexError) as err:
+            raise InputError(f"Mask of shape {vol.shape} does not fit the baseline grid of {case_id} ({err}).",
+                             "Give a mask saved on the baseline image's grid.") from err
+        all_idx = self.state["cases"][case_id]["slice_indices"]
+        if slice_indices is None:
+            slice_indices = [all_idx[i] for i in np.flatnonzero(slices.reshape(len(slices), -1).any(1))]
+        for s in slice_indices:
+            self.position(case_id, s)
+        for s in slice_indices:
+            self._write_label(case_id, s, slices[self.position(case_id, s)])
+        self._commit()
+        return [int(s) for s in slice_indices]
+
+    def label(self, case_id: str, slice_index: int) -> np.ndarray:
+        rec = self.state["labels"].get(f"{case_id}:{int(slice_index)}")
+        if rec is None:
+            raise InputError(f"Slice {case_id}:{slice_index} has no label.", "Label it first.")
+        with np.load(self.root / rec["file"]) as z:
+            return z["mask"].astype(np.uint8)
+
+    def labelled_mask(self, case_id: str) -> np.ndarray:
+        """(N,) bool: which slices of the case already have an answer."""
+        out = np.zeros(self.state["cases"][case_id]["n_slices"], dtype=bool)
+        for rec in self.state["labels"].values():
+            if rec["case_id"] == case_id:
+                out[self.position(case_id, rec["slice_index"])] = True
+        return out
+
+    def budget(self) -> dict[str, Any]:
+        """Labels spent, per subject and in total; lesion-free confirmations counted apart."""
+        per = {cid: {"slices": c["n_slices"], "labelled": 0, "contoured": 0, "lesion_free": 0}
+               for cid, c in self.state["cases"].items()}
+        for rec in self.state["labels"].values():
+            p = per[rec["case_id"]]
+            p["labelled"] += 1
+            p["contoured" if rec["lesion_pixels"] else "lesion_free"] += 1
+        for p in per.values():
+            p["fraction"] = p["labelled"] / p["slices"] if p["slices"] else 0.0
+        tot = {k: sum(p[k] for p in per.values()) for k in ("slices", "labelled", "contoured", "lesion_free")}
+        tot["fraction"] = tot["labelled"] / tot["slices"] if tot["slices"] else 0.0
+        return {"per_case": per, "total": tot}
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.state["rounds"])
+
+    # ------------------------------------------------------------ model
+    def model_config(self):
+        from .model import ModelConfig
+        d = self.state.get("model_config")
+        return ModelConfig.from_dict(d) if d else ModelConfig()
+
+    def current_model(self):
+        """Latest round's checkpoint, else the starting weights (bundled, a file, or fresh by seed)."""
+        import torch
+
+        from .model import build_model, load_weights
+        from .model.weights import bundled_weights_path
+        if self.state["rounds"]:
+            return load_weights(self.root / self.state["rounds"][-1]["checkpoint"])
+        init = self.state["init_weights"]
+        if init == "bundled" and bundled_weights_path().is_file() and not self.state.get("model_config"):
+            return load_weights(bundled_weights_path())
+        if init not in ("bundled", "scratch"):
+            return load_weights(init)
+        torch.manual_seed(self.state["seed"])
+        return build_model(self.model_config())
+
+    # ------------------------------------------------------------ rounds
+    def pool_arrays(self) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+        """All cases stacked: images (M,3,H,W), foreground (M,H,W), (case_id, slice_index) per row."""
+        cases = [self.case(c) for c in self.case_ids]
+        keys = [(c.case_id, int(p.slice_index)) for c in cases for p in c.provenance]
+        return (np.concatenate([c.images for c in cases]).astype(np.float32, copy=False),
+                np.concatenate([c.foreground for c in cases]), keys)
+
+    def suggest(self, k: int, strategy: str | None = None, *, progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None, **strategy_kwargs: Any) -> list[Suggestion]:
+        """Rank the unlabelled slices of the whole pool and return the ``k`` best (scores saved)."""
+        from .model import Predictor
+        from .strategies import QueryContext, QueryStrategy, get_strategy, rank_candidates
+
+        if k < 1:
+            raise InputError(f"Asked for {k} suggestions.", "Ask for at least one slice.")
+        name = strategy or self.state["strategy"]
+        images, fg, keys = self.pool_arrays()
+        labelled = np.concatenate([self.labelled_mask(c) for c in self.case_ids])
+        if labelled.all():
+            raise SessionError("Every slice of the pool is labelled already.", "Train a round or add cases.")
+        r = len(self.state["rounds"])
+        rng = np.random.default_rng([self.state["seed"], r, len(self.state["suggestions"])])
+        report(progress, "Suggesting", 0.0, f"strategy {name}")
+        strat = get_strategy(name, **strategy_kwargs)
+        predictor = Predictor(self.current_model()) if strat.needs_model else None
+        ctx = QueryContext(images=images, foreground=fg, labelled=labelled, predictor=predictor, rng=rng,
+                           mc_seed=int(self.state["seed"]) + r, progress=progress, cancel=cancel)
+        k = min(k, int((~labelled).sum()))
+        if type(strat).select is QueryStrategy.select:  # plain ranking: score once, rank those scores
+            scores = np.asarray(strat.score(ctx), dtype=np.float64)
+            chosen = rank_candidates(ctx, scores, strat.min_foreground)[:k]
+        else:  # diversity strategies pick sets; scores (cached outputs) are for display
+            chosen = np.asarray(strat.select(ctx, k), dtype=np.int64)
+            scores = np.asarray(strat.score(ctx), dtype=np.float64)
+        report(progress, "Suggesting", 1.0, f"{len(chosen)} slices")
+        out = []
+        for rank, i in enumerate(chosen, 1):
+            cid, s = keys[i]
+            prov = self.case(cid).provenance[self.position(cid, s)]
+            out.append(Suggestion(cid, s, float(scores[i]), rank, tuple(float(v) for v in prov.center_ras)))
+        rel = f"scores/round_{r}_{len(self.state['suggestions'])}.npz"
+        atomic.write_npz(self.root / rel, scores=scores, chosen=chosen)
+        self.state["suggestions"].append({"round": r, "strategy": name, "scores": rel,
+                                          "slices": [asdict(x) for x in out]})
+        self._commit()
+        return out
+
+    def training_arrays(self) -> dict[str, np.ndarray]:
+        """Labelled slices split into train/val: images, labels, foreground per split."""
+        out: dict[str, list] = {f"{s}_{a}": [] for s in ("train", "val") for a in ("images", "labels", "fg")}
+        recs = sorted(self.state["labels"].values(), key=lambda r: (r["case_id"], r["slice_index"]))
+        val = {id(r) for r in recs if r["split"] == "val"}
+        n_les = sum(1 for r in recs if r["lesion_pixels"])
+        n_val_les = sum(1 for r in recs if r["lesion_pixels"] and id(r) in val)
+        if len(recs) < 8 or n_val_les == 0 or n_val_les == n_les:
+            val = set()  # too few answers for a meaningful validation split: train on all
+        for rec in recs:
+            case = self.case(rec["case_id"])
+            i = self.position(rec["case_id"], rec["slice_index"])
+            split = "val" if id(rec) in val else "train"
+            out[f"{split}_images"].append(case.images[i])
+            out[f"{split}_labels"].append(self.label(rec["case_id"], rec["slice_index"]))
+            out[f"{split}_fg"].append(case.foreground[i])
+        return {k: np.stack(v) if v else np.empty((0,)) for k, v in out.items()}
+
+    def train_round(self, config=None, *, progress: ProgressCallback | None = None,
+                    cancel: CancelToken | None = None):
+        """Train from the last checkpoint (warm start) on every label; commit it as a new round.
+
+        On cancel nothing is committed (the previous round stays current) and
+        CancelledError is raised.
+        """
+        from .model import save_weights
+        from .training import TrainConfig, train_model
+
+        if not self.state["labels"]:
+            raise SessionError("No slice is labelled yet.", "Label some suggested slices, then train.")
+        cfg = config or TrainConfig(seed=self.state["seed"])
+        arrays = self.training_arrays()
+        model = self.current_model()
+        has_val = len(arrays["val_images"]) > 0
+        result = train_model(model, arrays["train_images"], arrays["train_labels"],
+                             arrays["val_images"] if has_val else None, arrays["val_labels"] if has_val else None,
+                             cfg, train_foreground=arrays["train_fg"], progress=progress, cancel=cancel)
+        if result.cancelled:
+            raise CancelledError("Training")
+        r = len(self.state["rounds"]) + 1
+        rel = f"checkpoints/round_{r}.safetensors"
+        budget = self.budget()["total"]
+        save_weights(model, self.root / rel, {"session_round": r, "labels": budget["labelled"],
+                                              "best_val_dice": result.best_val_dice})
+        self.state["rounds"].append({
+            "round": r, "checkpoint": rel, "time": time.time(), "budget": budget,
+            "n_train": int(len(arrays["train_images"])), "n_val": int(len(arrays["val_images"])),
+            "train": result.summary(), "history": result.history, "config": cfg.to_dict(),
+        })
+        self._commit()
+        return result

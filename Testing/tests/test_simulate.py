@@ -1,0 +1,52 @@
+"""`longitudinal-al simulate`: two oracle rounds on a tiny cohort, metrics in [0, 1], resumable."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from LongitudinalALLib.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """On a shared 2-core machine two intra-op threads spin against other jobs (10-50x slower)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+def _ok(x) -> bool:
+    return x is not None and not math.isnan(x) and 0.0 <= x <= 1.0
+
+
+def test_simulate_two_rounds(tmp_path, capsys):
+    cohort = tmp_path / "cohort"
+    assert main(["make-cohort", "--n", "4", "--spacing", "2", "--anatomies", "mni", "--seed", "1",
+                 "--min-new-lesions", "1", "--out", str(cohort), "--quiet"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "sim"
+    argv = ["simulate", "--cohort", str(cohort), "--strategy", "entropy_mean", "--rounds", "2", "--per-round", "4",
+            "--seed", "0", "--size", "64", "--spacing", "4", "--epochs", "1", "--steps-per-epoch", "2",
+            "--crop", "32", "--batch-size", "4", "--device", "cpu", "--out", str(out), "--quiet"]
+    assert main(argv + ["--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    rounds = record["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2] and [r["labels"] for r in rounds] == [4, 8]
+    for r in rounds:
+        m = r["metrics"]
+        assert _ok(m["dice"]) and _ok(m["lesion_f1"]) and _ok(m["lesion_precision"]) and _ok(m["lesion_recall"])
+        assert m["n_lesion_subjects"] >= 1 and 0 < r["fraction"] < 1
+        for s in r["subjects"]:
+            assert 0.0 <= s["dice"] <= 1.0
+    # resuming with one more round keeps the two finished rounds and adds the third
+    assert main([a if a != "2" or i != argv.index("--rounds") + 1 else "3" for i, a in enumerate(argv)]) == 0
+    text = capsys.readouterr().out
+    assert "    3      12" in text
+    again = json.loads((out / "simulation.json").read_text())
+    assert again["rounds"][:2] == rounds and len(again["rounds"]) == 3
