@@ -19,6 +19,8 @@ def _fill_session_dir(path):
     (path / "session" / "checkpoints").mkdir(parents=True)
     (path / "session" / "checkpoints" / "round_1.safetensors").write_bytes(bytes(range(256)) * 40)
     (path / "session" / ".state.abc.tmp.json").write_text("half written")  # never archived
+    (path / "inputs").mkdir()
+    (path / "inputs" / "baseline.nrrd").write_bytes(b"x" * 1000)  # excluded below
 
 
 def test_parameter_node_is_a_singleton_and_stores_suggestions(tmp_path):
@@ -39,7 +41,7 @@ def test_session_travels_inside_the_mrb(tmp_path):
     volume = hs.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "baseline")
     session_scene.set_node(param, "baseline", volume)
     session_scene.set_value(param, "sessionDir", str(work))
-    session_scene.pack_session(hs.scene, param, work)
+    session_scene.pack_session(hs.scene, param, work, exclude=("inputs/",))
     mrb = tmp_path / "scene.mrb"
     assert hs.scene.WriteToMRB(str(mrb))
 

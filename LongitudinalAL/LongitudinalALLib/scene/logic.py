@@ -27,6 +27,11 @@ from .suggestions import ACCEPTED, PENDING, Suggestion
 from .worker import Runner, run_in_process
 
 
+#: work-directory files left out of the .mrb: inputs and maps are in the scene as nodes already,
+#: and the jobs never read them again (suggest rewrites the maps)
+ARCHIVE_EXCLUDE = ("inputs/", "maps/", "prepared/followup_registered")
+
+
 @dataclass
 class RunOptions:
     """User options of one run (small defaults suit the GUI; tests pass tiny ones)."""
@@ -243,11 +248,17 @@ class LongitudinalALSceneLogic:
         self.apply_train_result(result)
         return result
 
+    def resuggest(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+                  ) -> list[Suggestion]:
+        """New suggestions from the current model without training (e.g. after reopening a scene)."""
+        return self._apply_suggest_result(self.runner("suggest", self._spec(self.work_dir, self.options),
+                                                      progress, cancel))
+
     # ------------------------------------------------------------ bundles
     def save_bundle(self, path: str | Path) -> Path:
         """Save the scene with the session inside as a .mrb (written atomically)."""
         path = Path(path)
-        session_scene.pack_session(self.scene, self.param, self.work_dir)
+        session_scene.pack_session(self.scene, self.param, self.work_dir, ARCHIVE_EXCLUDE)
         path.parent.mkdir(parents=True, exist_ok=True)
         # WriteToMRB names the scene inside after the file, so the temporary keeps a plain name
         tmp = path.with_name(f"{path.stem}-saving-{os.getpid()}.mrb")
@@ -287,7 +298,7 @@ class LongitudinalALSceneLogic:
         current = get_value(param, "sessionDir") if param is not None else ""
         if not current or not Path(current).is_dir():
             return False
-        session_scene.pack_session(self.scene, param, Path(current))
+        session_scene.pack_session(self.scene, param, Path(current), ARCHIVE_EXCLUDE)
         return True
 
     def status(self) -> dict[str, Any]:

@@ -74,19 +74,26 @@ def load_suggestions(param) -> tuple[list[Suggestion], int]:
     return items, int(get_value(param, "currentIndex", "-1"))
 
 
-def zip_directory(directory: Path) -> bytes:
-    """Deflated zip of every file under ``directory`` (relative names, sorted, temp files skipped)."""
+def zip_directory(directory: Path, exclude: tuple[str, ...] = ()) -> bytes:
+    """Deflated zip of the files under ``directory`` (relative names, sorted).
+
+    Skips half-written atomic temporaries and relative paths starting with an ``exclude`` prefix.
+    """
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-            if ".tmp" in path.name:  # half-written atomic temporaries are never part of the state
+            rel = path.relative_to(directory).as_posix()
+            if ".tmp" in path.name or rel.startswith(exclude):  # temporaries are never part of the state
                 continue
-            zf.write(path, path.relative_to(directory).as_posix())
+            zf.write(path, rel)
     return buf.getvalue()
 
 
-def pack_session(scene, param, session_dir: Path):
-    """Copy the session directory into the archive text node (call before saving the scene)."""
+def pack_session(scene, param, session_dir: Path, exclude: tuple[str, ...] = ()):
+    """Copy the session directory into the archive text node (call before saving the scene).
+
+    ``exclude``: relative path prefixes not worth storing (copies of what the scene holds anyway).
+    """
     session_dir = Path(session_dir)
     if not (session_dir / "state.json").is_file() and not any(session_dir.glob("*")):
         raise SessionError(f"The session directory {session_dir} is empty or missing.",
@@ -98,7 +105,7 @@ def pack_session(scene, param, session_dir: Path):
         node.AddDefaultStorageNode()
         node.SetHideFromEditors(True)
         param.SetNodeReferenceID(ARCHIVE_ROLE, node.GetID())
-    node.SetText(base64.b64encode(zip_directory(session_dir)).decode("ascii"))
+    node.SetText(base64.b64encode(zip_directory(session_dir, exclude)).decode("ascii"))
     node.SetAttribute("LongitudinalAL.sessionDirName", session_dir.name)
     return node
 
