@@ -157,6 +157,7 @@ def baal_worker(args: argparse.Namespace) -> None:
             scores.append(heuristic.get_uncertainties(preds))
         result["scores"] = np.concatenate(scores)
 
+    wrapper.predict_on_batch(torch.from_numpy(images[:args.batch_size]), iterations=2)  # warm-up
     t = bc.time_call(call, repeats=args.repeats, warmup=0, device=device)
     doc = {**t.to_dict(), "baal_version": version("baal"), "batch_size": args.batch_size,
            "replicate_in_memory": True, "scores": result["scores"].tolist(), "n": int(len(images)),
@@ -208,7 +209,10 @@ def bench_device(device: torch.device, model: Any, cfg: Any, state_path: Path, w
         if args.compile:
             pred.model = torch.compile(pred.model)
             name += "_compiled"
-        pred.predict(pool[:2])  # warm-up: allocator, kernels, autocast caches
+        # warm-up with full batches of both kinds: the first dropout-mode pass on CPU costs seconds
+        # (allocator, oneDNN primitives), which would otherwise be charged to whichever call runs first
+        pred.predict(pool[:pred.batch_size])
+        pred.mc_statistics(pool[:pred.batch_size], passes=2)
         t = bc.time_call(lambda: pred.predict(plain_x), repeats=repeats, warmup=warm, device=device)
         res["plain"][name] = {**t.to_dict(), "slices_per_s": n_plain / t.median_s, "batch_size": pred.batch_size}
         out: dict[str, Any] = {}
@@ -220,6 +224,7 @@ def bench_device(device: torch.device, model: Any, cfg: Any, state_path: Path, w
 
     # peer 1: naive reference loop (same device, batch 8, fp32, reload per call)
     naive: dict[str, Any] = {}
+    naive_loop(state_path, cfg, mc_x[:8], device, 2)  # warm-up, like the others
     t = bc.time_call(lambda: naive_loop(state_path, cfg, plain_x, device, 1), repeats=repeats, warmup=0,
                      device=device)
     res["plain"]["peer_naive_reload_b8_fp32"] = {**t.to_dict(), "slices_per_s": n_plain / t.median_s}

@@ -56,6 +56,8 @@ def test_query_selection_tiny(tmp_path):
     for name in ("product_cpu", "peer_sklearn_kmeans_plusplus", "peer_badge_reference_numpy"):
         assert _positive(bd[name]["median_s"]) and _positive(bd[name]["kmeans_potential"])
         assert bd[name]["distinct_picks"] == row["k"]
+    # the proposed BADGE kernel draws like Generator.choice: same rng -> same slices as the product
+    assert bd["proposed_matvec_cpu"]["picks_shared_with_product_cpu"] == row["k"]
 
 
 def test_scoring_tiny(tmp_path):
@@ -84,3 +86,7 @@ def test_first_suggestion_tiny(tmp_path):
     assert math.isclose(res["total_s"], sum(res["stages_s"].values()), rel_tol=1e-9)
     assert len(res["picks"]) == 3 and len(set(res["picks"])) == 3
     assert all(0 <= i < res["n_slices"] for i in res["picks"])
+    assert res["slices_scored"] == res["n_slices"]
+    prop = doc["devices"]["cpu_proposed"]  # bf16 + foreground-only scoring
+    assert 0 < prop["slices_scored"] <= prop["n_slices"] and _positive(prop["stages_s"]["scoring"])
+    assert len(set(prop["picks"])) == 3 and all(0 <= i < prop["n_slices"] for i in prop["picks"])
