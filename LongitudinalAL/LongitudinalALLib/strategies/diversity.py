@@ -44,21 +44,28 @@ def k_center_greedy(features: np.ndarray, candidates: np.ndarray, centres: np.nd
         return np.empty(0, dtype=np.int64)
     x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=device)
     xc = x[torch.as_tensor(candidates, device=device)]
+    sq = (xc * xc).sum(1)
     picks: list[int] = []
     centres = np.asarray(centres, dtype=np.int64)
     if len(centres):
-        min_d = _min_distances(xc, x[torch.as_tensor(centres, device=device)])
+        min_d2 = _min_distances(xc, x[torch.as_tensor(centres, device=device)]) ** 2
     else:
         j = int(first) if first is not None else int(torch.cdist(xc, xc.mean(0, keepdim=True))[:, 0].argmin())
         picks.append(j)
-        min_d = torch.linalg.vector_norm(xc - xc[j], dim=1)
-        min_d[j] = -1.0
+        min_d2 = _squared_distances_to(xc, sq, j)
+        min_d2[j] = -1.0
     while len(picks) < k:
-        j = int(min_d.argmax())
+        j = int(min_d2.argmax())
         picks.append(j)
-        min_d = torch.minimum(min_d, torch.linalg.vector_norm(xc - xc[j], dim=1))
-        min_d[torch.as_tensor(picks, device=device)] = -1.0
+        # one mat-vec per pick (no (M, D) temporary); a picked row stays at -1 forever
+        min_d2 = torch.minimum(min_d2, _squared_distances_to(xc, sq, j))
+        min_d2[j] = -1.0
     return candidates[np.asarray(picks, dtype=np.int64)]
+
+
+def _squared_distances_to(x: torch.Tensor, sq: torch.Tensor, j: int) -> torch.Tensor:
+    """||x_i - x_j||^2 for all rows i, as sq_i - 2 x_i.x_j + sq_j (one mat-vec), clamped at 0 against rounding."""
+    return (sq - 2.0 * (x @ x[j]) + sq[j]).clamp_min_(0.0)
 
 
 def kmeans_pp_seeding(features: np.ndarray, k: int, rng: np.random.Generator,
@@ -72,19 +79,22 @@ def kmeans_pp_seeding(features: np.ndarray, k: int, rng: np.random.Generator,
     if k <= 0:
         return np.empty(0, dtype=np.int64)
     x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=device)
-    picks = [int(torch.linalg.vector_norm(x, dim=1).argmax())]
-    d2 = torch.linalg.vector_norm(x - x[picks[0]], dim=1) ** 2
+    sq = (x * x).sum(1)
+    picks = [int(sq.argmax())]
+    d2 = _squared_distances_to(x, sq, picks[0])
     while len(picks) < k:
-        d2[torch.as_tensor(picks, device=device)] = 0.0
-        w = d2.double().cpu().numpy()
-        total = w.sum()
-        if total > 0:
-            j = int(rng.choice(m, p=w / total))
+        d2[picks[-1]] = 0.0
+        cdf = d2.double().cumsum(0)
+        total = float(cdf[-1])
+        if total > 0:  # the same draw as Generator.choice(m, p=d2/total), without copying d2 to the host
+            j = int(torch.searchsorted(cdf, torch.tensor([rng.random() * total], dtype=cdf.dtype, device=cdf.device),
+                                       right=True)[0])
+            j = min(j, m - 1)
         else:  # all remaining rows coincide with a pick: any of them is as good
             rest = np.setdiff1d(np.arange(m), picks)
             j = int(rng.choice(rest))
         picks.append(j)
-        d2 = torch.minimum(d2, torch.linalg.vector_norm(x - x[j], dim=1) ** 2)
+        d2 = torch.minimum(d2, _squared_distances_to(x, sq, j))
     return np.asarray(picks, dtype=np.int64)
 
 
