@@ -233,7 +233,7 @@ class LongitudinalALTest(ScriptedLoadableModuleTest):
         self.assertIsNotNone(files, "the bundled sample pair is missing from Resources/SampleData")
         baseline, followup = (slicer.util.loadVolume(f) for f in files)
         logic = LongitudinalALLogic(runner=run_in_process).sceneLogic
-        options = RunOptions(prepare={"spacing_mm": 3.0, "size": 64}, k=3, strategy="entropy_mean",
+        options = RunOptions(prepare={"spacing_mm": 3.0, "size": 64, "n4": False}, k=3, strategy="entropy_mean",
                              model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
                              init_weights="scratch", train={"epochs": 1, "batch_size": 2, "crop_size": None},
                              prefer_cpu=True)

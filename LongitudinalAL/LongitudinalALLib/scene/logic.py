@@ -262,6 +262,7 @@ class LongitudinalALSceneLogic:
         path.parent.mkdir(parents=True, exist_ok=True)
         # WriteToMRB names the scene inside after the file, so the temporary keeps a plain name
         tmp = path.with_name(f"{path.stem}-saving-{os.getpid()}.mrb")
+        self.scene.StartState(self.scene.SaveState)  # as Slicer's scene writer: observers see the save
         try:
             if not self.scene.WriteToMRB(str(tmp)):
                 raise SessionError(f"Could not write the scene bundle {path}.", "Check free disk space and permissions.")
@@ -269,6 +270,7 @@ class LongitudinalALSceneLogic:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
+            self.scene.EndState(self.scene.SaveState)
             tmp.unlink(missing_ok=True)
         return path
 
