@@ -16,6 +16,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
+from LongitudinalALLib.scene.outputs import LESION_SEGMENT, segment_id
 
 MR_BRAIN_TUMOR = (  # Slicer's own longitudinal pair (same patient, two time points)
     ("MRBrainTumor1", "RegLib_C01_1.nrrd", "998cb522173839c78657f4bc0ea907cea09fd04e44601f17c82ea27927937b95"),
@@ -192,8 +193,11 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for button in (self.ui.acceptButton, self.ui.previousButton, self.ui.nextButton, self.ui.retrainButton):
             button.enabled = has and not busy
         self.ui.suggestionTable.setMRMLTableNode(scene.node("table"))
-        self.ui.segmentEditorWidget.setSegmentationNode(scene.node("segmentation"))
+        segmentation = scene.node("segmentation")
+        self.ui.segmentEditorWidget.setSegmentationNode(segmentation)
         self.ui.segmentEditorWidget.setSourceVolumeNode(scene.node("registered"))
+        if segmentation is not None:  # the user draws into "new lesion", never into the prediction
+            self.ui.segmentEditorWidget.setCurrentSegmentID(segment_id(segmentation, LESION_SEGMENT))
         self.ui.suggestionLabel.text = f"{scene.current_index + 1} / {len(scene.suggestions)}" if has else "-"
         self.ui.deviceLabel.text = scene.status().get("device") or self.ui.deviceLabel.text
 
