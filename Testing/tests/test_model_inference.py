@@ -187,3 +187,36 @@ def test_progress_and_cancel():
     token.cancel()
     with pytest.raises(CancelledError):
         pred.predict(_images(10), cancel=token)
+
+
+def test_content_window_covers_content_with_margin_on_stride_multiples():
+    from LongitudinalALLib.model.inference import content_window
+
+    x = np.zeros((3, 3, 64, 64), np.float32)
+    x[1, 2, 20:30, 33:40] = 1.0
+    rows, cols = content_window(x, stride=8, margin=4)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (16, 40, 24, 48)
+    assert content_window(np.zeros_like(x), 8) == (slice(0, 64), slice(0, 64))
+    x[0, 0, 0, 63] = 1.0  # content at the corner: window reaches the edges
+    assert content_window(x, stride=8, margin=4) == (slice(0, 40), slice(24, 64))
+
+
+def test_scoring_only_the_content_window_matches_full_slices_inside_it():
+    """Zero padding around the content is skipped; inside the content the probabilities barely move."""
+    from LongitudinalALLib.model.inference import content_window
+
+    model = _model()
+    x = np.zeros((4, 3, 128, 128), np.float32)
+    x[:, :, 48:80, 40:72] = _images(4)
+    full = Predictor(model, device="cpu", amp=False, crop_to_content=False).predict(x)
+    cropped = Predictor(model, device="cpu", amp=False).predict(x)
+    rows, cols = content_window(x, model.cfg.total_stride)
+    assert rows.stop - rows.start < 128 and cols.stop - cols.start < 128  # something was skipped
+    inside = (slice(None), slice(48, 80), slice(40, 72))
+    assert np.abs(cropped[inside] - full[inside]).mean() < 0.02
+    outside = np.ones((128, 128), bool)
+    outside[rows, cols] = False
+    assert np.all(cropped[:, outside] == 0)  # outside the window: no tissue, probability 0
+    mc = Predictor(model, device="cpu", amp=False).mc_statistics(x, passes=3, keep_mean_prob=True)
+    assert mc.mean_prob.shape == (4, 128, 128) and np.isfinite(mc.mutual_information).all()
+    assert np.all(mc.mean_prob[:, outside] == 0)
