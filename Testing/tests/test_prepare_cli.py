@@ -27,12 +27,23 @@ def pair_files(tmp_path_factory):
     return d, truth
 
 
-def test_cli_writes_every_output(pair_files, tmp_path, capsys):
-    d, truth = pair_files
-    out = tmp_path / "prepared"
-    rc = cli.main(["prepare", str(d / "sub01_baseline.nii.gz"), str(d / "sub01_followup.nrrd"), "--out", str(out),
-                   "--size", "112", "--spacing", "2", "--mask", str(d / "brain.nii.gz"), "--quiet"])
-    printed = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def cli_outputs(pair_files, tmp_path_factory):
+    d, _ = pair_files
+    out = tmp_path_factory.mktemp("prepared")
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli.main(["prepare", str(d / "sub01_baseline.nii.gz"), str(d / "sub01_followup.nrrd"), "--out",
+                       str(out), "--size", "112", "--spacing", "2", "--mask", str(d / "brain.nii.gz"), "--quiet"])
+    return rc, buf.getvalue(), out
+
+
+def test_cli_writes_every_output(pair_files, cli_outputs):
+    _, truth = pair_files
+    rc, printed, out = cli_outputs
     assert rc == 0, printed
     assert "registration ok" in printed and "NCC" in printed
     for name in OUTPUT_FILES.values():
@@ -93,3 +104,25 @@ def test_write_prepared_round_trip(pair_files, tmp_path):
     assert geom["size"] == [64, 64] and geom["axis"] == "axial"
     mask = sitk.ReadImage(str(paths["foreground"]))
     assert mask.GetPixelID() == sitk.sitkUInt8 and sitk.GetArrayViewFromImage(mask).any()
+
+
+def test_transform_file_is_read_by_slicer_with_the_right_direction(cli_outputs):
+    """Real MRML: the .tfm loads as a linear transform that moves the follow-up onto the baseline."""
+    import slicer
+    import vtk
+
+    _, _, out = cli_outputs
+    path = out / "followup_to_baseline.tfm"
+    scene = slicer.vtkMRMLScene()
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    storage = scene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node) == 1
+    matrix = vtk.vtkMatrix4x4()
+    node.GetMatrixTransformToParent(matrix)
+    to_parent = np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
+    itk = sitk.ReadTransform(str(path))
+    lps_to_ras = np.array([-1.0, -1.0, 1.0])
+    for p in ((10.0, -20.0, 30.0), (-40.0, 5.0, -12.0)):
+        follow_ras = np.asarray(itk.TransformPoint(p)) * lps_to_ras  # where baseline point p lies in the follow-up
+        np.testing.assert_allclose((to_parent @ np.r_[follow_ras, 1.0])[:3], np.asarray(p) * lps_to_ras, atol=1e-4)
