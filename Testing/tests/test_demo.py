@@ -1,0 +1,61 @@
+"""The README's main job (`longitudinal-al demo`) end to end on the bundled sample pair.
+
+A coarse grid (3 mm, 64 px) keeps it quick; the code path is the real one:
+headless MRML scene, registration, pairing, the bundled model, a strategy, the
+.mrb and the PNG. The .mrb is reopened in a fresh scene to prove it carries the
+suggestions.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer")
+
+from LongitudinalALLib import cli  # noqa: E402
+from LongitudinalALLib.scene import headless  # noqa: E402
+from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    code = cli.main(["demo", "--out", str(out), "--spacing", "3", "--size", "64", "--k", "4", "--no-n4", "--cpu"])
+    assert code == 0
+    return out
+
+
+def test_demo_writes_bundle_sheet_and_ranked_suggestions(demo_out):
+    record = json.loads((demo_out / "suggestions.json").read_text())
+    suggestions = record["suggestions"]
+    assert [s["rank"] for s in suggestions] == [1, 2, 3, 4]
+    scores = [s["score"] for s in suggestions]
+    assert all(np.isfinite(scores))
+    assert len({s["slice_index"] for s in suggestions}) == 4  # four different slices
+    from PIL import Image
+
+    with Image.open(demo_out / "top_suggestions.png") as img:
+        assert img.width > 300 and img.height > 300
+
+
+def test_demo_bundle_reopens_with_suggestions_in_place(demo_out, tmp_path):
+    fresh = headless.create_headless_slicer()
+    logic = LongitudinalALSceneLogic(fresh.scene, fresh.app, work_root=tmp_path / "work")
+    reopened = logic.load_bundle(demo_out / "longitudinal_al.mrb")
+    saved = json.loads((demo_out / "suggestions.json").read_text())["suggestions"]
+    assert [s.slice_index for s in reopened] == [s["slice_index"] for s in saved]
+    table = logic.node("table")
+    assert table is not None and table.GetNumberOfRows() == len(saved)
+    points = logic.node("points")
+    assert points is not None and points.GetNumberOfControlPoints() == len(saved)
+    for role in ("registered", "difference", "score", "transform", "segmentation"):
+        assert logic.node(role) is not None, role
+
+
+def test_demo_rejects_half_given_pair(tmp_path, capsys):
+    code = cli.main(["demo", "--out", str(tmp_path), "--baseline", str(tmp_path / "b.nii.gz")])
+    assert code == 2
+    assert "--followup" in capsys.readouterr().err
