@@ -18,12 +18,17 @@ def add_train_options(p: argparse.ArgumentParser, epochs: int = 40) -> None:
     g.add_argument("--crop", type=int, default=128, help="training crop in pixels, 0 = whole slices (default 128)")
     g.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)")
 
 
 def train_config(args: argparse.Namespace, seed: int):
     from ..errors import InputError
     from ..training import TrainConfig
 
+    if getattr(args, "threads", 0):
+        import torch
+        torch.set_num_threads(max(1, args.threads))
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} is {getattr(args, name)}.", "Give a positive number.")
