@@ -258,7 +258,9 @@ def describe_machine(device: Any = None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- output
 def results_path(name: str, out_dir: str | os.PathLike | None = None) -> Path:
-    return Path(out_dir or RESULTS_DIR) / f"{name}.json"
+    """results/<name>.json; smoke-size (*_tiny) runs go to the gitignored results/tmp/ by default."""
+    default = RESULTS_DIR / "tmp" if name.endswith("_tiny") else RESULTS_DIR
+    return Path(out_dir or default) / f"{name}.json"
 
 
 def write_results(name: str, payload: dict[str, Any], out_dir: str | os.PathLike | None = None) -> Path:
