@@ -15,7 +15,7 @@ fi
 .venv-baal/bin/python -m pip install -q "torch==2.13.0"
 # monai + safetensors: the benchmark builds the product's own network in this env (same weights file)
 .venv-baal/bin/python -m pip install -q "torch==2.13.0" "$baal_spec" "monai==1.6.1" safetensors SimpleITK
-.venv-baal/bin/python -m pip install -q --no-deps -e .
+# the product itself is not installed here: bench_scoring.py puts LongitudinalAL/ on PYTHONPATH
 .venv-baal/bin/python - <<'PY'
 import baal, torch
 print("baal", getattr(baal, "__version__", "?"), "torch", torch.__version__)
