@@ -163,13 +163,15 @@ def test_mc_statistics_survive_oom_retry_and_use_foreground():
     healthy.load_state_dict(faulty.state_dict())
     x = _images(6)
     got = Predictor(faulty, device="cpu", batch_size=8).mc_statistics(x, passes=4, seed=1)
-    assert faulty.calls[0] == 6 and set(faulty.calls[1:]) == {3}  # 6 fails, then batches of 3
-    want = Predictor(healthy, device="cpu", batch_size=3).mc_statistics(x, passes=4, seed=1)
+    # 4 stacked passes of 6 slices fail, then 2, then 1; then the batch halves to 3 slices
+    assert faulty.calls[:3] == [24, 12, 6] and set(faulty.calls[3:]) == {3}
+    want = Predictor(healthy, device="cpu", batch_size=3, mc_replicas=1).mc_statistics(x, passes=4, seed=1)
     np.testing.assert_allclose(got.mutual_information, want.mutual_information, rtol=1e-6)
     fg = np.zeros((6, 32, 32), bool)
     fg[:3, :8, :8] = True
     calls_before = len(faulty.calls)
-    masked = Predictor(faulty, device="cpu", batch_size=3).mc_statistics(x, passes=4, foreground=fg, reduction="sum")
+    masked = Predictor(faulty, device="cpu", batch_size=3, mc_replicas=1).mc_statistics(
+        x, passes=4, foreground=fg, reduction="sum")
     assert np.all(masked.mutual_information[3:] == 0) and np.all(masked.mutual_information[:3] > 0)
     assert faulty.calls[calls_before:] == [3] * 4  # slices without tissue are not run at all
     with pytest.raises(InputError, match="Foreground masks have shape"):

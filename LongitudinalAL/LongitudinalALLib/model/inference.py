@@ -136,8 +136,10 @@ class Predictor:
         amp: bool | None = None,
         channels_last: bool = False,
         crop_to_content: bool = True,
+        mc_replicas: int = 4,
     ) -> None:
         self.crop_to_content = crop_to_content
+        self.mc_replicas = max(1, int(mc_replicas))  # MC passes stacked into one forward call
         self.device = torch.device(device) if device is not None else select_device()
         # mixed precision: fp16 on CUDA; bf16 on CPUs with native bf16 units (about 1.4x faster
         # there, same BALD ranking in bench_scoring), plain fp32 on other CPUs
@@ -199,11 +201,13 @@ class Predictor:
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
         rows: np.ndarray | None = None,
+        replicated: bool = False,
     ) -> None:
         """Call ``step(start, stop, x, window)`` on consecutive batches, halving the batch size on OOM.
 
         With ``rows`` only those slices run and start/stop are positions in ``rows``.
-        ``x`` holds only the content ``window`` (rows, cols) of the slices (see
+        ``replicated`` steps stack ``mc_replicas`` copies of the batch: on OOM those
+        are halved before the batch is. ``x`` holds only the content ``window`` (rows, cols) of the slices (see
         :func:`content_window`): the network never runs on the zero padding.
         """
         n = len(images) if rows is None else len(rows)
@@ -222,6 +226,9 @@ class Predictor:
                     raise
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
+                if replicated and self.mc_replicas > 1:  # first stack fewer MC passes per call
+                    self.mc_replicas //= 2
+                    continue
                 if stop - start <= 1:
                     raise InputError(
                         f"Out of memory on {self.device} even for one {images.shape[2]}x{images.shape[3]} slice.",
@@ -325,10 +332,16 @@ class Predictor:
                 torch.manual_seed((int(seed) * 1_000_003 + a) % (2**63))
                 sum_p = torch.zeros((b - a, *x.shape[2:]), device=self.device)
                 sum_h = torch.zeros_like(sum_p)
-                for _ in range(passes):
-                    p = torch.sigmoid(self.model(x).float())[:, 0]
-                    sum_p += p
-                    sum_h += binary_entropy(p)
+                # several passes per forward (the batch repeated): dropout draws a fresh mask per
+                # sample, so this is the same estimator with fewer, larger calls (~2x on CPU)
+                per_call = max(1, min(passes, self.mc_replicas))
+                done = 0
+                while done < passes:
+                    r = min(per_call, passes - done)
+                    p = torch.sigmoid(self.model(x.repeat(r, 1, 1, 1)).float())[:, 0].view(r, b - a, *x.shape[2:])
+                    sum_p += p.sum(0)
+                    sum_h += binary_entropy(p).sum(0)
+                    done += r
             mean_p = sum_p / passes
             h_pred = binary_entropy(mean_p)
             h_exp = sum_h / passes
@@ -340,7 +353,7 @@ class Predictor:
                 mean_prob[(idx, *win)] = mean_p.cpu().numpy()
 
         with mc_dropout(self.model, enabled=dropout):
-            self._run_batches(images, step, "MC dropout", progress, cancel, rows=rows)
+            self._run_batches(images, step, "MC dropout", progress, cancel, rows=rows, replicated=True)
         return MCStatistics(pred_h, exp_h, mi, mean_prob, passes, reduce.key)
 
     def mc_dropout(self, images: np.ndarray, passes: int = 10, reduce: str | PixelReduction = "mean", **kwargs) -> MCStatistics:
