@@ -23,14 +23,7 @@ from LongitudinalALLib.training import TrainConfig
 
 TINY = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1, "head_features": 8, "dropout": 0.1}
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """On a shared 2-core machine two intra-op threads spin against other jobs (10-50x slower)."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -10,14 +10,7 @@ import pytest
 from LongitudinalALLib.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """On a shared 2-core machine two intra-op threads spin against other jobs (10-50x slower)."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
