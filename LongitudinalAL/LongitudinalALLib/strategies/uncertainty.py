@@ -33,43 +33,50 @@ def reduce_pixels(ctx: QueryContext, probs: np.ndarray, pixel_map: PixelMap,
     return out
 
 
-class EntropyStrategy(QueryStrategy):
-    """Full binary entropy of the predicted probability, reduced per slice (p near 0.5 is best)."""
+class PixelUncertaintyStrategy(QueryStrategy):
+    """A per-pixel uncertainty of the predicted probability, reduced per slice over tissue."""
 
-    name = "entropy_mean"
+    default_reduction = "mean"
 
-    def __init__(self, reduction: str | PixelReduction = "mean", **kw) -> None:
+    def __init__(self, reduction: str | PixelReduction | None = None, **kw) -> None:
         super().__init__(**kw)
-        self.reduction = as_reduction(reduction)
+        self.reduction = as_reduction(reduction or self.default_reduction)
+
+    @staticmethod
+    def pixel_uncertainty(p: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) probabilities -> (B, H, W) uncertainty, higher = less sure."""
+        raise NotImplementedError
 
     def score(self, ctx: QueryContext) -> np.ndarray:
-        return reduce_pixels(ctx, ctx.probs(self.name), lambda p, _: binary_entropy(p), self.reduction)
+        return reduce_pixels(ctx, ctx.probs(self.name), lambda p, _: self.pixel_uncertainty(p), self.reduction)
 
 
-class MarginStrategy(QueryStrategy):
+class EntropyStrategy(PixelUncertaintyStrategy):
+    """Full binary entropy of the predicted probability (p near 0.5 is best)."""
+
+    name = "entropy_mean"
+    pixel_uncertainty = staticmethod(binary_entropy)
+
+
+class MarginStrategy(PixelUncertaintyStrategy):
     """Smallest margin first: pixel margin |2p - 1| (0 at p = 0.5); score = reduced (1 - margin)."""
 
     name = "margin"
+    default_reduction = "topk"
 
-    def __init__(self, reduction: str | PixelReduction = "topk", **kw) -> None:
-        super().__init__(**kw)
-        self.reduction = as_reduction(reduction)
-
-    def score(self, ctx: QueryContext) -> np.ndarray:
-        return reduce_pixels(ctx, ctx.probs(self.name), lambda p, _: 1.0 - (2.0 * p - 1.0).abs(), self.reduction)
+    @staticmethod
+    def pixel_uncertainty(p: torch.Tensor) -> torch.Tensor:
+        return 1.0 - (2.0 * p - 1.0).abs()
 
 
-class LeastConfidenceStrategy(QueryStrategy):
-    """Least confidence: pixel 1 - max(p, 1 - p), reduced per slice."""
+class LeastConfidenceStrategy(PixelUncertaintyStrategy):
+    """Least confidence: pixel 1 - max(p, 1 - p)."""
 
     name = "least_confidence"
 
-    def __init__(self, reduction: str | PixelReduction = "mean", **kw) -> None:
-        super().__init__(**kw)
-        self.reduction = as_reduction(reduction)
-
-    def score(self, ctx: QueryContext) -> np.ndarray:
-        return reduce_pixels(ctx, ctx.probs(self.name), lambda p, _: 1.0 - torch.maximum(p, 1.0 - p), self.reduction)
+    @staticmethod
+    def pixel_uncertainty(p: torch.Tensor) -> torch.Tensor:
+        return 1.0 - torch.maximum(p, 1.0 - p)
 
 
 register("entropy_mean", EntropyStrategy, "binary entropy, mean over tissue pixels", reduction="mean")
