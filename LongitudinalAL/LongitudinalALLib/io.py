@@ -44,6 +44,8 @@ def load_image(path: str | os.PathLike, *, name: str | None = None) -> sitk.Imag
         if path.is_dir():
             image = _read_dicom_series(path, label)
         elif image_suffix(path):
+            if image_suffix(path) in (".nii", ".nii.gz"):
+                _reject_nonfinite_nifti(path, label)
             image = sitk.ReadImage(str(path))
         elif path.suffix.lower() in DICOM_SUFFIXES and _is_dicom(path):
             image = _read_dicom_series(path.parent, label, member=path)
@@ -58,6 +60,26 @@ def load_image(path: str | os.PathLike, *, name: str | None = None) -> sitk.Imag
         image = sitk.Extract(image, size[:3] + [0], [0, 0, 0, 0])
     validate_image(image, label)
     return image
+
+
+def _nonfinite_error(label: str, bad: int) -> InputError:
+    return InputError(f"{label}: contains {bad} NaN or infinite voxel values.",
+                      "Re-export the scan or replace them (e.g. with 0) before preparing it.")
+
+
+def _reject_nonfinite_nifti(path: Path, label: str) -> None:
+    """ITK's NIfTI reader silently turns NaN/Inf voxels into 0: look at the stored floats first."""
+    import nibabel
+
+    try:
+        nii = nibabel.load(str(path))
+    except Exception:  # unreadable here: SimpleITK's reader reports it with the usual message
+        return
+    if np.dtype(nii.get_data_dtype()).kind != "f":
+        return  # integer voxels cannot hold NaN or Inf
+    bad = int(np.count_nonzero(~np.isfinite(np.asanyarray(nii.dataobj))))
+    if bad:
+        raise _nonfinite_error(label, bad)
 
 
 def validate_image(image: sitk.Image, name: str = "image") -> None:
@@ -79,8 +101,7 @@ def validate_image(image: sitk.Image, name: str = "image") -> None:
     if array.dtype.kind == "f":
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         if bad:
-            raise InputError(f"{name}: contains {bad} NaN or infinite voxel values.",
-                             "Re-export the scan or replace them (e.g. with 0) before preparing it.")
+            raise _nonfinite_error(name, bad)
     if array.min() == array.max():
         raise InputError(f"{name}: is constant (every voxel is {array.flat[0]}).",
                          "It holds no image: check that the right file was chosen.")
