@@ -297,8 +297,12 @@ class ALSession:
                 np.concatenate([c.foreground for c in cases]), keys)
 
     def suggest(self, k: int, strategy: str | None = None, *, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None, **strategy_kwargs: Any) -> list[Suggestion]:
-        """Rank the unlabelled slices of the whole pool and return the ``k`` best (scores saved)."""
+                cancel: CancelToken | None = None, predictor=None, **strategy_kwargs: Any) -> list[Suggestion]:
+        """Rank the unlabelled slices of the whole pool and return the ``k`` best (scores saved).
+
+        ``predictor`` (a :class:`Predictor` over the current model) chooses the device, e.g. the
+        user's "use CPU"; by default one is built on the best device.
+        """
         from .model import Predictor
         from .strategies import QueryContext, QueryStrategy, get_strategy, rank_candidates
 
@@ -313,7 +317,10 @@ class ALSession:
         rng = np.random.default_rng([self.state["seed"], r, len(self.state["suggestions"])])
         report(progress, "Suggesting", 0.0, f"strategy {name}")
         strat = get_strategy(name, **strategy_kwargs)
-        predictor = Predictor(self.current_model()) if strat.needs_model else None
+        if not strat.needs_model:
+            predictor = None
+        elif predictor is None:
+            predictor = Predictor(self.current_model())
         ctx = QueryContext(images=images, foreground=fg, labelled=labelled, predictor=predictor, rng=rng,
                            mc_seed=int(self.state["seed"]) + r, progress=progress, cancel=cancel)
         k = min(k, int((~labelled).sum()))

@@ -208,3 +208,18 @@ def test_suggest_train_round_resume_and_cancel(tmp_path):
     labelled = {(r["case_id"], r["slice_index"]) for r in again.state["labels"].values()}
     assert not labelled & {(p.case_id, p.slice_index) for p in nxt}
     assert len(again.state["suggestions"]) == 2
+
+
+def test_suggest_runs_on_the_given_predictor(tmp_path):
+    """The caller's Predictor (its device, e.g. the user's "use CPU") does the scoring; none is built."""
+    from LongitudinalALLib.model import Predictor
+
+    s = new_session(tmp_path)
+    predictor = Predictor(s.current_model(), device="cpu", amp=False)
+    seen = []
+    predictor.model.head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].shape[0]))
+    picked = s.suggest(3, "entropy_mean", predictor=predictor)
+    assert len(picked) == 3 and sum(seen) > 0
+    seen.clear()
+    s.suggest(3, "cold_start", predictor=predictor)  # needs no model: the predictor stays idle
+    assert seen == []

@@ -94,11 +94,13 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     session = ALSession.open(work / "session")
     s = spec.get("session", {})
     device = select_device(bool(spec.get("prefer_cpu", False)))
-    picked = session.suggest(int(s.get("k", 10)), s.get("strategy"), progress=progress, cancel=cancel)
+    predictor = Predictor(session.current_model(), device=device)  # the user's device, loaded once
+    picked = session.suggest(int(s.get("k", 10)), s.get("strategy"), progress=progress, cancel=cancel,
+                             predictor=predictor)
     case_id = session.case_ids[0]
     case = session.case(case_id)
     report(progress, "Mapping", 0.0, "model output on the baseline grid")
-    probs = Predictor(session.current_model(), device=device).predict(case.images)  # (N, H, W)
+    probs = predictor.predict(case.images)  # (N, H, W)
     uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
     baseline = sitk.ReadImage(str(work / "prepared" / "baseline.nrrd"))
     maps = {}
