@@ -297,11 +297,14 @@ class ALSession:
                 np.concatenate([c.foreground for c in cases]), keys)
 
     def suggest(self, k: int, strategy: str | None = None, *, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None, predictor=None, **strategy_kwargs: Any) -> list[Suggestion]:
+                cancel: CancelToken | None = None, predictor=None, outputs=None,
+                **strategy_kwargs: Any) -> list[Suggestion]:
         """Rank the unlabelled slices of the whole pool and return the ``k`` best (scores saved).
 
         ``predictor`` (a :class:`Predictor` over the current model) chooses the device, e.g. the
-        user's "use CPU"; by default one is built on the best device.
+        user's "use CPU"; by default one is built on the best device. ``outputs`` (the
+        ``PoolOutputs`` of ``predictor.predict_all`` over :meth:`pool_arrays`) saves that pass
+        when the caller needs the probabilities too.
         """
         from .model import Predictor
         from .strategies import QueryContext, QueryStrategy, get_strategy, rank_candidates
@@ -322,7 +325,7 @@ class ALSession:
         elif predictor is None:
             predictor = Predictor(self.current_model())
         ctx = QueryContext(images=images, foreground=fg, labelled=labelled, predictor=predictor, rng=rng,
-                           mc_seed=int(self.state["seed"]) + r, progress=progress, cancel=cancel)
+                           mc_seed=int(self.state["seed"]) + r, outputs=outputs, progress=progress, cancel=cancel)
         k = min(k, int((~labelled).sum()))
         if type(strat).select is QueryStrategy.select:  # plain ranking: score once, rank those scores
             scores = np.asarray(strat.score(ctx), dtype=np.float64)

@@ -223,3 +223,20 @@ def test_suggest_runs_on_the_given_predictor(tmp_path):
     seen.clear()
     s.suggest(3, "cold_start", predictor=predictor)  # needs no model: the predictor stays idle
     assert seen == []
+
+
+def test_suggest_reuses_precomputed_pool_outputs(tmp_path):
+    """Outputs the caller already computed over the pool are used as they are: no second model pass."""
+    from LongitudinalALLib.model import Predictor
+
+    s = new_session(tmp_path)
+    predictor = Predictor(s.current_model(), device="cpu", amp=False)
+    images, fg, _ = s.pool_arrays()
+    outputs = predictor.predict_all(images, fg)
+    seen = []
+    predictor.model.head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].shape[0]))
+    with_outputs = s.suggest(3, "entropy_mean", predictor=predictor, outputs=outputs)
+    assert seen == []
+    fresh = s.suggest(3, "entropy_mean", predictor=predictor)
+    assert sum(seen) > 0
+    assert [p.slice_index for p in with_outputs] == [p.slice_index for p in fresh]

@@ -95,12 +95,14 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     s = spec.get("session", {})
     device = select_device(bool(spec.get("prefer_cpu", False)))
     predictor = Predictor(session.current_model(), device=device)  # the user's device, loaded once
+    images, foreground_slices, _ = session.pool_arrays()
+    outputs = predictor.predict_all(images, foreground_slices, progress=progress, cancel=cancel)  # one pass
     picked = session.suggest(int(s.get("k", 10)), s.get("strategy"), progress=progress, cancel=cancel,
-                             predictor=predictor)
+                             predictor=predictor, outputs=outputs)
     case_id = session.case_ids[0]
     case = session.case(case_id)
     report(progress, "Mapping", 0.0, "model output on the baseline grid")
-    probs = predictor.predict(case.images)  # (N, H, W)
+    probs = outputs.probs[: len(case.provenance)]  # (N, H, W): the first case leads the pool
     uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
     baseline = sitk.ReadImage(str(work / "prepared" / "baseline.nrrd"))
     maps = {}
