@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "suggest": "suggest",
     "label": "label",
     "train": "train",
+    "rollback": "rollback",
     "simulate": "simulate",
     "demo": "demo",
 }

@@ -3,24 +3,26 @@
 Layout::
 
     state.json                      written last, after every change (the commit point)
+    .lock                           the writer lock (session_lock); names the holder
     pool/<case>.npz|json            slice pairs, provenance, geometry (pool_store)
     labels/<case>_<slice>.npz       one answer per slice; all zero = "no new lesion"
-    checkpoints/round_<r>.safetensors (+ .json sidecar, model/weights)
-    scores/round_<r>.npz            strategy scores behind each suggestion
+    checkpoints/round_<r>_<id>.safetensors (+ .json sidecar, model/weights)
+    scores/round_<r>_<n>.npz        strategy scores behind each suggestion
+    damaged/                        files recovery could not read (kept for inspection)
 
 Every file is written atomically and before the ``state.json`` that refers to
 it, so a crash at any moment leaves either the old state or the new one plus
-orphan files. :meth:`ALSession.open` reconciles: complete orphan label files are
-adopted (the annotator's work is never lost), orphan checkpoints and scores of
-an unfinished round are removed, and stray temporary files are deleted.
+orphan files. One process writes at a time: :meth:`ALSession.open` takes the
+folder's lock and then runs crash recovery (:mod:`session_recovery`);
+``open(..., readonly=True)`` takes no lock and never changes a file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,9 @@ import numpy as np
 from . import atomic, pool_store
 from .errors import CancelledError, InputError, SessionError
 from .progress import CancelToken, ProgressCallback, report
-
-STATE_VERSION = 1
+from .session_lock import SessionLock
+from .session_recovery import read_label_file, reconcile
+from .session_state import STATE_VERSION, validate_state
 
 
 @dataclass(frozen=True)
@@ -49,20 +52,33 @@ def _hash01(*parts: Any) -> float:
     return int.from_bytes(h[:8], "big") / 2**64
 
 
+def _read_state(root: Path) -> dict[str, Any]:
+    path = root / "state.json"
+    if not path.is_file():
+        raise SessionError(f"{root} is not an active-learning session (no state.json).",
+                           "Create one with `longitudinal-al suggest` or ALSession.create().")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise SessionError(f"{path} cannot be read ({err}).", "Restore it from a backup or re-create the session.") from err
+    return validate_state(state, root)
+
+
 class ALSession:
     """Pool + labels + rounds of one active-learning run (see module docstring)."""
 
-    def __init__(self, root: Path, state: dict[str, Any]) -> None:
+    def __init__(self, root: Path, state: dict[str, Any], lock: SessionLock | None = None) -> None:
         self.root = root
         self.state = state
         self.recovered: list[str] = []  # what open() had to repair
         self._cases: dict[str, Any] = {}
+        self._lock = lock
 
     # ------------------------------------------------------------ create / open
     @classmethod
     def create(cls, directory: str | Path, cases: list, *, strategy: str = "random", seed: int = 0,
                model_config: dict | None = None, init_weights: str = "bundled",
-               val_fraction: float = 0.2, overwrite: bool = False) -> "ALSession":
+               val_fraction: float = 0.2, overwrite: bool = False, wait: float = 0.0) -> "ALSession":
         """Start a session on ``cases`` (list of CaseSlices); ``init_weights``: "bundled", "scratch" or a path."""
         root = Path(directory)
         if (root / "state.json").exists() and not overwrite:
@@ -76,87 +92,88 @@ class ALSession:
         sizes = {tuple(np.shape(c.images)[2:]) for c in cases}
         if len(sizes) != 1:
             raise InputError(f"Cases have different slice sizes {sorted(sizes)}.", "Prepare all pairs with one --size.")
-        if (root / "state.json").exists():
-            (root / "state.json").unlink()
-        for sub in ("pool", "labels", "checkpoints", "scores"):
-            for f in (root / sub).glob("*") if (root / sub).exists() else []:
-                f.unlink()
-        for c in cases:
-            pool_store.save_case(root / "pool", c)
+        lock = SessionLock(root, wait)
+        try:
+            if (root / "state.json").exists():
+                (root / "state.json").unlink()
+            for sub in ("pool", "labels", "checkpoints", "scores"):
+                for f in (root / sub).glob("*") if (root / sub).exists() else []:
+                    f.unlink()
+            for c in cases:
+                pool_store.save_case(root / "pool", c)
+        except BaseException:
+            lock.release()
+            raise
         state = {
             "version": STATE_VERSION, "created": time.time(), "strategy": strategy, "seed": int(seed),
             "init_weights": str(init_weights), "model_config": model_config, "val_fraction": float(val_fraction),
             "cases": {c.case_id: {"n_slices": int(len(c.images)),
                                   "slice_indices": [int(p.slice_index) for p in c.provenance]} for c in cases},
-            "labels": {}, "rounds": [], "suggestions": [],
+            "labels": {}, "rounds": [], "suggestions": [], "generation": 0,
         }
-        session = cls(root, state)
+        session = cls(root, state, lock)
         session._cases = {c.case_id: c for c in cases}
         session._commit()
         return session
 
     @classmethod
-    def open(cls, directory: str | Path) -> "ALSession":
+    def open(cls, directory: str | Path, *, readonly: bool = False, wait: float = 0.0) -> "ALSession":
+        """Open for writing (takes the lock, then recovers from any crash) or ``readonly`` (no lock, no change).
+
+        ``wait``: seconds to queue behind another writer before giving up with a SessionError.
+        """
         root = Path(directory)
-        path = root / "state.json"
-        if not path.is_file():
-            raise SessionError(f"{root} is not an active-learning session (no state.json).",
-                               "Create one with `longitudinal-al suggest` or ALSession.create().")
+        if readonly:
+            return cls(root, _read_state(root))
+        if not (root / "state.json").is_file():
+            _read_state(root)  # the clear "not a session" error, before a lock file is made
+        lock = SessionLock(root, wait)
         try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise SessionError(f"{path} cannot be read ({err}).", "Restore it from a backup or re-create the session.") from err
-        if int(state.get("version", 0)) > STATE_VERSION:
-            raise SessionError(f"{path} was written by a newer LongitudinalAL.", "Update LongitudinalAL.")
-        session = cls(root, state)
-        session._reconcile()
+            session = cls(root, _read_state(root), lock)
+            if reconcile(session):
+                session._commit()
+        except BaseException:
+            lock.release()
+            raise
         return session
 
-    def _commit(self) -> None:
-        self.state["updated"] = time.time()
-        atomic.write_json(self.root / "state.json", self.state)
+    def close(self) -> None:
+        """Release the writer lock (also released when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
-    def _reconcile(self) -> None:
-        """Bring files and state.json back in line after a crash (see module docstring)."""
-        changed = False
-        for sub in ("", "pool", "labels", "checkpoints", "scores"):
-            d = self.root / sub
-            for f in d.glob(".*.tmp*") if d.is_dir() else []:
-                f.unlink()
-                self.recovered.append(f"removed unfinished write {f.name}")
-        labels = self.state["labels"]
-        for key, rec in list(labels.items()):
-            if not (self.root / rec["file"]).is_file():
-                del labels[key]
-                changed = True
-                self.recovered.append(f"label {key} lost its file {rec['file']}; it must be labelled again")
-        known = {rec["file"] for rec in labels.values()}
-        for f in sorted((self.root / "labels").glob("*.npz")):
-            rel = f"labels/{f.name}"
-            if rel in known:
-                continue
+    def __enter__(self) -> "ALSession":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def writable(self) -> bool:
+        return self._lock is not None
+
+    def _commit(self) -> None:
+        """Write state.json; refuses a read-only session and a state another writer changed since."""
+        if self._lock is None:
+            raise SessionError(f"Session {self.root} was opened read-only or closed.", "Open it for writing.")
+        path = self.root / "state.json"
+        loaded = self.state.get("generation", 0)
+        if path.is_file():
             try:
-                with np.load(f) as z:
-                    case_id, idx, mask = str(z["case_id"]), int(z["slice_index"]), z["mask"]
-                self._record_label(case_id, idx, mask, rel)
-                self.recovered.append(f"adopted label {case_id}:{idx} written before a crash")
-            except (OSError, KeyError, ValueError, InputError, zipfile.BadZipFile):
-                f.unlink()
-                self.recovered.append(f"removed unreadable label file {f.name}")
-            changed = True
-        done = {Path(r["checkpoint"]).stem for r in self.state["rounds"]}
-        done_scores = {Path(s["scores"]).stem for s in self.state["suggestions"] if s.get("scores")}
-        for sub, keep in (("checkpoints", done), ("scores", done_scores)):
-            for f in (self.root / sub).glob("*") if (self.root / sub).is_dir() else []:
-                if f.name.split(".")[0] not in keep:
-                    f.unlink()
-                    self.recovered.append(f"removed {sub}/{f.name} of an unfinished round")
-        for case_id in self.state["cases"]:
-            if not (self.root / "pool" / f"{case_id}.json").is_file():
-                raise SessionError(f"Pool of case {case_id} is missing from {self.root / 'pool'}.",
-                                   "Re-create the session from the prepared pairs.")
-        if changed:
-            self._commit()
+                on_disk = json.loads(path.read_text(encoding="utf-8")).get("generation", 0)
+            except (OSError, ValueError, AttributeError):
+                on_disk = loaded
+            if on_disk != loaded:
+                raise SessionError(f"Session {self.root} was changed by another writer since it was opened.",
+                                   "Open it again and repeat the step.")
+        self.state["generation"] = loaded + 1
+        self.state["updated"] = time.time()
+        try:
+            atomic.write_json(path, self.state)
+        except BaseException:
+            self.state["generation"] = loaded
+            raise
 
     # ------------------------------------------------------------ pool access
     @property
@@ -237,8 +254,11 @@ class ALSession:
         rec = self.state["labels"].get(f"{case_id}:{int(slice_index)}")
         if rec is None:
             raise InputError(f"Slice {case_id}:{slice_index} has no label.", "Label it first.")
-        with np.load(self.root / rec["file"]) as z:
-            return z["mask"].astype(np.uint8)
+        try:
+            return read_label_file(self.root / rec["file"])[2].astype(np.uint8)
+        except ValueError as err:
+            raise SessionError(f"The label of {case_id}:{slice_index} is damaged: {err}.",
+                               "Open the session again (it moves the file aside), then label that slice again.") from err
 
     def labelled_mask(self, case_id: str) -> np.ndarray:
         """(N,) bool: which slices of the case already have an answer."""
@@ -279,7 +299,14 @@ class ALSession:
         from .model import build_model, load_weights
         from .model.weights import bundled_weights_path
         if self.state["rounds"]:
-            return load_weights(self.root / self.state["rounds"][-1]["checkpoint"])
+            last = self.state["rounds"][-1]
+            try:
+                return load_weights(self.root / last["checkpoint"])
+            except InputError as err:
+                back = f"round {last['round'] - 1}" if last["round"] > 1 else "the starting model"
+                raise SessionError(f"The model of round {last['round']} cannot be loaded: {err.problem}",
+                                   f"Return to {back} with `longitudinal-al rollback --session {self.root}`, "
+                                   "then train again (your labels are kept).") from err
         init = self.state["init_weights"]
         if init == "bundled" and bundled_weights_path().is_file() and not self.state.get("model_config"):
             return load_weights(bundled_weights_path())
@@ -287,6 +314,35 @@ class ALSession:
             return load_weights(init)
         torch.manual_seed(self.state["seed"])
         return build_model(self.model_config())
+
+    def rollback(self, to_round: int | None = None) -> int:
+        """Drop the rounds after ``to_round`` (default: the newest round whose checkpoint loads); labels stay.
+
+        Returns the round now current (0 = the starting model). The dropped
+        rounds' checkpoints are deleted after the commit.
+        """
+        from .model import read_weights_info
+
+        rounds = self.state["rounds"]
+        if to_round is None:
+            to_round = 0
+            for r in reversed(rounds):
+                try:
+                    read_weights_info(self.root / r["checkpoint"])
+                    to_round = r["round"]
+                    break
+                except InputError:
+                    continue
+        if not 0 <= to_round <= len(rounds):
+            raise InputError(f"Round {to_round} does not exist (rounds 0..{len(rounds)}).",
+                             "Pick a round from `longitudinal-al train` output, or 0 for the starting model.")
+        dropped = rounds[to_round:]
+        self.state["rounds"] = rounds[:to_round]
+        self._commit()
+        for r in dropped:
+            for f in self.root.joinpath("checkpoints").glob(Path(r["checkpoint"]).stem + ".*"):
+                f.unlink()
+        return to_round
 
     # ------------------------------------------------------------ rounds
     def pool_arrays(self) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
@@ -386,7 +442,7 @@ class ALSession:
         if result.cancelled:
             raise CancelledError("Training")
         r = len(self.state["rounds"]) + 1
-        rel = f"checkpoints/round_{r}.safetensors"
+        rel = f"checkpoints/round_{r}_{secrets.token_hex(4)}.safetensors"  # unique: never overwrite a file
         budget = self.budget()["total"]
         save_weights(model, self.root / rel, {"session_round": r, "labels": budget["labelled"],
                                               "best_val_dice": result.best_val_dice})

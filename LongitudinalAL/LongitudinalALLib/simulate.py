@@ -152,29 +152,47 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
     initial = cfg.initial if cfg.initial is not None else cfg.per_round
     for r in range(len(record["rounds"]) + 1, cfg.rounds + 1):
         check_cancel(cancel, "Simulation")
-        target = initial + (r - 1) * cfg.per_round
-        missing = target - session.budget()["total"]["labelled"]
-        if missing > 0:  # not labelled yet (a resumed run may have labelled before a crash)
-            strategy = cfg.initial_strategy if r == 1 else cfg.strategy
-            kwargs = {} if r == 1 else cfg.strategy_kwargs
-            for s in session.suggest(missing, strategy, cancel=cancel, **kwargs):
-                pos = session.position(s.case_id, s.slice_index)
-                session._write_label(s.case_id, s.slice_index, truth[s.case_id][pos])  # oracle answer
-            session._commit()
-        train_cfg = TrainConfig.from_dict({**cfg.train.to_dict(), "seed": cfg.seed * 1000 + r})
-        result = session.train_round(train_cfg, cancel=cancel)
+        if len(session.history) < r:  # a round committed before a crash is evaluated, never trained twice
+            missing = initial + (r - 1) * cfg.per_round - session.budget()["total"]["labelled"]
+            if missing > 0:
+                _oracle_labels(session, r, missing, truth, cfg, cancel)
+            session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": cfg.seed * 1000 + r}),
+                                cancel=cancel)
         metrics = evaluate(session.current_model(), test, cfg.threshold, cancel)
-        budget = session.budget()["total"]
-        row = {"round": r, "labels": budget["labelled"], "fraction": budget["fraction"],
-               "contoured": budget["contoured"], "lesion_free": budget["lesion_free"],
-               "train": result.summary(), "metrics": _metrics_row(metrics),
-               "subjects": metrics.subjects}
+        row = {"round": r, **_budget_row(session.history[r - 1]["budget"]), "train": session.history[r - 1]["train"],
+               "metrics": _metrics_row(metrics), "subjects": metrics.subjects}
         record["rounds"].append(row)
         atomic.write_json(record_path, record)
         report(progress, "Simulation", r / cfg.rounds, f"round {r}: Dice {metrics.dice:.3f}")
         if log is not None:
             log(row)
     return record
+
+
+def _budget_row(budget: dict[str, Any]) -> dict[str, Any]:
+    return {"labels": budget["labelled"], "fraction": budget["fraction"], "contoured": budget["contoured"],
+            "lesion_free": budget["lesion_free"]}
+
+
+def _oracle_labels(session: ALSession, r: int, missing: int, truth: dict, cfg: SimulationConfig,
+                   cancel: CancelToken | None) -> None:
+    """Label ``missing`` slices for round ``r`` with the ground truth.
+
+    A suggestion already made for this round (a run stopped while labelling)
+    is finished rather than replaced, so a resumed run labels exactly the
+    slices an uninterrupted one would.
+    """
+    last = session.state["suggestions"][-1] if session.state["suggestions"] else None
+    if last is not None and last["round"] == len(session.history):
+        keys = [(s["case_id"], s["slice_index"]) for s in last["slices"]]
+        keys = [k for k in keys if f"{k[0]}:{k[1]}" not in session.state["labels"]][:missing]
+    else:
+        strategy = cfg.initial_strategy if r == 1 else cfg.strategy
+        kwargs = {} if r == 1 else cfg.strategy_kwargs
+        keys = [(s.case_id, s.slice_index) for s in session.suggest(missing, strategy, cancel=cancel, **kwargs)]
+    for case_id, idx in keys:
+        session._write_label(case_id, idx, truth[case_id][session.position(case_id, idx)])  # oracle answer
+    session._commit()
 
 
 def train_full_supervision(session_dir: str | Path, pool: list[OracleCase], test: list[OracleCase],

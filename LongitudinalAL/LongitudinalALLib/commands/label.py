@@ -6,11 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from .session_args import add_wait_option, open_for_writing
+
 HELP = ("Record labels for slices of a session from a new-lesion mask drawn on the baseline "
         "(a listed slice that is empty in the mask means 'no new lesion').")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_wait_option(p)
     p.add_argument("--session", required=True, help="session directory")
     p.add_argument("--mask", required=True, help="new-lesion mask on the baseline (non-zero = lesion)")
     p.add_argument("--slices", default=None,
@@ -63,12 +66,9 @@ def load_mask_on_baseline(mask_path: str, baseline_path: Path | None):
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..session import ALSession
     from .suggest import find_volume
 
-    session = ALSession.open(args.session)
-    for note in session.recovered:
-        print(f"recovered: {note}")
+    session = open_for_writing(args)
     case_id = args.case
     if case_id is None:
         if len(session.case_ids) != 1:

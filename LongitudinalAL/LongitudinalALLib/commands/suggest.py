@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .session_args import add_wait_option, open_for_writing
+
 HELP = "Create or reopen an active-learning session and print the slices most worth labelling next."
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -32,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--k", type=int, default=10, help="number of slices (default 10)")
     p.add_argument("--seed", type=int, default=0, help="session seed (first call; default 0)")
     p.add_argument("--json", action="store_true", help="print the suggestions as JSON")
+    add_wait_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -61,12 +64,23 @@ def _case_from_prepared(folder: Path, args: argparse.Namespace):
                        axis=args.axis, size=(args.size, args.size), spacing_mm=args.spacing), folder
 
 
+def _check_choices(args: argparse.Namespace) -> None:
+    """Strategy and starting weights are checked before a session folder is written (reliability D14)."""
+    from ..model import read_weights_info
+    from ..strategies import get_strategy
+
+    get_strategy(args.strategy or "entropy_mean")
+    if args.weights not in ("bundled", "scratch"):
+        read_weights_info(args.weights)
+
+
 def _create(args: argparse.Namespace, progress):
     from ..errors import InputError
     from ..pool_store import check_case_id
     from ..session import ALSession
 
     root = Path(args.session)
+    _check_choices(args)
     if args.pair:
         case, prepared_dir = _case_from_prepared(Path(args.pair), args)
     elif args.baseline and args.followup:
@@ -93,7 +107,6 @@ def _create(args: argparse.Namespace, progress):
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..progress import TqdmProgress
-    from ..session import ALSession
 
     if args.k < 1:
         raise InputError(f"-k {args.k} asks for no slices.", "Ask for at least one slice, e.g. -k 10.")
@@ -103,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
             if args.baseline or args.pair:
                 raise InputError(f"{args.session} already holds a session.",
                                  "Drop --baseline/--followup/--pair to continue it, or use a new --session.")
-            session = ALSession.open(args.session)
-            for note in session.recovered:
-                print(f"recovered: {note}")
+            session = open_for_writing(args)
         else:
             session = _create(args, bar)
         picked = session.suggest(args.k, args.strategy, progress=bar)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .session_args import add_wait_option, open_for_writing
+
 HELP = "Train one round on every labelled slice of a session, starting from its latest model."
 
 
@@ -38,6 +40,7 @@ def train_config(args: argparse.Namespace, seed: int):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_wait_option(p)
     p.add_argument("--session", required=True, help="session directory (made by `suggest`)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the session's seed + round)")
     p.add_argument("--json", action="store_true", help="print the round summary as JSON")
@@ -47,11 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..progress import TqdmProgress
-    from ..session import ALSession
 
-    session = ALSession.open(args.session)
-    for note in session.recovered:
-        print(f"recovered: {note}")
+    session = open_for_writing(args)
     seed = args.seed if args.seed is not None else session.state["seed"] * 1000 + len(session.history) + 1
     bar = TqdmProgress(disable=args.quiet or args.json)
     try:

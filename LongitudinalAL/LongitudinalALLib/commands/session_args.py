@@ -1,0 +1,23 @@
+"""Options and opening shared by the commands that write a session (suggest, label, train, rollback)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="when another process is writing the session, wait up to this long for it (default 0: stop)")
+
+
+def open_for_writing(args: argparse.Namespace):
+    """Open ``args.session`` holding its writer lock; print what crash recovery repaired."""
+    from ..errors import InputError
+    from ..session import ALSession
+
+    if not args.wait >= 0:
+        raise InputError(f"--wait {args.wait} is not a number of seconds.", "Give 0 or more, e.g. --wait 60.")
+    session = ALSession.open(args.session, wait=args.wait)
+    for note in session.recovered:
+        print(f"recovered: {note}")
+    return session
