@@ -321,7 +321,7 @@ class ALSession:
         Returns the round now current (0 = the starting model). The dropped
         rounds' checkpoints are deleted after the commit.
         """
-        from .model import read_weights_info
+        from .model.weights import read_weights_info
 
         rounds = self.state["rounds"]
         if to_round is None:

@@ -66,7 +66,7 @@ def _case_from_prepared(folder: Path, args: argparse.Namespace):
 
 def _check_choices(args: argparse.Namespace) -> None:
     """Strategy and starting weights are checked before a session folder is written (reliability D14)."""
-    from ..model import read_weights_info
+    from ..model.weights import read_weights_info
     from ..strategies import get_strategy
 
     get_strategy(args.strategy or "entropy_mean")

@@ -31,6 +31,8 @@ from torch import nn
 from ..errors import InputError
 
 MAX_EMBEDDING_DIM = 512
+MAX_LEVELS = 8          # a sidecar is untrusted input: MONAI builds one nested block per level
+MAX_RES_UNITS = 8
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class ModelConfig:
             raise InputError(
                 f"Model config has channels={self.channels} and strides={self.strides}.",
                 "Give at least two channel counts and exactly one stride fewer than channels.",
+            )
+        if len(self.channels) > MAX_LEVELS or not 0 <= self.num_res_units <= MAX_RES_UNITS:
+            raise InputError(
+                f"Model config has {len(self.channels)} levels and {self.num_res_units} residual units.",
+                f"Use at most {MAX_LEVELS} levels and {MAX_RES_UNITS} residual units (the file may be damaged).",
             )
         if self.channels[-1] > MAX_EMBEDDING_DIM:
             raise InputError(
@@ -78,6 +85,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise InputError(f"Model config {d!r:.200} is not an object.", "Use the sidecar written with the weights.")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -85,7 +94,13 @@ class ModelConfig:
                 f"Model config has unknown keys {unknown}.",
                 "The weights were made by a newer or different version; retrain or update LongitudinalAL.",
             )
-        return cls(**d)
+        try:
+            return cls(**d)
+        except InputError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise InputError(f"Model config {d!r:.200} has values of the wrong type ({err}).",
+                             "Use the sidecar written together with the weights, or retrain.") from err
 
 
 class _UNetWithBottleneck(UNet):

@@ -78,7 +78,7 @@ def read_weights_info(path: str | Path) -> dict[str, Any]:
         )
     try:
         info = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise InputError(f"Weights sidecar {side} cannot be read ({err}).", "Restore it from the training output.") from err
     if not isinstance(info, dict) or info.get("format") != FORMAT or "sha256" not in info or "config" not in info:
         raise InputError(f"{side} is not a LongitudinalAL weights sidecar.", "Restore it from the training output.")
