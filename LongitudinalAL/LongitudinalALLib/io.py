@@ -86,7 +86,7 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, series: Sequ
 
 def _nonfinite_error(label: str, bad: int) -> InputError:
     return InputError(f"{label}: contains {bad} NaN or infinite voxel values.",
-                      "Re-export the scan or replace them (e.g. with 0) before preparing it.")
+                      "Re-export the file, or replace them (e.g. with 0) and save it again.")
 
 
 def _damaged(label: str, why: str) -> InputError:
