@@ -253,27 +253,26 @@ def _first_line(err: Exception) -> str:
 
 
 def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
-    """Create ``path`` and prove it is writable, before any long computation.
+    """Prove ``path`` can be created and written, before any long computation; nothing is left behind.
 
     A file in the way, a read-only or full disk, or missing permissions end in
     one :class:`InputError` naming the path and the fix.
     """
     from .os_errors import user_os_error
 
-    out = Path(path)
-    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        where = "is a file" if blocker == out else f"lies below the file {blocker}"
-        raise InputError(f"{option} {out}: {where}, not a folder.",
+    out = Path(path).absolute()
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == out else f"lies below the file {existing}"
+        raise InputError(f"{option} {path}: {where}, not a folder.",
                          f"Choose a folder for {option} (a new or existing one), or move that file away.")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        mapped = user_os_error(err, out)
+        mapped = user_os_error(err, existing)
         if mapped is None:
             raise
-        raise InputError(f"{option} {mapped.problem}", mapped.fix) from None
+        raise InputError(f"{option} {path}: cannot write there ({mapped.problem})", mapped.fix) from None
     return out

@@ -251,17 +251,18 @@ def test_output_dir_that_is_a_file_or_below_a_file(tmp_path):
     _expect_error(lambda: check_output_dir(afile), str(afile), "is a file", "Choose a folder")
     _expect_error(lambda: check_output_dir(afile / "sub"), "lies below the file", str(afile))
     ok = check_output_dir(tmp_path / "new" / "deeper")
-    assert ok.is_dir() and not list(ok.iterdir())
+    assert ok == tmp_path / "new" / "deeper" and sorted(tmp_path.iterdir()) == [afile]  # nothing left behind
 
 
 def test_output_dir_on_a_full_disk(tmp_path, monkeypatch):
     import errno
-    import os as os_module
+    import tempfile
 
     from LongitudinalALLib.io import check_output_dir
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os_module, "mkdir", full)
-    _expect_error(lambda: check_output_dir(tmp_path / "x"), "no space is left", "Free some space")
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    _expect_error(lambda: check_output_dir(tmp_path / "x"), str(tmp_path / "x"), "cannot write there",
+                  "no space is left", "Free some space")

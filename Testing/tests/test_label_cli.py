@@ -20,9 +20,15 @@ from LongitudinalALLib.session import ALSession
 from test_session import _mni_volumes, new_session
 
 
+def _released(s: ALSession) -> ALSession:
+    """Let the command open the session: release this process's writer lock where sessions have one."""
+    getattr(s, "close", lambda: None)()
+    return s
+
+
 @pytest.fixture
 def session(tmp_path) -> ALSession:
-    return new_session(tmp_path)
+    return _released(new_session(tmp_path))
 
 
 def _lesion() -> sitk.Image:
@@ -125,6 +131,7 @@ def test_mask_geometry_comes_from_the_session_not_a_prepared_folder(tmp_path, se
     assert "resampled" in res["note"]
     reference = new_session(tmp_path / "ref")
     reference.add_labels_from_volume("c0", arr)
+    _released(reference)
     s = ALSession.open(session.root)
     for k in _lesion_slices():
         np.testing.assert_array_equal(s.label("c0", k), reference.label("c0", k))
@@ -164,10 +171,48 @@ def test_replacing_a_contour_by_an_empty_answer_warns(tmp_path, session, capsys)
 
 
 @pytest.mark.parametrize("bad", [-1, np.nan, 255, 0.5])
-def test_session_refuses_non_binary_volumes(session, bad):
+def test_session_refuses_non_binary_volumes(tmp_path, bad):
     """The library call refuses what the CLI refuses: -1/NaN used to become 'no lesion'."""
+    session = new_session(tmp_path)
     vol = sitk.GetArrayFromImage(_lesion()).astype(np.float32)
     vol[vol > 0] = bad
     with pytest.raises(InputError, match="other than 0 and 1"):
         session.add_labels_from_volume("c0", vol, _lesion_slices())
     assert session.state["labels"] == {}
+
+
+def test_full_disk_while_labelling_is_one_line_and_leaves_no_temp_files(tmp_path, session, capsys, monkeypatch):
+    """D12 / row 55: ENOSPC in label was an OSError traceback."""
+    import errno
+    import os
+
+    def full(src, dst, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(os, "replace", full)
+    rc, _, err = _label(capsys, session, _write(tmp_path, "m.nii.gz"))
+    _assert_refused(rc, err, "no space is left on the disk", "Free some space")
+    monkeypatch.undo()
+    leftovers = [p for p in session.root.rglob("*") if ".tmp" in p.name]
+    assert not leftovers
+    assert ALSession.open(session.root).state["labels"] == {}
+
+
+def test_output_closed_early_ends_quietly(tmp_path):
+    """Other observations: `longitudinal-al suggest ... | head -2` ended in a BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    import LongitudinalALLib
+
+    s = _released(new_session(tmp_path, strategy="random"))
+    env = dict(os.environ, PYTHONPATH=str(Path(LongitudinalALLib.__file__).parents[1]))
+    code = "import sys; from LongitudinalALLib.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "suggest", "--session", str(s.root), "-k", "5", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before anything is written, like `head` after two lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert len(ALSession.open(s.root).state["suggestions"]) == 1  # the work itself was done
