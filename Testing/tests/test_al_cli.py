@@ -169,3 +169,18 @@ def test_session_stores_prepared_relative_and_survives_a_move(tmp_path, pair_dir
     on_model_grid = case.geometry.to_slices(truth, order=0)
     expected = [case.provenance[n].slice_index for n in np.flatnonzero(on_model_grid.any(axis=(1, 2)))]
     assert expected and sorted(json.loads(out)["contoured"]) == sorted(expected)
+
+
+def test_truncated_scan_and_session_below_a_file_are_one_line(tmp_path, pair_dir, capsys):
+    """D5 rows 4-5: a cut scan gave an EOFError traceback or was read with zeros; D12: --session below a file."""
+    full = pair_dir / "baseline.nii.gz"
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    rc, _, err = _run(capsys, "prepare", str(cut), str(pair_dir / "followup.nii.gz"), "--out", str(tmp_path / "o"),
+                      "--quiet")
+    _one_line_error(rc, err, str(cut), "truncated or damaged")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    rc, _, err = _run(capsys, "suggest", "--session", str(afile / "s"), "--baseline", str(full), "--followup",
+                      str(pair_dir / "followup.nii.gz"), "--weights", "scratch", "--quiet")
+    _one_line_error(rc, err, "--session", "lies below the file")

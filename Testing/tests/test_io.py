@@ -266,3 +266,18 @@ def test_output_dir_on_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", full)
     _expect_error(lambda: check_output_dir(tmp_path / "x"), str(tmp_path / "x"), "cannot write there",
                   "no space is left", "Free some space")
+
+
+def test_prepare_series_option_reaches_the_dicom_reader(tmp_path, capsys):
+    from LongitudinalALLib.cli import main
+
+    img = sitk.Cast(mni_t1(4) * 10.0, sitk.sitkInt16)
+    _write_dicom_series(img, tmp_path / "dcm", uid="1.2.3.400")
+    _write_dicom_series(img[:, :, :5], tmp_path / "loc", uid="1.2.3.500")
+    for f in (tmp_path / "loc").iterdir():
+        f.rename(tmp_path / "dcm" / f"loc_{f.name}")
+    rc = main(["prepare", str(tmp_path / "dcm"), str(tmp_path / "dcm"), "--out", str(tmp_path / "o"),
+               "--series", "7.7.7", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "none of the series given with --series" in err and "1.2.3.400" in err and "1.2.3.500" in err

@@ -70,10 +70,12 @@ def _create(args: argparse.Namespace, progress):
     from ..pool_store import check_case_id
     from ..session import ALSession
 
+    from ..io import check_output_dir
     from .prepare import check_size
 
     root = Path(args.session)
     check_size(args.size)
+    check_output_dir(root, "--session")
     if args.pair:
         case, prepared_dir = _case_from_prepared(Path(args.pair), args)
     elif args.baseline and args.followup:
