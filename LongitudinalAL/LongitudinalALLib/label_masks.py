@@ -10,6 +10,7 @@ be answered "no lesion" from it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,10 +40,14 @@ def baseline_grid(geometry: SliceGeometry) -> sitk.Image:
     return ref
 
 
-def read_label_mask(path: str, label_value: float | None = None) -> sitk.Image:
-    """The lesion voxels of the mask file at ``path`` as a UInt8 0/1 image (header kept)."""
+def read_label_mask(path: str, label_value: float | None = None, *, series: Sequence[str] = (),
+                    notes: list[str] | None = None) -> sitk.Image:
+    """The lesion voxels of the mask at ``path`` as a UInt8 0/1 image (header kept).
+
+    ``series``/``notes``: DICOM series choice, as in :func:`io.read_image`.
+    """
     name = f"Mask {path}"
-    image = read_image(path, name=name)
+    image = read_image(path, name=name, series=series, notes=notes)
     validate_image(image, name, allow_constant=True)
     arr = sitk.GetArrayViewFromImage(image)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():

@@ -184,3 +184,24 @@ def test_truncated_scan_and_session_below_a_file_are_one_line(tmp_path, pair_dir
     rc, _, err = _run(capsys, "suggest", "--session", str(afile / "s"), "--baseline", str(full), "--followup",
                       str(pair_dir / "followup.nii.gz"), "--weights", "scratch", "--quiet")
     _one_line_error(rc, err, "--session", "lies below the file")
+
+
+def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, pair_dir, capsys, monkeypatch):
+    """D12 / row 55: ENOSPC while writing gave an OSError traceback; now one line, no partial output."""
+    import errno
+    import os
+
+    real, calls = os.replace, []
+
+    def fills_up(src, dst, *a, **k):  # the third output file hits a full disk
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", fills_up)
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "prepare", str(pair_dir / "baseline.nii.gz"), str(pair_dir / "followup.nii.gz"),
+                      "--out", str(out), "--size", "64", "--spacing", "4", "--quiet")
+    _one_line_error(rc, err, "no space is left on the disk", "Free some space")
+    assert len(calls) == 3 and not out.exists() and sorted(tmp_path.iterdir()) == []

@@ -216,3 +216,18 @@ def test_output_closed_early_ends_quietly(tmp_path):
     assert proc.wait(timeout=300) == 0, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert len(ALSession.open(s.root).state["suggestions"]) == 1  # the work itself was done
+
+
+def test_mask_from_a_dicom_folder_with_several_series_takes_series(tmp_path, session, capsys):
+    from test_io import _write_dicom_series
+
+    mask = sitk.Cast(_lesion(), sitk.sitkInt16)
+    _write_dicom_series(mask, tmp_path / "dcm", uid="1.2.3.600")
+    _write_dicom_series(mask[:, :, :4], tmp_path / "other", uid="1.2.3.700")
+    for f in (tmp_path / "other").iterdir():
+        f.rename(tmp_path / "dcm" / f"o_{f.name}")
+    rc, _, err = _label(capsys, session, str(tmp_path / "dcm"), "--series", "1.2.3.999")
+    _assert_refused(rc, err, "none of the series given with --series", "1.2.3.600")
+    rc, res, err = _label(capsys, session, str(tmp_path / "dcm"), "--series", "1.2.3.600", "--json")
+    assert rc == 0, err
+    assert sorted(res["contoured"]) == _lesion_slices()

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", required=True, help="new-lesion mask on the baseline (0 = background, 1 = lesion)")
     p.add_argument("--label-value", type=float, default=None,
                    help="the value marking new lesions in a multi-label mask (default: the mask must be 0/1)")
+    p.add_argument("--series", action="append", metavar="UID",
+                   help="DICOM series UID of the mask when its folder holds several series")
     p.add_argument("--slices", default=None,
                    help="comma-separated slice indices, e.g. 40,41 (default: every slice where the mask is non-zero)")
     p.add_argument("--case", default=None, help="case id (default: the session's only case)")
@@ -45,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     session = ALSession.open(args.session)
     for note in session.recovered:
         print(f"recovered: {note}")
-    mask = read_label_mask(args.mask, args.label_value)
+    notes: list[str] = []
+    mask = read_label_mask(args.mask, args.label_value, series=args.series or (), notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     case_id = args.case
     if case_id is None:
         if len(session.case_ids) != 1:

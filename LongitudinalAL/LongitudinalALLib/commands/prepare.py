@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 HELP = ("Register FOLLOWUP to BASELINE (N4, mask, normalise, rigid+affine), write the registered "
@@ -60,7 +61,13 @@ def run(args: argparse.Namespace) -> int:
         pair = prepare_pair(base, foll, options, case_id=case_id, progress=bar)
     finally:
         bar.close()
-    paths = write_prepared(pair, args.out)
+    created = not Path(args.out).exists()
+    try:
+        paths = write_prepared(pair, args.out)
+    except OSError:  # e.g. disk full half-way: leave no incomplete output folder behind
+        if created:
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     qc = pair.qc
     status = "FAILED" if qc.failed else "ok"
     print(f"case {pair.case_id}: registration {status} in {qc.seconds:.1f} s "
