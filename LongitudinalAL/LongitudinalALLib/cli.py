@@ -3,13 +3,16 @@
 Each subcommand lives in its own module under ``LongitudinalALLib.commands``
 exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; modules
 are imported only when their command runs, so ``--help`` stays fast.
-User errors (:class:`LongitudinalALError`) print one clear line, not a traceback.
+User errors (:class:`LongitudinalALError`) and I/O errors a user can cause (disk full,
+read-only folder, see :mod:`os_errors`) print one clear line, not a traceback; a closed
+output pipe (``| head``) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import LongitudinalALError
@@ -55,13 +58,41 @@ def _load(module_name: str):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args._module.run(args) or 0)
+        code = int(args._module.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
     except LongitudinalALError as err:
-        print(f"longitudinal-al {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(args.command, err)
+    except BrokenPipeError:  # e.g. `longitudinal-al suggest ... | head -2`: the reader has what it wanted
+        _discard_stdout()
+        return 0
     except KeyboardInterrupt:
         print(f"longitudinal-al {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # disk full, read-only folder, a file in the way: one line, not a traceback
+        from .os_errors import user_os_error
+
+        mapped = user_os_error(err)
+        if mapped is None:
+            raise
+        return _fail(args.command, mapped)
+
+
+def _fail(command: str, err: Exception) -> int:
+    try:
+        print(f"longitudinal-al {command}: error: {err}", file=sys.stderr)
+    except BrokenPipeError:
+        pass
+    return 2
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (e.g. captured in tests)
+        pass
 
 
 if __name__ == "__main__":

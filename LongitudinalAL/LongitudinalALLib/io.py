@@ -8,20 +8,25 @@ raises :class:`InputError` naming the file and what to do.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import tempfile
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_path
+from .dicom_series import read_dicom_series
 from .errors import InputError
 
 SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 DICOM_SUFFIXES = (".dcm", ".ima", "")
 _SPLIT_HEADERS = {".mhd": (".raw", ".zraw"), ".nhdr": (".raw", ".raw.gz")}
+_LABEL_MAP_VALUES = 4  # at most this many distinct integer values: a label map, not a scan
 _FORMATS = "NIfTI (.nii/.nii.gz), NRRD (.nrrd), MetaImage (.mha/.mhd) or a DICOM series folder"
 
 
@@ -31,10 +36,28 @@ def image_suffix(path: str | os.PathLike) -> str:
     return next((s for s in SUFFIXES if name.endswith(s)), "")
 
 
-def load_image(path: str | os.PathLike, *, name: str | None = None) -> sitk.Image:
-    """Read one 3D scalar scan and validate it (see :func:`validate_image`).
+def load_image(path: str | os.PathLike, *, name: str | None = None, series: Sequence[str] = (),
+               notes: list[str] | None = None) -> sitk.Image:
+    """Read one 3D scalar scan and validate it (see :func:`read_image`, :func:`validate_image`)."""
+    image = read_image(path, name=name, series=series, notes=notes)
+    validate_image(image, name or str(path))
+    return image
 
-    A 4D file whose fourth dimension has length 1 is accepted as 3D.
+
+def load_scan(path: str | os.PathLike, *, series: Sequence[str] = (), notes: list[str] | None = None) -> sitk.Image:
+    """:func:`load_image` for a scan given by the user: also refuses label maps (a common mix-up)."""
+    image = load_image(path, series=series, notes=notes)
+    reject_label_map(image, str(path))
+    return image
+
+
+def read_image(path: str | os.PathLike, *, name: str | None = None, series: Sequence[str] = (),
+               notes: list[str] | None = None) -> sitk.Image:
+    """Read a volume without judging its values (masks may be empty).
+
+    A 4D file whose fourth dimension has length 1 is accepted as 3D. For a DICOM
+    folder, ``series`` (UIDs) picks among several series; the choice is added to ``notes``.
+    A truncated NIfTI is refused: ITK would fill the missing part with zeros.
     """
     path = Path(path)
     label = name or str(path)
@@ -42,13 +65,13 @@ def load_image(path: str | os.PathLike, *, name: str | None = None) -> sitk.Imag
         raise InputError(f"{label}: file or folder not found.", "Check the path and spelling.")
     try:
         if path.is_dir():
-            image = _read_dicom_series(path, label)
+            image = read_dicom_series(path, label, series=series, notes=notes)
         elif image_suffix(path):
             if image_suffix(path) in (".nii", ".nii.gz"):
-                _reject_nonfinite_nifti(path, label)
+                _check_nifti(path, label)
             image = sitk.ReadImage(str(path))
         elif path.suffix.lower() in DICOM_SUFFIXES and _is_dicom(path):
-            image = _read_dicom_series(path.parent, label, member=path)
+            image = read_dicom_series(path.parent, label, member=path)
         else:
             raise InputError(f"{label}: unsupported file format '{path.suffix or path.name}'.",
                              f"Convert it to {_FORMATS}.")
@@ -58,32 +81,79 @@ def load_image(path: str | os.PathLike, *, name: str | None = None) -> sitk.Imag
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         size = list(image.GetSize())
         image = sitk.Extract(image, size[:3] + [0], [0, 0, 0, 0])
-    validate_image(image, label)
     return image
 
 
 def _nonfinite_error(label: str, bad: int) -> InputError:
     return InputError(f"{label}: contains {bad} NaN or infinite voxel values.",
-                      "Re-export the scan or replace them (e.g. with 0) before preparing it.")
+                      "Re-export the file, or replace them (e.g. with 0) and save it again.")
 
 
-def _reject_nonfinite_nifti(path: Path, label: str) -> None:
-    """ITK's NIfTI reader silently turns NaN/Inf voxels into 0: look at the stored floats first."""
+def _damaged(label: str, why: str) -> InputError:
+    return InputError(f"{label}: the file is truncated or damaged ({why}).",
+                      "Copy or export it again from the original (an interrupted copy or download, or a full "
+                      "disk, cuts files short).")
+
+
+def _check_nifti(path: Path, label: str) -> None:
+    """Refuse a NIfTI whose voxel data is shorter than its header says, and NaN/Inf floats.
+
+    ITK's reader fills a truncated file with zeros and turns NaN/Inf into 0, silently.
+    The data is streamed once (flat memory); a ``.gz`` is decompressed to its end,
+    which also checks its CRC.
+    """
     import nibabel
 
     try:
         nii = nibabel.load(str(path))
-    except Exception:  # unreadable here: SimpleITK's reader reports it with the usual message
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise _damaged(label, f"its header cannot be read: {err}") from None
+    except Exception:  # not a NIfTI at all: SimpleITK's reader reports it with the usual message
         return
-    if np.dtype(nii.get_data_dtype()).kind != "f":
-        return  # integer voxels cannot hold NaN or Inf
-    bad = int(np.count_nonzero(~np.isfinite(np.asanyarray(nii.dataobj))))
+    dtype = np.dtype(nii.get_data_dtype())
+    expected = int(nii.header.get_data_offset()) + int(np.prod(nii.shape, dtype=np.int64)) * dtype.itemsize
+    try:
+        stored = _stored_bytes(path)
+        if stored < expected:
+            raise _damaged(label, f"{stored} of the {expected} bytes its header announces")
+        if dtype.kind != "f":
+            return  # integer voxels cannot hold NaN or Inf
+        bad = int(np.count_nonzero(~np.isfinite(np.asanyarray(nii.dataobj))))
+    except (EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+        raise _damaged(label, str(err) or type(err).__name__) from None
     if bad:
         raise _nonfinite_error(label, bad)
 
 
-def validate_image(image: sitk.Image, name: str = "image") -> None:
-    """Reject images the pipeline cannot use, with a message naming ``name`` and the fix."""
+def _stored_bytes(path: Path) -> int:
+    """Bytes of the (decompressed) file, read in chunks."""
+    if image_suffix(path) != ".nii.gz":
+        return path.stat().st_size
+    total = 0
+    with gzip.open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            total += len(chunk)
+    return total
+
+
+def reject_label_map(image: sitk.Image, name: str) -> None:
+    """A scan holds many grey values; a label map a handful of integers (0/1, 0/255...)."""
+    array = sitk.GetArrayViewFromImage(image)
+    sample = array.ravel()[:: max(1, array.size // 20000)]
+    if len(np.unique(sample)) > _LABEL_MAP_VALUES:
+        return
+    values = np.unique(array)
+    if len(values) <= _LABEL_MAP_VALUES and np.all(values == np.round(values)):
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise InputError(f"{name}: looks like a label map (its only values are {shown}), not a scan.",
+                         "Give the MRI/CT scan itself; lesion masks go to `longitudinal-al label --mask`.")
+
+
+def validate_image(image: sitk.Image, name: str = "image", *, allow_constant: bool = False) -> None:
+    """Reject images the pipeline cannot use, with a message naming ``name`` and the fix.
+
+    ``allow_constant``: masks may be empty (all 0).
+    """
     dim = image.GetDimension()
     if dim == 4:
         raise InputError(f"{name}: is 4D ({image.GetSize()[3]} volumes, e.g. a time series).",
@@ -102,7 +172,7 @@ def validate_image(image: sitk.Image, name: str = "image") -> None:
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         if bad:
             raise _nonfinite_error(name, bad)
-    if array.min() == array.max():
+    if not allow_constant and array.min() == array.max():
         raise InputError(f"{name}: is constant (every voxel is {array.flat[0]}).",
                          "It holds no image: check that the right file was chosen.")
 
@@ -168,26 +238,6 @@ def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-3) -> bool:
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
 
 
-def _read_dicom_series(folder: Path, label: str, member: Path | None = None) -> sitk.Image:
-    """Read the series in ``folder`` (the one holding ``member``, else the largest)."""
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
-    if not ids:
-        raise InputError(f"{label}: no DICOM series found in this folder.",
-                         f"Point to the folder holding the DICOM slices, or give {_FORMATS}.")
-    series = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in ids]
-    if member is not None:
-        chosen = next((files for files in series if str(member) in files or
-                       any(Path(f).samefile(member) for f in files)), max(series, key=len))
-    else:
-        chosen = max(series, key=len)
-    if len(chosen) < 2:
-        raise InputError(f"{label}: the DICOM series has only one slice.",
-                         "Give the folder of a 3D series (or convert it to NIfTI).")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(chosen)
-    return reader.Execute()
-
-
 def _is_dicom(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
@@ -200,3 +250,29 @@ def _is_dicom(path: Path) -> bool:
 def _first_line(err: Exception) -> str:
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     return lines[-1] if lines else type(err).__name__
+
+
+def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Prove ``path`` can be created and written, before any long computation; nothing is left behind.
+
+    A file in the way, a read-only or full disk, or missing permissions end in
+    one :class:`InputError` naming the path and the fix.
+    """
+    from .os_errors import user_os_error
+
+    out = Path(path).absolute()
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == out else f"lies below the file {existing}"
+        raise InputError(f"{option} {path}: {where}, not a folder.",
+                         f"Choose a folder for {option} (a new or existing one), or move that file away.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        mapped = user_os_error(err, existing)
+        if mapped is None:
+            raise
+        raise InputError(f"{option} {path}: cannot write there ({mapped.problem})", mapped.fix) from None
+    return out

@@ -6,9 +6,20 @@ truth are both empty; we define it as 1 there and report those subjects apart
 so that an average over lesion-bearing subjects stays honest.
 
 Lesion-wise scores work on 3D connected components (26-connectivity by
-default): a true lesion is detected when any predicted component overlaps it
-by at least ``min_overlap`` voxels, a predicted component is a true positive
-when it overlaps any true lesion.
+default) and follow the detection rule of the MSSEG-2016 and MSSEG-2 (new
+lesions) challenges, as implemented in Anima's ``animaSegPerfAnalyzer``
+(Commowick et al., Sci Rep 8:13650, 2018; Anima-Public ``SegPerfApp``/``Analyzer``:
+``getTruePositiveLesions`` and ``falsePositiveRatioTester``, defaults
+alpha 0.10, beta 0.70, gamma 0.65). A true lesion L is detected when
+
+1. the predicted voxels cover more than ``alpha`` of L, and
+2. taking the predicted components that overlap L by decreasing overlap, until
+   they account for ``gamma`` of that overlap, none of them lies more than
+   ``beta`` outside every true lesion (background voxels / its size).
+
+A predicted component counts as correct under the same rule with the roles of
+prediction and truth swapped. So one blob over the whole brain detects nothing
+(it lies almost entirely outside the lesions), where "any overlap" gave F1 = 1.
 """
 
 from __future__ import annotations
@@ -108,9 +119,14 @@ def _f1(n_detected: int, n_true: int, n_pred_correct: int, n_pred: int) -> float
     return 2 * precision * recall / (precision + recall)
 
 
+#: MSSEG / animaSegPerfAnalyzer defaults (see the module docstring)
+ALPHA, BETA, GAMMA = 0.10, 0.70, 0.65
+
+
 def lesion_counts(pred: np.ndarray, truth: np.ndarray, *, connectivity: int | None = None,
-                  min_overlap: int = 1, min_size: int = 1) -> LesionCounts:
-    """Match connected components of ``pred`` and ``truth`` (same shape, 2D or 3D)."""
+                  alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
+                  min_size: int = 1) -> LesionCounts:
+    """Match connected components of ``pred`` and ``truth`` (same shape, 2D or 3D) by the MSSEG rule."""
     p, t = _as_bool(pred), _as_bool(truth)
     if p.shape != t.shape:
         raise ValueError(f"prediction {p.shape} and truth {t.shape} differ in shape")
@@ -118,12 +134,31 @@ def lesion_counts(pred: np.ndarray, truth: np.ndarray, *, connectivity: int | No
     lab_p, n_p = connected_lesions(p, connectivity, min_size=min_size)
     if n_t == 0 or n_p == 0:
         return LesionCounts(n_t, 0, n_p, 0)
-    both = (lab_t > 0) & (lab_p > 0)
-    # overlap[i, j] = voxels shared by true lesion i and predicted lesion j
-    pairs = lab_t[both].astype(np.int64) * (n_p + 1) + lab_p[both]
-    overlap = np.bincount(pairs, minlength=(n_t + 1) * (n_p + 1)).reshape(n_t + 1, n_p + 1)
-    hit = overlap >= min_overlap
-    return LesionCounts(n_t, int(hit[1:, 1:].any(axis=1).sum()), n_p, int(hit[1:, 1:].any(axis=0).sum()))
+    # table[i, j] = voxels of true component i and predicted component j; row/column 0 = background
+    pairs = lab_t.ravel().astype(np.int64) * (n_p + 1) + lab_p.ravel()
+    table = np.bincount(pairs, minlength=(n_t + 1) * (n_p + 1)).reshape(n_t + 1, n_p + 1)
+    return LesionCounts(n_t, _detected(table, alpha, beta, gamma), n_p, _detected(table.T, alpha, beta, gamma))
+
+
+def _detected(table: np.ndarray, alpha: float, beta: float, gamma: float) -> int:
+    """How many reference components (rows 1..) the other side (columns 1..) detects."""
+    outside = table[0, 1:] / np.maximum(table[:, 1:].sum(axis=0), 1)  # share of each column on background
+    found = 0
+    for row in table[1:]:
+        hits = row[1:]
+        covered = int(hits.sum())
+        if covered <= alpha * int(row.sum()):
+            continue
+        weight, ok = 0.0, True
+        for j in np.argsort(-hits, kind="stable"):
+            if weight >= gamma or hits[j] == 0:
+                break
+            if outside[j] > beta:
+                ok = False
+                break
+            weight += hits[j] / covered
+        found += ok
+    return found
 
 
 @dataclass
@@ -146,8 +181,7 @@ class SubjectMetrics:
 
 
 def subject_metrics(case_id: str, pred: np.ndarray, truth: np.ndarray, *,
-                    connectivity: int | None = None, min_overlap: int = 1,
-                    min_size: int = 1) -> SubjectMetrics:
+                    connectivity: int | None = None, min_size: int = 1) -> SubjectMetrics:
     """All scores for one subject: ``pred``/``truth`` are (K, J, I) masks."""
     p, t = _as_bool(pred), _as_bool(truth)
     return SubjectMetrics(
@@ -155,7 +189,7 @@ def subject_metrics(case_id: str, pred: np.ndarray, truth: np.ndarray, *,
         dice=dice_foreground(p, t),
         both_empty=both_empty(p, t),
         has_lesions=bool(t.any()),
-        lesions=lesion_counts(p, t, connectivity=connectivity, min_overlap=min_overlap, min_size=min_size),
+        lesions=lesion_counts(p, t, connectivity=connectivity, min_size=min_size),
         pred_voxels=int(p.sum()),
         true_voxels=int(t.sum()),
     )

@@ -228,15 +228,21 @@ class ALSession:
 
     def add_labels_from_volume(self, case_id: str, volume: np.ndarray,
                                slice_indices: list[int] | None = None) -> list[int]:
-        """Import labels from a (K, J, I) mask on the baseline grid.
+        """Import labels from a (K, J, I) 0/1 mask on the baseline grid.
 
-        ``slice_indices`` None: every slice where the mask is non-zero. Listed
-        slices that are empty in the mask are recorded as "no new lesion".
+        ``slice_indices`` None: every slice where the mask is 1. Listed slices that
+        are empty in the mask are recorded as "no new lesion". Any value other than
+        0/1 (NaN, -1, 255, intensities) is refused: it would become a wrong label.
         """
         case = self.case(case_id)
         vol = np.asarray(volume)
+        if vol.dtype != bool:
+            if vol.size and (not np.isfinite(vol).all() or not np.isin(vol, (0, 1)).all()):
+                raise InputError(f"The mask for {case_id} holds values other than 0 and 1 "
+                                 f"(e.g. {vol[~np.isin(vol, (0, 1))].flat[0]}).",
+                                 "Give a lesion mask of 0 (background) and 1 (lesion), e.g. via label_masks.")
         try:
-            slices = case.geometry.to_slices((vol > 0).astype(np.float32), order=0) > 0.5
+            slices = case.geometry.to_slices(vol.astype(np.uint8), order=0) > 0
         except (ValueError, IndexError) as err:
             raise InputError(f"Mask of shape {vol.shape} does not fit the baseline grid of {case_id} ({err}).",
                              "Give a mask saved on the baseline image's grid.") from err

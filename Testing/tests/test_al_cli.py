@@ -103,3 +103,105 @@ def test_clear_errors(tmp_path, pair_dir, capsys):
     assert rc == 2 and "session" in err
     rc, _, err = _run(capsys, "simulate", "--cohort", str(tmp_path), "--strategy", "nope")
     assert rc == 2 and "Unknown strategy" in err
+
+
+# ---------------------------------------------------------------- input checks before any computation
+def _one_line_error(rc: int, err: str, *words: str) -> None:
+    assert rc == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+
+
+def test_prepare_refuses_bad_out_before_computing(tmp_path, pair_dir, capsys):
+    """D12 / row 33: `--out` a file, or below a file, failed with a traceback after the whole computation."""
+    import time
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    scans = [str(pair_dir / "baseline.nii.gz"), str(pair_dir / "followup.nii.gz")]
+    for out, words in ((afile, ("is a file", "Choose a folder")), (afile / "x", ("lies below the file",))):
+        start = time.perf_counter()
+        rc, _, err = _run(capsys, "prepare", *scans, "--out", str(out), "--size", "64", "--spacing", "4", "--quiet")
+        _one_line_error(rc, err, str(out), *words)
+        assert time.perf_counter() - start < 5.0  # refused up front, not after registration
+    assert afile.read_text() == "not a folder"
+
+
+def test_prepare_refuses_huge_size_before_allocating(tmp_path, pair_dir, capsys):
+    """D16 / row 35: --size 100000 ended in a numpy MemoryError traceback (2.29 TiB)."""
+    scans = [str(pair_dir / "baseline.nii.gz"), str(pair_dir / "followup.nii.gz")]
+    for size in ("100000", "0", "-5"):
+        rc, _, err = _run(capsys, "prepare", *scans, "--out", str(tmp_path / "o"), "--size", size, "--quiet")
+        _one_line_error(rc, err, f"--size {size} is out of range", "--size 256")
+    assert not (tmp_path / "o").exists()
+
+
+def test_label_map_given_as_scan_names_the_file(tmp_path, pair_dir, capsys):
+    """D17 / row 21: 'the scan is constant inside the mask', without the file name."""
+    mask = str(pair_dir / "new_lesions.nii.gz")
+    rc, _, err = _run(capsys, "prepare", mask, str(pair_dir / "followup.nii.gz"), "--out", str(tmp_path / "o"),
+                      "--quiet")
+    _one_line_error(rc, err, mask, "looks like a label map")
+
+
+def test_session_stores_prepared_relative_and_survives_a_move(tmp_path, pair_dir, capsys):
+    """D4: `prepared` was absolute, so a moved session lost its geometry check."""
+    import os
+    import shutil
+
+    work = tmp_path / "work"
+    rc, _, err = _run(capsys, "suggest", "--session", str(work / "s"), "--baseline", str(pair_dir / "baseline.nii.gz"),
+                      "--followup", str(pair_dir / "followup.nii.gz"), "--size", "64", "--spacing", "4",
+                      "--weights", "scratch", "--strategy", "random", "-k", "2", "--quiet")
+    assert rc == 0, err
+    state = json.loads((work / "s" / "state.json").read_text())
+    (case_id, where), = state["prepared"].items()
+    assert not os.path.isabs(where) and (work / "s" / where / "baseline_preprocessed.nii.gz").is_file()
+    shutil.move(str(work), str(tmp_path / "moved"))
+    rc, out, err = _run(capsys, "label", "--session", str(tmp_path / "moved" / "s"), "--mask",
+                        str(pair_dir / "new_lesions.nii.gz"), "--json")
+    assert rc == 0, err
+    from LongitudinalALLib.pool_store import load_case
+
+    case = load_case(tmp_path / "moved" / "s" / "pool", case_id)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(pair_dir / "new_lesions.nii.gz"))) > 0
+    on_model_grid = case.geometry.to_slices(truth, order=0)
+    expected = [case.provenance[n].slice_index for n in np.flatnonzero(on_model_grid.any(axis=(1, 2)))]
+    assert expected and sorted(json.loads(out)["contoured"]) == sorted(expected)
+
+
+def test_truncated_scan_and_session_below_a_file_are_one_line(tmp_path, pair_dir, capsys):
+    """D5 rows 4-5: a cut scan gave an EOFError traceback or was read with zeros; D12: --session below a file."""
+    full = pair_dir / "baseline.nii.gz"
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    rc, _, err = _run(capsys, "prepare", str(cut), str(pair_dir / "followup.nii.gz"), "--out", str(tmp_path / "o"),
+                      "--quiet")
+    _one_line_error(rc, err, str(cut), "truncated or damaged")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    rc, _, err = _run(capsys, "suggest", "--session", str(afile / "s"), "--baseline", str(full), "--followup",
+                      str(pair_dir / "followup.nii.gz"), "--weights", "scratch", "--quiet")
+    _one_line_error(rc, err, "--session", "lies below the file")
+
+
+def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, pair_dir, capsys, monkeypatch):
+    """D12 / row 55: ENOSPC while writing gave an OSError traceback; now one line, no partial output."""
+    import errno
+    import os
+
+    real, calls = os.replace, []
+
+    def fills_up(src, dst, *a, **k):  # the third output file hits a full disk
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", fills_up)
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "prepare", str(pair_dir / "baseline.nii.gz"), str(pair_dir / "followup.nii.gz"),
+                      "--out", str(out), "--size", "64", "--spacing", "4", "--quiet")
+    _one_line_error(rc, err, "no space is left on the disk", "Free some space")
+    assert len(calls) == 3 and not out.exists() and sorted(tmp_path.iterdir()) == []

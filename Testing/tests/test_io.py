@@ -44,23 +44,25 @@ def test_round_trip_keeps_geometry_and_values(tmp_path, suffix):
     _assert_same(img, load_image(path))
 
 
-def _write_dicom_series(img: sitk.Image, folder: Path) -> None:
+def _write_dicom_series(img: sitk.Image, folder: Path, uid: str | None = None, description: str = "",
+                        first: int = 0) -> None:
     """CT-like int16 slices with the tags a DICOM reader needs to rebuild the geometry."""
     folder.mkdir()
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     stamp = time.strftime("%Y%m%d"), time.strftime("%H%M%S")
     direction = img.GetDirection()
-    series_uid = "1.2.826.0.1.3680043.2.1125." + str(int(time.time()))
+    series_uid = uid or "1.2.826.0.1.3680043.2.1125." + str(int(time.time()))
     for k in range(img.GetDepth()):
         sl = img[:, :, k]
         tags = {
             "0008|0020": stamp[0], "0008|0030": stamp[1], "0008|0060": "CT", "0008|0021": stamp[0],
-            "0020|000d": series_uid + ".1", "0020|000e": series_uid + ".2", "0010|0010": "Test^Anatomy",
+            "0020|000d": series_uid + ".1", "0020|000e": uid or series_uid + ".2", "0010|0010": "Test^Anatomy",
+            "0008|103e": description,
             "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
                                                          direction[1], direction[4], direction[7])),
             "0020|0032": "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k))),
-            "0020|0013": str(k + 1), "0018|0050": f"{img.GetSpacing()[2]:.6f}",
+            "0020|0013": str(first + k + 1), "0018|0050": f"{img.GetSpacing()[2]:.6f}",
             "0028|1052": "0", "0028|1053": "1",
         }
         for key, value in tags.items():
@@ -163,3 +165,119 @@ def test_non_overlapping_pair():
 
 def test_save_rejects_unknown_suffix(tmp_path):
     _expect_error(lambda: save_image(mni_t1(4), tmp_path / "x.png"), "unsupported output format")
+
+
+# ---------------------------------------------------------------- D5: truncated NIfTI files
+def _cut(src: Path, dst: Path, fraction: float) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * fraction)])
+    return dst
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+@pytest.mark.parametrize("pixel", [sitk.sitkInt16, sitk.sitkFloat32])
+def test_truncated_nifti_is_refused_not_zero_filled(tmp_path, suffix, pixel):
+    """Review D5, rows 4, 5, 42: ITK reads a cut file silently (zeros); nibabel raised EOFError for floats."""
+    full = tmp_path / f"scan{suffix}"
+    sitk.WriteImage(sitk.Cast(mni_t1(4) * 10.0, pixel), str(full))
+    cut = _cut(full, tmp_path / f"cut{suffix}", 0.6)
+    _expect_error(lambda: load_image(cut), str(cut), "truncated or damaged", "again")
+    assert load_image(full).GetSize() == mni_t1(4).GetSize()  # the complete file still loads
+
+
+def test_damaged_gzip_middle_is_refused(tmp_path):
+    full = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(sitk.Cast(mni_t1(4) * 10.0, sitk.sitkInt16), str(full))
+    data = bytearray(full.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(64)  # a damaged block: wrong CRC or invalid deflate data
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(bytes(data))
+    _expect_error(lambda: load_image(bad), str(bad), "truncated or damaged")
+
+
+# ---------------------------------------------------------------- D17 row 21: label map given as a scan
+def test_label_map_given_as_scan_is_named(tmp_path):
+    from LongitudinalALLib.io import load_scan
+
+    p = tmp_path / "lesion_mask.nii.gz"
+    sitk.WriteImage(sitk.Cast(mni_t1(4) > 150, sitk.sitkUInt8), str(p))
+    _expect_error(lambda: load_scan(p), str(p), "looks like a label map", "scan itself")
+    scan = tmp_path / "t1.nii.gz"
+    sitk.WriteImage(mni_t1(4), str(scan))
+    assert load_scan(scan).GetSize() == mni_t1(4).GetSize()
+
+
+# ---------------------------------------------------------------- D13 / D17 row 30: DICOM folders
+def test_dicom_folder_with_several_series_says_which_and_takes_series(tmp_path):
+    from LongitudinalALLib.dicom_series import read_dicom_series
+
+    big = sitk.Cast(mni_t1(4) * 10.0 - 1000.0, sitk.sitkInt16)
+    _write_dicom_series(big, tmp_path / "a", uid="1.2.3.100", description="T1 MPRAGE")
+    small = big[:, :, 10:16]
+    _write_dicom_series(small, tmp_path / "b", uid="1.2.3.200", description="Localizer")
+    study = tmp_path / "study"
+    study.mkdir()
+    for sub in ("a", "b"):
+        for f in (tmp_path / sub).iterdir():
+            f.rename(study / f"{sub}_{f.name}")
+    notes: list[str] = []
+    image = load_image(study, notes=notes)
+    assert image.GetSize() == big.GetSize()
+    assert len(notes) == 1 and "2 DICOM series" in notes[0] and "1.2.3.100" in notes[0]
+    assert "'T1 MPRAGE'" in notes[0] and f"{big.GetDepth()} files" in notes[0] and "--series" in notes[0]
+    picked = load_image(study, series=["9.9", "1.2.3.200"], notes=(more := []))
+    assert picked.GetSize()[2] == 6 and not more
+    _expect_error(lambda: read_dicom_series(study, "study", series=["9.9"]), "none of the series",
+                  "1.2.3.100", "Localizer")
+
+
+def test_dicom_series_mixing_matrix_sizes_is_explained(tmp_path):
+    img = sitk.Cast(mni_t1(4) * 10.0, sitk.sitkInt16)
+    _write_dicom_series(img[:, :, :8], tmp_path / "mixed", uid="1.2.3.300")
+    _write_dicom_series(img[:30, :30, 8:12], tmp_path / "other", uid="1.2.3.300", first=8)
+    for f in (tmp_path / "other").iterdir():
+        f.rename(tmp_path / "mixed" / f"o_{f.name}")
+    _expect_error(lambda: load_image(tmp_path / "mixed"), "mixes slices of different matrix sizes",
+                  "1.2.3.300", "Export that series again")
+
+
+# ---------------------------------------------------------------- D12: output folders
+def test_output_dir_that_is_a_file_or_below_a_file(tmp_path):
+    from LongitudinalALLib.io import check_output_dir
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _expect_error(lambda: check_output_dir(afile), str(afile), "is a file", "Choose a folder")
+    _expect_error(lambda: check_output_dir(afile / "sub"), "lies below the file", str(afile))
+    ok = check_output_dir(tmp_path / "new" / "deeper")
+    assert ok == tmp_path / "new" / "deeper" and sorted(tmp_path.iterdir()) == [afile]  # nothing left behind
+
+
+def test_output_dir_on_a_full_disk(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from LongitudinalALLib.io import check_output_dir
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    _expect_error(lambda: check_output_dir(tmp_path / "x"), str(tmp_path / "x"), "cannot write there",
+                  "no space is left", "Free some space")
+
+
+def test_prepare_series_option_reaches_the_dicom_reader(tmp_path, capsys):
+    from LongitudinalALLib.cli import main
+
+    img = sitk.Cast(mni_t1(4) * 10.0, sitk.sitkInt16)
+    _write_dicom_series(img, tmp_path / "dcm", uid="1.2.3.400")
+    _write_dicom_series(img[:, :, :5], tmp_path / "loc", uid="1.2.3.500")
+    for f in (tmp_path / "loc").iterdir():
+        f.rename(tmp_path / "dcm" / f"loc_{f.name}")
+    rc = main(["prepare", str(tmp_path / "dcm"), str(tmp_path / "dcm"), "--out", str(tmp_path / "o"),
+               "--series", "7.7.7", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "none of the series given with --series" in err and "1.2.3.400" in err and "1.2.3.500" in err

@@ -38,23 +38,65 @@ def test_lesion_counts_components_and_overlap():
     truth = _ball(shape, (5, 5, 5), 2) | _ball(shape, (20, 20, 20), 3) | _ball(shape, (5, 25, 25), 2)
     pred = _ball(shape, (6, 5, 5), 2) | _ball(shape, (20, 21, 20), 2) | _ball(shape, (25, 5, 25), 2)
     c = metrics.lesion_counts(pred, truth)
-    assert (c.n_true, c.n_detected, c.n_pred, c.n_pred_correct) == (3, 2, 3, 2)
-    assert c.false_positives == 1
-    assert c.recall == pytest.approx(2 / 3) and c.precision == pytest.approx(2 / 3)
-    assert c.f1 == pytest.approx(2 / 3)
-    # a higher overlap requirement can only lose matches
-    strict = metrics.lesion_counts(pred, truth, min_overlap=10_000)
-    assert strict.n_detected == 0 and strict.f1 == 0.0
+    # the small ball inside the r=3 lesion detects it (27 % covered, nothing outside), but as a predicted
+    # lesion it is not correct: the true lesion lies 73 % outside it (> beta, the rule run the other way)
+    assert (c.n_true, c.n_detected, c.n_pred, c.n_pred_correct) == (3, 2, 3, 1)
+    assert c.false_positives == 2
+    assert c.recall == pytest.approx(2 / 3) and c.precision == pytest.approx(1 / 3)
+    assert c.f1 == pytest.approx(4 / 9)
+    # a stricter coverage requirement can only lose matches
+    strict = metrics.lesion_counts(pred, truth, alpha=0.99)
+    assert strict.n_detected == 0 and strict.n_pred_correct == 0 and strict.f1 == 0.0
 
 
 def test_one_prediction_bridging_two_lesions_detects_both():
     truth = np.zeros((1, 10, 30), bool)
-    truth[0, 4:6, 2:5] = True
-    truth[0, 4:6, 20:23] = True
-    pred = np.zeros_like(truth)
-    pred[0, 5, 2:23] = True
+    truth[0, 2:8, 2:12] = True
+    truth[0, 2:8, 15:25] = True
+    pred = truth.copy()
+    pred[0, 5, 12:15] = True  # a thin bridge: mostly inside the lesions
     c = metrics.lesion_counts(pred, truth)
     assert (c.n_true, c.n_detected, c.n_pred, c.n_pred_correct) == (2, 2, 1, 1)
+
+
+def test_whole_brain_blob_scores_lesion_f1_near_zero_and_perfect_scores_one():
+    """Reliability review, other observations: one giant component overlapping every lesion gave F1 = 1."""
+    shape = (40, 48, 48)
+    brain = _ball(shape, (20, 24, 24), 18)
+    truth = np.zeros(shape, bool)
+    for c in ((14, 18, 18), (26, 30, 24), (20, 16, 32), (24, 26, 14)):
+        truth |= _ball(shape, c, 2)
+    blob = metrics.subject_metrics("blob", brain, truth)
+    assert blob.lesions.n_pred == 1 and blob.lesions.f1 == pytest.approx(0.0)
+    assert blob.lesions.n_detected == 0 and blob.lesions.n_pred_correct == 0
+    assert blob.dice < 0.05
+    perfect = metrics.subject_metrics("perfect", truth, truth)
+    assert perfect.lesions.f1 == 1.0 and perfect.lesions.n_detected == 4 == perfect.lesions.n_true
+    # a modest over-segmentation (each lesion dilated by one voxel) is still a detection
+    from scipy import ndimage
+
+    fat = ndimage.binary_dilation(truth, iterations=1)
+    assert metrics.subject_metrics("fat", fat, truth).lesions.f1 == 1.0
+
+
+def test_detection_rule_alpha_beta_gamma():
+    """MSSEG / animaSegPerfAnalyzer: > alpha of the lesion covered, the covering components not > beta outside."""
+    truth = np.zeros((1, 20, 60), bool)
+    truth[0, 5:15, 5:15] = True                      # lesion A, 100 voxels
+    pred = np.zeros_like(truth)
+    pred[0, 5:6, 5:15] = True                        # covers 10 % of A: not more than alpha
+    assert metrics.lesion_counts(pred, truth).n_detected == 0
+    pred[0, 5:7, 5:15] = True                        # 20 %, entirely inside A: detected
+    assert metrics.lesion_counts(pred, truth).n_detected == 1
+    spill = pred.copy()
+    spill[0, 5:7, 15:60] = True                      # same component, now 90/110 outside A: beyond beta
+    c = metrics.lesion_counts(spill, truth)
+    assert (c.n_detected, c.n_pred_correct) == (0, 0)
+    two = pred.copy()
+    two[0, 10:15, 5:15] = True                       # a second, larger component inside A
+    two[0, 7:10, 5:15] = False
+    two[0, 10:20, 15:60] = True                      # ... which lies 90 % outside: fails beta first (largest overlap)
+    assert metrics.lesion_counts(two, truth).n_detected == 0
 
 
 def test_connected_lesions_min_size():

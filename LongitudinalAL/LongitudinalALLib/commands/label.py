@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 
 from .session_args import add_wait_option, open_for_writing
 
 HELP = ("Record labels for slices of a session from a new-lesion mask drawn on the baseline "
-        "(a listed slice that is empty in the mask means 'no new lesion').")
+        "(a listed slice that is empty in the mask means 'no new lesion'; it must lie inside the mask).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_wait_option(p)
     p.add_argument("--session", required=True, help="session directory")
-    p.add_argument("--mask", required=True, help="new-lesion mask on the baseline (non-zero = lesion)")
+    p.add_argument("--mask", required=True, help="new-lesion mask on the baseline (0 = background, 1 = lesion)")
+    p.add_argument("--label-value", type=float, default=None,
+                   help="the value marking new lesions in a multi-label mask (default: the mask must be 0/1)")
+    p.add_argument("--series", action="append", metavar="UID",
+                   help="DICOM series UID of the mask when its folder holds several series")
     p.add_argument("--slices", default=None,
                    help="comma-separated slice indices, e.g. 40,41 (default: every slice where the mask is non-zero)")
     p.add_argument("--case", default=None, help="case id (default: the session's only case)")
@@ -37,67 +41,48 @@ def parse_slices(text: str | None) -> list[int] | None:
     return out
 
 
-def load_mask_on_baseline(mask_path: str, baseline_path: Path | None):
-    """(K,J,I) uint8 mask on the baseline grid; resampled (nearest) when only the grid differs."""
-    import numpy as np
-    import SimpleITK as sitk
-
-    from ..errors import InputError
-
-    try:
-        mask = sitk.ReadImage(str(mask_path))
-    except RuntimeError as err:
-        raise InputError(f"Mask {mask_path} cannot be read ({str(err).strip().splitlines()[-1]}).",
-                         "Give a NIfTI/NRRD label volume.") from None
-    if mask.GetNumberOfComponentsPerPixel() != 1 or mask.GetDimension() != 3:
-        raise InputError(f"Mask {mask_path} is not a 3D single-channel volume.", "Save the mask as a 3D label map.")
-    note = ""
-    if baseline_path is not None and baseline_path.is_file():
-        ref = sitk.ReadImage(str(baseline_path))
-        same = (mask.GetSize() == ref.GetSize()
-                and np.allclose(mask.GetSpacing(), ref.GetSpacing(), atol=1e-4)
-                and np.allclose(mask.GetOrigin(), ref.GetOrigin(), atol=1e-3)
-                and np.allclose(mask.GetDirection(), ref.GetDirection(), atol=1e-4))
-        if not same:
-            mask = sitk.Resample(mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-            note = f"mask resampled onto the baseline grid of {baseline_path.name}"
-    return (sitk.GetArrayFromImage(mask) > 0).astype(np.uint8), note
-
-
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from .suggest import find_volume
+    from ..label_masks import mask_on_baseline, read_label_mask, uncovered_slices
 
+    slices = parse_slices(args.slices)
     session = open_for_writing(args)
+    notes: list[str] = []
+    mask = read_label_mask(args.mask, args.label_value, series=args.series or (), notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     case_id = args.case
     if case_id is None:
         if len(session.case_ids) != 1:
             raise InputError(f"The session has {len(session.case_ids)} cases.", f"Pick one with --case ({session.case_ids}).")
         case_id = session.case_ids[0]
-    prepared = session.state.get("prepared", {}).get(case_id)
-    baseline = None
-    if prepared:
-        try:
-            baseline = find_volume(Path(prepared), "baseline")
-        except InputError:
-            baseline = None
-    volume, note = load_mask_on_baseline(args.mask, baseline)
-    expected = session.case(case_id).geometry
-    slices = parse_slices(args.slices)
-    added = session.add_labels_from_volume(case_id, volume, slices)
+    case = session.case(case_id)
+    on_base = mask_on_baseline(mask, case.geometry, f"Mask {args.mask}")
+    if slices is not None:
+        missing = uncovered_slices(case, on_base.covered, slices, [session.position(case_id, s) for s in slices])
+        if missing:
+            raise InputError(f"Mask {args.mask} does not cover slice(s) {missing} of {case_id}, so it cannot say "
+                             "they are lesion-free.", "Give a mask covering the whole baseline, or leave those "
+                             "slices out of --slices.")
+    before = {k: r["lesion_pixels"] for k, r in session.state["labels"].items() if r["case_id"] == case_id}
+    added = session.add_labels_from_volume(case_id, on_base.volume, slices)
     if not added:
         raise InputError(f"Mask {args.mask} is empty and no --slices were given.",
                          "List the slices you checked with --slices to record them as 'no new lesion'.")
     recs = [session.state["labels"][f"{case_id}:{s}"] for s in added]
     contoured = [r["slice_index"] for r in recs if r["lesion_pixels"]]
     empty = [r["slice_index"] for r in recs if not r["lesion_pixels"]]
+    erased = [s for s in empty if before.get(f"{case_id}:{s}")]
     b = session.budget()["total"]
     if args.json:
         print(json.dumps({"case_id": case_id, "contoured": contoured, "lesion_free": empty, "budget": b,
-                          "note": note, "axis": expected.axis}, indent=2))
+                          "note": on_base.note, "replaced_contours": erased, "axis": case.geometry.axis}, indent=2))
         return 0
-    if note:
-        print(note)
+    if on_base.note:
+        print(on_base.note)
+    if erased:
+        print(f"warning: slice(s) {erased} of {case_id} had a contour; they are now recorded as lesion-free",
+              file=sys.stderr)
     print(f"{case_id}: {len(contoured)} contoured slice(s) {contoured}, {len(empty)} lesion-free {empty}")
     print(f"budget: {b['labelled']} of {b['slices']} slices ({100 * b['fraction']:.1f} %), "
           f"{b['contoured']} contoured, {b['lesion_free']} lesion-free")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 HELP = ("Register FOLLOWUP to BASELINE (N4, mask, normalise, rigid+affine), write the registered "
         "follow-up, difference, mask, transform (.tfm) and qc.json to --out.")
@@ -19,24 +21,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--axis", choices=("axial", "coronal", "sagittal"), default="axial")
     parser.add_argument("--size", type=int, default=256, help="slice size in pixels (default 256)")
     parser.add_argument("--spacing", type=float, default=1.0, help="in-plane pixel spacing in mm (default 1.0)")
+    parser.add_argument("--series", action="append", metavar="UID",
+                        help="DICOM series UID to use when a scan folder holds several (repeat for each scan)")
     parser.add_argument("--case-id", help="case name (default: baseline file name)")
     parser.add_argument("--seed", type=int, default=0, help="registration sampling seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+#: largest --size: a pool holds slices x 3 x size^2 float32 (2048: ~12 GiB for 256 slices)
+MAX_SIZE = 2048
+
+
+def check_size(size: int) -> int:
+    """Refuse slice sizes that cannot be allocated, before any work is done."""
+    from ..errors import InputError
+
+    if not 1 <= size <= MAX_SIZE:
+        raise InputError(f"--size {size} is out of range (1 to {MAX_SIZE} pixels).",
+                         "Use e.g. --size 256; --spacing sets the pixel size in mm.")
+    return size
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..io import check_output_dir, image_suffix
     from ..prepare import PrepareOptions, prepare_pair, write_prepared
     from ..progress import TqdmProgress
+    from .suggest import load_scans
 
+    check_size(args.size)
+    check_output_dir(args.out)
+    base, foll = load_scans(args.baseline, args.followup, args.series)
+    name = Path(args.baseline).name
+    case_id = args.case_id or (name[: -len(image_suffix(name))] if image_suffix(name) else name)
     options = PrepareOptions(modality=args.modality, n4=False if args.no_n4 else None, mask=args.mask,
                              deformable=args.deformable, axis=args.axis, size=args.size,
                              spacing_mm=args.spacing, seed=args.seed)
     bar = TqdmProgress(disable=args.quiet)
     try:
-        pair = prepare_pair(args.baseline, args.followup, options, case_id=args.case_id, progress=bar)
+        pair = prepare_pair(base, foll, options, case_id=case_id, progress=bar)
     finally:
         bar.close()
-    paths = write_prepared(pair, args.out)
+    created = not Path(args.out).exists()
+    try:
+        paths = write_prepared(pair, args.out)
+    except OSError:  # e.g. disk full half-way: leave no incomplete output folder behind
+        if created:
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     qc = pair.qc
     status = "FAILED" if qc.failed else "ok"
     print(f"case {pair.case_id}: registration {status} in {qc.seconds:.1f} s "

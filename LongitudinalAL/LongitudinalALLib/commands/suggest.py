@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 from .session_args import add_wait_option, open_for_writing
@@ -24,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--baseline", help="baseline scan (any format SimpleITK reads)")
     src.add_argument("--followup", help="follow-up scan of the same subject")
     src.add_argument("--pair", help="folder written by `longitudinal-al prepare` (instead of --baseline/--followup)")
+    src.add_argument("--series", action="append", metavar="UID",
+                     help="DICOM series UID to use when a scan folder holds several (repeat for each scan)")
     src.add_argument("--case-id", default=None, help="case id (default: the baseline's file name)")
     src.add_argument("--modality", choices=("mri", "ct"), default="mri")
     src.add_argument("--size", type=int, default=256, help="model slice size in pixels (default 256)")
@@ -79,8 +83,13 @@ def _create(args: argparse.Namespace, progress):
     from ..pool_store import check_case_id
     from ..session import ALSession
 
+    from ..io import check_output_dir
+    from .prepare import check_size
+
     root = Path(args.session)
     _check_choices(args)
+    check_size(args.size)
+    check_output_dir(root, "--session")
     if args.pair:
         case, prepared_dir = _case_from_prepared(Path(args.pair), args)
     elif args.baseline and args.followup:
@@ -90,7 +99,8 @@ def _create(args: argparse.Namespace, progress):
         case_id = check_case_id(args.case_id or name)
         options = PrepareOptions(modality=args.modality, axis=args.axis, size=args.size, spacing_mm=args.spacing,
                                  seed=args.seed)
-        prepared = prepare_pair(args.baseline, args.followup, options, case_id=case_id, progress=progress)
+        base, foll = load_scans(args.baseline, args.followup, args.series)
+        prepared = prepare_pair(base, foll, options, case_id=case_id, progress=progress)
         prepared_dir = root / "prepared"
         write_prepared(prepared, prepared_dir)
         case = prepared.slices
@@ -99,9 +109,28 @@ def _create(args: argparse.Namespace, progress):
                          "Give --baseline and --followup (or --pair) to create it.")
     session = ALSession.create(root, [case], strategy=args.strategy or "entropy_mean", seed=args.seed,
                                init_weights=args.weights)
-    session.state["prepared"] = {case.case_id: str(Path(prepared_dir).resolve())}
+    session.state["prepared"] = {case.case_id: _relative_to(Path(prepared_dir), root)}
     session._commit()
     return session
+
+
+def _relative_to(folder: Path, root: Path) -> str:
+    """``folder`` relative to the session ``root`` (both may move together); absolute if on another drive."""
+    try:
+        return os.path.relpath(folder.resolve(), root.resolve())
+    except ValueError:
+        return str(folder.resolve())
+
+
+def load_scans(baseline: str, followup: str, series: list[str] | None):
+    """Both scans, checked, with any DICOM series choice printed (to stderr: stdout may be JSON)."""
+    from ..io import load_scan
+
+    notes: list[str] = []
+    images = [load_scan(p, series=series or (), notes=notes) for p in (baseline, followup)]
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return images
 
 
 def run(args: argparse.Namespace) -> int:
