@@ -129,6 +129,7 @@ def fit(model: nn.Module, data, cfg, plan: StepPlan, device: torch.device, seed:
     lesion_idx = np.flatnonzero(data.y.reshape(len(data.y), -1).any(1))
     use_val = data.xv is not None
     best_state, best, best_epoch, bad = cpu_state(model), -math.inf, 0, 0
+    budget.start()
     history: list[dict[str, float]] = []
     step, epoch, stop = 0, 0, "budget"
     while step < budget.total_steps and stop == "budget":

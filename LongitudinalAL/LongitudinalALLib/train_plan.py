@@ -73,29 +73,37 @@ def selection_rule(n_val: int, n_val_lesion: int, n_train_lesion: int, cfg) -> S
 
 
 class TimeBudget:
-    """Shrinks the step plan when the measured step time says the wall-time cap will be passed."""
+    """Fits the step plan into the wall-time cap, from the step time measured so far.
+
+    ``total_steps`` is what the learning-rate schedule anneals over; it only ever
+    lies between one more step and the planned total.
+    """
 
     def __init__(self, max_seconds: float | None, total_steps: int) -> None:
         self.max_seconds = max_seconds
-        self.total_steps = total_steps
+        self.planned = self.total_steps = total_steps
         self.capped = False
+        self.start()
+
+    def start(self) -> None:
+        """Start the clock (after the set-up, so imports and allocations do not count as steps)."""
         self.t0 = time.perf_counter()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
     def replan(self, steps_done: int) -> int:
-        """New total after ``steps_done`` steps (at least one more step); call after a few steps."""
-        if not self.max_seconds or steps_done < 1:
+        """New total after ``steps_done`` steps; call after a few steps and after each evaluation."""
+        if not self.max_seconds or steps_done < 1 or steps_done >= self.planned:
+            return self.total_steps
+        if self.elapsed() >= self.max_seconds:
+            self.total_steps, self.capped = steps_done, True
             return self.total_steps
         per_step = self.elapsed() / steps_done
         fits = steps_done + int(max(0.0, self.max_seconds - self.elapsed()) / per_step)
-        if fits < self.total_steps:
-            self.total_steps, self.capped = max(steps_done + 1, fits), True
+        self.total_steps = max(steps_done + 1, min(self.planned, fits))
+        self.capped = self.total_steps < self.planned
         return self.total_steps
-
-    def exhausted(self) -> bool:
-        return bool(self.max_seconds) and self.elapsed() >= self.max_seconds
 
 
 def resolve_device(name: str | None) -> torch.device:
