@@ -409,14 +409,21 @@ class ALSession:
         return out
 
     def training_arrays(self) -> dict[str, np.ndarray]:
-        """Labelled slices split into train/val: images, labels, foreground per split."""
+        """Labelled slices split into train/val: images, labels, foreground per split.
+
+        The hashed validation split is kept only when ``train_plan.selection_rule`` (default
+        thresholds) trusts it; otherwise every label is trained on.
+        """
+        from .train_plan import selection_rule
+        from .training import TrainConfig
+
         out: dict[str, list] = {f"{s}_{a}": [] for s in ("train", "val") for a in ("images", "labels", "fg")}
         recs = sorted(self.state["labels"].values(), key=lambda r: (r["case_id"], r["slice_index"]))
         val = {id(r) for r in recs if r["split"] == "val"}
-        n_les = sum(1 for r in recs if r["lesion_pixels"])
         n_val_les = sum(1 for r in recs if r["lesion_pixels"] and id(r) in val)
-        if len(recs) < 8 or n_val_les == 0 or n_val_les == n_les:
-            val = set()  # too few answers for a meaningful validation split: train on all
+        n_train_les = sum(1 for r in recs if r["lesion_pixels"]) - n_val_les
+        if selection_rule(len(val), n_val_les, n_train_les, TrainConfig()).name != "validation_dice":
+            val = set()  # a split that cannot measure anything: train on every label
         for rec in recs:
             case = self.case(rec["case_id"])
             i = self.position(rec["case_id"], rec["slice_index"])
@@ -430,8 +437,10 @@ class ALSession:
                     cancel: CancelToken | None = None):
         """Train from the last checkpoint (warm start) on every label; commit it as a new round.
 
-        On cancel nothing is committed (the previous round stays current) and
-        CancelledError is raised.
+        The round record says how much was trained, which rule chose the kept weights
+        and whether a collapse to "no lesion" was found and how it was handled
+        (``train.collapse``, ``train.warnings``). On cancel nothing is committed (the
+        previous round stays current) and CancelledError is raised.
         """
         from .model import save_weights
         from .training import TrainConfig, train_model
@@ -444,7 +453,8 @@ class ALSession:
         has_val = len(arrays["val_images"]) > 0
         result = train_model(model, arrays["train_images"], arrays["train_labels"],
                              arrays["val_images"] if has_val else None, arrays["val_labels"] if has_val else None,
-                             cfg, train_foreground=arrays["train_fg"], progress=progress, cancel=cancel)
+                             cfg, train_foreground=arrays["train_fg"],
+                             val_foreground=arrays["val_fg"] if has_val else None, progress=progress, cancel=cancel)
         if result.cancelled:
             raise CancelledError("Training")
         r = len(self.state["rounds"]) + 1
@@ -454,7 +464,7 @@ class ALSession:
                                               "best_val_dice": result.best_val_dice})
         self.state["rounds"].append({
             "round": r, "checkpoint": rel, "time": time.time(), "budget": budget,
-            "n_train": int(len(arrays["train_images"])), "n_val": int(len(arrays["val_images"])),
+            "n_train": result.n_train, "n_val": result.n_val,
             "train": result.summary(), "history": result.history, "config": cfg.to_dict(),
         })
         self._commit()

@@ -1,18 +1,20 @@
-"""Train the change segmenter on labelled slices (arrays in, best weights out).
+"""Train the change segmenter on labelled slices (arrays in, chosen weights out).
 
 The recipe is built for few labels on a CPU: random crops biased towards
 lesions (a 128x128 crop of a 256x256 slice costs a quarter of the compute),
 oversampling of the rare lesion slices in every batch, light augmentation,
-Dice + focal loss, AdamW, and early stopping on a validation split of the
-labelled slices (those labels count in the budget too). A seed fixes every
-random draw, so two runs with the same inputs give the same weights on CPU.
+Dice + focal loss, AdamW with warm-up and cosine decay. How long it trains and
+how it picks the kept weights is decided up front (:mod:`train_plan`): a step
+budget with a floor that does not depend on the label count, a wall-time cap,
+and early stopping only on a validation split that can measure something.
+After training, a model that predicts no lesion on the labelled lesion slices
+is retrained (:mod:`train_collapse`) or the starting weights are kept, with a
+warning. A seed fixes every random draw, so two runs with the same inputs
+give the same weights on CPU (unless the wall-time cap cuts a run).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,21 +23,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import AugmentConfig, augment_batch, crop_arrays, lesion_biased_crops
+from .augment import AugmentConfig
 from .errors import InputError
-from .losses import build_loss
-from .metrics import dice_foreground
-from .progress import CancelToken, ProgressCallback, report
+from .progress import CancelToken, ProgressCallback
+from .train_collapse import check_lesion_slices, reinitialise
+from .train_loop import cpu_state, evaluate_dice, fit
+from .train_plan import SelectionRule, check_config, plan_steps, resolve_device, selection_rule
+
+__all__ = ["TrainConfig", "TrainResult", "evaluate_dice", "train_model"]
 
 
 @dataclass
 class TrainConfig:
-    """Training recipe; every field is stored with the checkpoint it produced."""
+    """Training recipe; every field is stored with the checkpoint it produced.
 
-    epochs: int = 40
+    Budget (see ``train_plan.plan_steps``): ``epochs`` passes over the labels, at least
+    ``min_total_steps`` optimiser steps and at most ``max_total_steps``, evaluated
+    ``epochs`` times; an explicit ``steps_per_epoch`` makes it exactly
+    ``epochs * steps_per_epoch`` steps. ``max_seconds`` caps the wall time of the run.
+    """
+
+    epochs: int = 40                     # evaluation periods (and passes over the labels)
     batch_size: int = 8
-    steps_per_epoch: int | None = None   # None: ceil(n_train / batch_size), at least min_steps
-    min_steps: int = 4
+    steps_per_epoch: int | None = None   # set: exact budget, no floor; None: see above
+    min_steps: int = 4                   # steps per pass over the labels, at least
+    min_total_steps: int = 200           # floor whatever the label count (measured: docs in README)
+    max_total_steps: int | None = 4000
+    max_seconds: float | None = 180.0    # wall-time cap of one run (None: none)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     crop_size: int | None = 128          # None: whole slices
@@ -43,35 +57,51 @@ class TrainConfig:
     lesion_fraction: float = 0.5         # share of each batch drawn from lesion slices
     loss: str = "dicefocal"
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
-    patience: int = 8                    # epochs without validation improvement
+    patience: int = 8                    # evaluation periods without validation improvement
     min_delta: float = 1e-3              # smaller validation gains do not count as improvement
     min_epochs: int = 2
+    min_val_slices: int = 5              # validation needs this many slices ...
+    min_val_lesion_slices: int = 2       # ... and this many with lesion pixels, else it is trained on
+    collapse_actions: tuple[str, ...] = ("extend", "reinit")  # tried in order when no lesion is predicted
     threshold: float = 0.5
     amp: bool | None = None              # None: on for CUDA only
     device: str | None = None            # None: CUDA when present
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["collapse_actions"] = list(self.collapse_actions)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
         aug = d.pop("augment", None)
         cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        cfg.collapse_actions = tuple(cfg.collapse_actions)
         cfg.augment = AugmentConfig(**aug) if isinstance(aug, dict) else (aug if aug is None else AugmentConfig())
         return cfg
 
 
 @dataclass
 class TrainResult:
-    history: list[dict[str, float]]      # one row per epoch
-    best_epoch: int                      # 1-based; 0 when no epoch finished
-    best_val_dice: float                 # NaN without validation data
-    state_dict: dict[str, torch.Tensor]  # best weights, on the CPU
+    history: list[dict[str, float]]      # one row per evaluation period of the main run
+    best_epoch: int                      # 1-based period of the kept weights; 0 when none finished
+    best_val_dice: float                 # NaN without (trusted) validation data
+    state_dict: dict[str, torch.Tensor]  # kept weights, on the CPU
     stopped_early: bool = False
     cancelled: bool = False
     seconds: float = 0.0
+    steps: int = 0                       # optimiser steps, recovery included
+    planned_steps: int = 0
+    budget_rule: str = ""                # "exact", "passes" or "floor"
+    stop_reason: str = ""                # "budget", "early_stop", "time_cap", "cancelled"
+    selection: str = ""                  # "validation_dice" or "last_weights"
+    selection_reason: str = ""
+    n_train: int = 0
+    n_val: int = 0
+    collapse: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly digest (no tensors)."""
@@ -80,6 +110,10 @@ class TrainResult:
             "epochs_run": len(self.history), "stopped_early": self.stopped_early,
             "cancelled": self.cancelled, "seconds": round(self.seconds, 2),
             "final_train_loss": self.history[-1]["train_loss"] if self.history else float("nan"),
+            "steps": self.steps, "planned_steps": self.planned_steps, "budget_rule": self.budget_rule,
+            "stop_reason": self.stop_reason, "selection": self.selection,
+            "selection_reason": self.selection_reason, "n_train": self.n_train, "n_val": self.n_val,
+            "collapse": self.collapse, "warnings": list(self.warnings),
         }
 
 
@@ -94,32 +128,74 @@ def _check_arrays(images: np.ndarray, labels: np.ndarray, what: str) -> None:
         raise InputError(f"No {what.lower()} slices were given.", "Label at least one slice first.")
 
 
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+def _n_lesion(labels: np.ndarray) -> int:
+    return int(np.asarray(labels).reshape(len(labels), -1).any(1).sum()) if len(labels) else 0
 
 
-def evaluate_dice(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
-                  threshold: float = 0.5, batch_size: int = 16) -> float:
-    """Pooled foreground Dice of thresholded predictions over (N,3,H,W)/(N,H,W)."""
+@dataclass
+class _Data:
+    """Arrays after the validation rule: x (N,3,H,W), y (N,H,W) float {0,1}, fg (N,H,W) or None; val or None."""
+
+    x: np.ndarray
+    y: np.ndarray
+    fg: np.ndarray | None
+    xv: np.ndarray | None
+    yv: np.ndarray | None
+    rule: SelectionRule
+
+
+def _prepare_data(train_images, train_labels, val_images, val_labels, train_fg, val_fg, cfg) -> _Data:
+    """Check shapes and apply the validation rule: an untrustworthy split is trained on, not wasted."""
+    y = (np.asarray(train_labels) > 0).astype(np.float32)
+    _check_arrays(train_images, y, "Training")
+    has_val = val_images is not None and val_labels is not None and len(val_images) > 0
+    yv = (np.asarray(val_labels) > 0) if has_val else None
+    if has_val:
+        _check_arrays(val_images, yv, "Validation")
+    rule = selection_rule(len(yv) if has_val else 0, _n_lesion(yv) if has_val else 0, _n_lesion(y), cfg)
+    if rule.name == "validation_dice" or not has_val:
+        return _Data(train_images, y, train_fg, val_images if has_val else None, yv, rule)
+    fg = None
+    if train_fg is not None:
+        fg = np.concatenate([train_fg, val_fg if val_fg is not None else np.ones(yv.shape, bool)])
+    return _Data(np.concatenate([train_images, val_images]), np.concatenate([y, yv.astype(np.float32)]),
+                 fg, None, None, rule)
+
+
+def _recover(model, data, cfg, plan, device, start_state, progress, cancel) -> tuple[dict, int, list[str]]:
+    """Handle a model that predicts no lesion on the labelled lesion slices: the actions in order, else the start.
+
+    "extend" trains the collapsed weights for another ``plan`` worth of steps; "reinit"
+    starts from fresh weights with the full plan. Returns the collapse record, the
+    extra steps and the warnings for the user.
+    """
+    record: dict[str, Any] = {"checked": True, "detected": True, "attempts": [], "outcome": ""}
+    extra = 0
+    for i, action in enumerate(cfg.collapse_actions, 1):
+        if cancel is not None and cancel.cancelled:
+            break
+        if action == "reinit":
+            reinitialise(model, cfg.seed + 7919 * i)
+        elif action != "extend":
+            raise InputError(f"Unknown collapse action {action!r}.", "Use 'extend' and/or 'reinit'.")
+        out = fit(model, data, cfg, plan, device, cfg.seed + 7919 * i, stop_after=plan.total_steps,
+                  progress=progress, cancel=cancel, stage=f"Training ({action}: no lesion predicted)")
+        extra += out.steps
+        check = check_lesion_slices(model, data.x, data.y, device, cfg.threshold)
+        record["attempts"].append({"action": action, "steps": out.steps, "stop_reason": out.stop_reason,
+                                   "check": check.to_dict()})
+        if out.stop_reason == "cancelled":
+            break
+        if not check.collapsed:
+            record["outcome"] = action
+            return record, extra, [f"The model predicted no lesion on the contoured slices; "
+                                   f"'{action}' fixed it ({check.slices_hit}/{check.lesion_slices} slices hit)."]
+    model.load_state_dict(start_state)
     model.eval()
-    preds = np.empty(labels.shape, dtype=bool)
-    with torch.inference_mode():
-        for a in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[a:a + batch_size], dtype=np.float32)).to(device)
-            preds[a:a + batch_size] = (torch.sigmoid(model(x).float())[:, 0] >= threshold).cpu().numpy()
-    return dice_foreground(preds, labels)
-
-
-def _batches(rng: np.random.Generator, n: int, lesion_idx: np.ndarray, cfg: TrainConfig,
-             steps: int) -> list[np.ndarray]:
-    """Index batches for one epoch, each with ``lesion_fraction`` lesion slices when there are any."""
-    out = []
-    n_les = int(round(cfg.batch_size * cfg.lesion_fraction)) if len(lesion_idx) else 0
-    for _ in range(steps):
-        les = rng.choice(lesion_idx, size=n_les, replace=True) if n_les else np.empty(0, np.int64)
-        rest = rng.integers(0, n, size=cfg.batch_size - n_les)
-        out.append(np.concatenate([les, rest]).astype(np.int64))
-    return out
+    record["outcome"] = "kept_previous"
+    return record, extra, ["The model still predicts no lesion on the contoured slices after "
+                           f"{', '.join(cfg.collapse_actions) or 'no retry'}; the previous model was kept. "
+                           "Contour a few more lesion slices (or check the labels), then train again."]
 
 
 def train_model(
@@ -131,111 +207,49 @@ def train_model(
     config: TrainConfig | None = None,
     *,
     train_foreground: np.ndarray | None = None,
+    val_foreground: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place and leave the best weights loaded in it.
+    """Train ``model`` in place and leave the kept weights loaded in it.
 
     train_images (N,3,H,W) float32, train_labels (N,H,W) {0,1}; optional
     validation arrays of the same layout drive early stopping and the choice of
-    the best epoch (without them the last epoch is kept). ``train_foreground``
-    (N,H,W) bool steers crops of lesion-free slices onto tissue. On cancel the
-    loop stops between steps, the best state so far (or the starting weights)
+    the kept period only when :func:`train_plan.selection_rule` trusts them
+    (otherwise they are trained on). ``train_foreground`` / ``val_foreground``
+    (N,H,W) bool steer crops of lesion-free slices onto tissue. On cancel the
+    loop stops between steps, the kept state so far (or the starting weights)
     is loaded and the result has ``cancelled=True``.
     """
-    cfg = config or TrainConfig()
-    train_labels = (np.asarray(train_labels) > 0).astype(np.float32)
-    _check_arrays(train_images, train_labels, "Training")
-    has_val = val_images is not None and val_labels is not None and len(val_images) > 0
-    if has_val:
-        val_labels = (np.asarray(val_labels) > 0)
-        _check_arrays(val_images, val_labels, "Validation")
-
-    device = torch.device(cfg.device) if cfg.device else (
-        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-    use_amp = (device.type == "cuda") if cfg.amp is None else bool(cfg.amp and device.type == "cuda")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    model.to(device)
-    loss_fn = build_loss(cfg.loss)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    n = len(train_images)
-    steps = cfg.steps_per_epoch or max(cfg.min_steps, math.ceil(n / cfg.batch_size))
-    total_steps = steps * cfg.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps,
-                                                pct_start=0.1, anneal_strategy="cos")
-    lesion_idx = np.flatnonzero(train_labels.reshape(n, -1).any(1))
-
-    best_state = _cpu_state(model)
-    best_dice, best_epoch, bad_epochs = -math.inf, 0, 0
-    history: list[dict[str, float]] = []
-    stopped_early = cancelled = False
     t0 = time.perf_counter()
-    step_no = 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        losses = []
-        for idx in _batches(rng, n, lesion_idx, cfg, steps):
-            if cancel is not None and cancel.cancelled:
-                cancelled = True
-                break
-            imgs, labs = train_images[idx], train_labels[idx]
-            if cfg.crop_size:
-                fg = train_foreground[idx] if train_foreground is not None else None
-                origins = lesion_biased_crops(labs, cfg.crop_size, cfg.p_lesion_crop, rng, fg)
-                imgs, labs = crop_arrays(imgs, labs, origins, cfg.crop_size)
-            x = torch.from_numpy(np.ascontiguousarray(imgs, dtype=np.float32))
-            y = torch.from_numpy(np.ascontiguousarray(labs, dtype=np.float32))[:, None]
-            if cfg.augment is not None:
-                x, y = augment_batch(x, y, cfg.augment, gen)
-            x, y = x.to(device), y.to(device)
-            opt.zero_grad(set_to_none=True)
-            ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
-            with ctx:
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            sched.step()
-            step_no += 1
-            losses.append(float(loss.detach()))
-            report(progress, "Training", step_no / total_steps,
-                   f"epoch {epoch}/{cfg.epochs} loss {np.mean(losses):.4f}")
-        if cancelled:
-            break
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": float(sched.get_last_lr()[0])}
-        if has_val:
-            row["val_dice"] = evaluate_dice(model, val_images, val_labels, device, cfg.threshold)
-            score = row["val_dice"]
-        else:
-            score = float(epoch)  # no validation: keep the latest epoch
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        history.append(row)
-        if score > best_dice + (cfg.min_delta if has_val and best_epoch else 0.0):
-            best_dice, best_epoch, bad_epochs = score, epoch, 0
-            best_state = _cpu_state(model)
-        else:
-            bad_epochs += 1
-        if has_val and epoch >= cfg.min_epochs and bad_epochs >= cfg.patience:
-            stopped_early = True
-            break
-
-    model.load_state_dict(best_state)
-    model.eval()
-    return TrainResult(
-        history=history,
-        best_epoch=best_epoch,
-        best_val_dice=float(best_dice) if has_val and best_epoch else float("nan"),
-        state_dict=best_state,
-        stopped_early=stopped_early,
-        cancelled=cancelled,
-        seconds=time.perf_counter() - t0,
+    cfg = config or TrainConfig()
+    check_config(cfg)
+    data = _prepare_data(train_images, train_labels, val_images, val_labels, train_foreground, val_foreground, cfg)
+    device = resolve_device(cfg.device)
+    start_state = cpu_state(model)
+    plan = plan_steps(cfg, len(data.x))
+    stop_after = 0 if plan.rule == "exact" else min(cfg.min_total_steps, plan.total_steps)
+    out = fit(model, data, cfg, plan, device, cfg.seed, stop_after=stop_after, progress=progress, cancel=cancel)
+    result = TrainResult(
+        history=out.history, best_epoch=out.best_epoch, best_val_dice=out.best_val_dice,
+        state_dict={}, stopped_early=out.stop_reason == "early_stop", cancelled=out.stop_reason == "cancelled",
+        steps=out.steps, planned_steps=out.planned_steps, budget_rule=plan.rule, stop_reason=out.stop_reason,
+        selection=data.rule.name, selection_reason="; ".join(r for r in (data.rule.reason, out.note) if r),
+        n_train=int(len(data.x)), n_val=int(len(data.xv)) if data.xv is not None else 0,
     )
+    if out.stop_reason == "time_cap":
+        result.warnings.append(f"Training stopped at the {cfg.max_seconds:.0f} s time budget after "
+                               f"{out.steps} steps.")
+    if not result.cancelled:
+        check = check_lesion_slices(model, data.x, data.y, device, cfg.threshold)
+        result.collapse = {"checked": check.lesion_slices > 0, "detected": check.collapsed,
+                           "check": check.to_dict(), "outcome": "ok" if not check.collapsed else ""}
+        if check.collapsed:
+            record, extra, warnings = _recover(model, data, cfg, plan, device, start_state, progress, cancel)
+            result.collapse.update({k: v for k, v in record.items() if k != "checked"})
+            result.steps += extra
+            result.warnings += warnings
+            result.cancelled = cancel is not None and cancel.cancelled
+    result.state_dict = cpu_state(model)
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -114,8 +114,8 @@ def test_early_stopping_triggers_on_flat_validation():
     xv, yv, _ = mni_slice_set(6, seed=3)
     torch.manual_seed(0)
     m = build_model(TINY)
-    # lr = 0: validation Dice cannot improve after the first epoch
-    r = train_model(m, x, y, xv, yv, _fast(epochs=20, lr=0.0, patience=2, min_epochs=1, steps_per_epoch=2))
+    # a vanishing lr: validation Dice cannot improve after the first epoch
+    r = train_model(m, x, y, xv, yv, _fast(epochs=20, lr=1e-12, patience=2, min_epochs=1, steps_per_epoch=2))
     assert r.stopped_early and len(r.history) == 3 and r.best_epoch == 1
     assert 0.0 <= r.best_val_dice <= 1.0 and all("val_dice" in h for h in r.history)
 

@@ -11,32 +11,51 @@ HELP = "Train one round on every labelled slice of a session, starting from its 
 
 
 def add_train_options(p: argparse.ArgumentParser, epochs: int = 40) -> None:
-    """Training options shared by ``train`` and ``simulate``."""
+    """Training options shared by ``train`` and ``simulate`` (budget rules: training.TrainConfig)."""
+    from ..training import TrainConfig
+
+    d = TrainConfig()
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs, help=f"maximum epochs (default {epochs})")
+    g.add_argument("--epochs", type=int, default=epochs,
+                   help=f"evaluation periods and passes over the labels (default {epochs}); with few labels "
+                        "the --min-steps floor sets the amount of training")
+    g.add_argument("--min-steps", type=int, default=d.min_total_steps,
+                   help=f"optimiser steps at least, whatever the number of labels (default {d.min_total_steps})")
+    g.add_argument("--max-minutes", type=float, default=d.max_seconds / 60,
+                   help=f"wall-time budget of one round, 0 = none (default {d.max_seconds / 60:g})")
     g.add_argument("--batch-size", type=int, default=8, help="slices per step (default 8)")
-    g.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the labels")
+    g.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="exact budget of epochs x steps-per-epoch steps, no floor (default: see --min-steps)")
     g.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
     g.add_argument("--crop", type=int, default=128, help="training crop in pixels, 0 = whole slices (default 128)")
-    g.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
-    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    g.add_argument("--patience", type=int, default=8,
+                   help="early-stopping patience in epochs, used only with a trustworthy validation split (default 8)")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     g.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)")
 
 
 def train_config(args: argparse.Namespace, seed: int):
+    """TrainConfig from the options, every value checked (one clear line, before anything is written)."""
     from ..errors import InputError
+    from ..train_plan import check_config
     from ..training import TrainConfig
 
-    if getattr(args, "threads", 0):
+    if args.threads < 0:
+        raise InputError(f"--threads is {args.threads}.", "Give a positive number, or 0 for torch's choice.")
+    if args.crop < 0:
+        raise InputError(f"--crop is {args.crop}.", "Give at least 8 pixels, or 0 for whole slices.")
+    if args.max_minutes < 0:
+        raise InputError(f"--max-minutes is {args.max_minutes}.", "Give a positive time, or 0 for no limit.")
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
+                      min_total_steps=args.min_steps, max_seconds=args.max_minutes * 60 or None,
+                      lr=args.lr, crop_size=args.crop or None, patience=args.patience, device=args.device,
+                      seed=seed)
+    check_config(cfg)
+    if args.threads:
         import torch
-        torch.set_num_threads(max(1, args.threads))
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} is {getattr(args, name)}.", "Give a positive number.")
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
-                       lr=args.lr, crop_size=args.crop or None, patience=args.patience, device=args.device,
-                       seed=seed)
+        torch.set_num_threads(args.threads)
+    return cfg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,11 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..progress import TqdmProgress
 
+    cfg = train_config(args, seed=0)  # checked before the session is opened (open may repair files)
     session = open_for_writing(args)
-    seed = args.seed if args.seed is not None else session.state["seed"] * 1000 + len(session.history) + 1
+    cfg.seed = args.seed if args.seed is not None else session.state["seed"] * 1000 + len(session.history) + 1
     bar = TqdmProgress(disable=args.quiet or args.json)
     try:
-        result = session.train_round(train_config(args, seed), progress=bar)
+        result = session.train_round(cfg, progress=bar)
     finally:
         bar.close()
     row = session.history[-1]
@@ -66,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     b = row["budget"]
     print(f"round {row['round']}: {row['n_train']} training + {row['n_val']} validation slices "
           f"({b['contoured']} contoured, {b['lesion_free']} lesion-free)")
-    val = "n/a (too few labels)" if row["n_val"] == 0 else f"{result.best_val_dice:.3f}"
-    print(f"best epoch {result.best_epoch}/{len(result.history)}, validation Dice {val}, "
+    val = f"{result.best_val_dice:.3f}" if result.selection == "validation_dice" else "n/a"
+    print(f"{result.steps} steps ({result.budget_rule}, stopped: {result.stop_reason}); kept weights: "
+          f"{result.selection} ({result.selection_reason}); validation Dice {val}; "
           f"{result.seconds:.1f} s -> {session.root / row['checkpoint']}")
+    for w in result.warnings:
+        print(f"warning: {w}")
     return 0
