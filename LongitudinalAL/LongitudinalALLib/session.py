@@ -52,6 +52,15 @@ def _hash01(*parts: Any) -> float:
     return int.from_bytes(h[:8], "big") / 2**64
 
 
+def _binary(mask: Any, what: str) -> np.ndarray:
+    """``mask`` as an array of 0/1; any other value (NaN, -1, 255, intensities) would become a wrong label."""
+    arr = np.asarray(mask)
+    if arr.dtype != bool and arr.size and (not np.isfinite(arr).all() or not np.isin(arr, (0, 1)).all()):
+        raise InputError(f"{what} holds values other than 0 and 1 (e.g. {arr[~np.isin(arr, (0, 1))].flat[0]}).",
+                         "Give a lesion mask of 0 (background) and 1 (lesion), e.g. via label_masks.")
+    return arr
+
+
 def _read_state(root: Path) -> dict[str, Any]:
     path = root / "state.json"
     if not path.is_file():
@@ -210,11 +219,11 @@ class ALSession:
 
     def _write_label(self, case_id: str, slice_index: int, mask: np.ndarray) -> str:
         case = self.case(case_id)
-        mask = np.asarray(mask)
+        mask = _binary(mask, f"The label for {case_id}:{slice_index}")
         if mask.shape != case.images.shape[2:]:
             raise InputError(f"Label for {case_id}:{slice_index} is {mask.shape}; the model grid is "
                              f"{case.images.shape[2:]}.", "Pass a mask on the model grid or a volume mask.")
-        mask = (mask > 0).astype(np.uint8)
+        mask = mask.astype(np.uint8)
         rel = f"labels/{case_id}_{int(slice_index)}.npz"
         atomic.write_npz(self.root / rel, mask=mask, case_id=np.array(case_id), slice_index=np.array(int(slice_index)))
         self._record_label(case_id, slice_index, mask, rel)
@@ -235,12 +244,7 @@ class ALSession:
         0/1 (NaN, -1, 255, intensities) is refused: it would become a wrong label.
         """
         case = self.case(case_id)
-        vol = np.asarray(volume)
-        if vol.dtype != bool:
-            if vol.size and (not np.isfinite(vol).all() or not np.isin(vol, (0, 1)).all()):
-                raise InputError(f"The mask for {case_id} holds values other than 0 and 1 "
-                                 f"(e.g. {vol[~np.isin(vol, (0, 1))].flat[0]}).",
-                                 "Give a lesion mask of 0 (background) and 1 (lesion), e.g. via label_masks.")
+        vol = _binary(volume, f"The mask for {case_id}")
         try:
             slices = case.geometry.to_slices(vol.astype(np.uint8), order=0) > 0
         except (ValueError, IndexError) as err:

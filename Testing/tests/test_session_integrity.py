@@ -15,7 +15,7 @@ import pytest
 
 from LongitudinalALLib import atomic
 from LongitudinalALLib.cli import main
-from LongitudinalALLib.errors import SessionError
+from LongitudinalALLib.errors import InputError, SessionError
 from LongitudinalALLib.session import ALSession
 from LongitudinalALLib.training import TrainConfig
 from test_session import make_case, new_session
@@ -258,3 +258,14 @@ def _prepared_folder(folder):
     folder.mkdir(parents=True)
     for name, img in (("baseline", base), ("followup_registered", fu), ("foreground", fg)):
         sitk.WriteImage(img, str(folder / OUTPUT_FILES[name]))
+
+
+@pytest.mark.parametrize("value", [-1, 255, 0.5, np.nan])
+def test_a_slice_label_of_other_values_than_0_and_1_is_refused(tmp_path, value):
+    """The Slicer path (add_label) as well as label masks: -1 or NaN once became "no lesion"."""
+    s = new_session(tmp_path)
+    mask = np.zeros((64, 64), np.float32)
+    mask[10:14, 10:14] = value
+    with pytest.raises(InputError, match="other than 0 and 1"):
+        s.add_label("c0", s.case("c0").provenance[5].slice_index, mask)
+    assert s.state["labels"] == {} and not list((s.root / "labels").glob("*"))
