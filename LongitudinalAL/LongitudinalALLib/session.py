@@ -454,6 +454,7 @@ class ALSession:
         cfg = config or TrainConfig(seed=self.state["seed"])
         arrays = self.training_arrays()
         model = self.current_model()
+        start = self.state["rounds"][-1]["checkpoint"] if self.state["rounds"] else self.state["init_weights"]
         has_val = len(arrays["val_images"]) > 0
         result = train_model(model, arrays["train_images"], arrays["train_labels"],
                              arrays["val_images"] if has_val else None, arrays["val_labels"] if has_val else None,
@@ -468,7 +469,7 @@ class ALSession:
                                               "best_val_dice": result.best_val_dice})
         self.state["rounds"].append({
             "round": r, "checkpoint": rel, "time": time.time(), "budget": budget,
-            "n_train": result.n_train, "n_val": result.n_val,
+            "n_train": result.n_train, "n_val": result.n_val, "warm_start": start,
             "train": result.summary(), "history": result.history, "config": cfg.to_dict(),
         })
         self._commit()

@@ -21,7 +21,7 @@ from .metrics import dice_foreground
 from .progress import CancelToken, ProgressCallback, report
 from .train_plan import StepPlan, TimeBudget
 
-WARMUP_STEPS_FOR_TIMING = 5   # steps measured before the wall-time cap re-plans the budget
+REPLAN_EVERY = 5   # steps between re-plans of the budget against the wall-time cap
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -142,7 +142,7 @@ def fit(model: nn.Module, data, cfg, plan: StepPlan, device: torch.device, seed:
                 break
             losses.append(step_fn(idx))
             step += 1
-            if step == WARMUP_STEPS_FOR_TIMING:
+            if step % REPLAN_EVERY == 0:
                 budget.replan(step)
             n_epochs = math.ceil(budget.total_steps / plan.period)
             report(progress, stage, step / budget.total_steps,

@@ -148,4 +148,7 @@ def check_config(cfg) -> None:
                    "Give a non-negative floor and a positive cap (or no cap).")
     if cfg.max_seconds is not None and not (math.isfinite(cfg.max_seconds) and cfg.max_seconds > 0):
         raise _bad("The time budget (--max-minutes)", cfg.max_seconds, "Give a positive time, or 0 for no limit.")
+    unknown = [a for a in cfg.collapse_actions if a not in ("extend", "reinit")]
+    if unknown:
+        raise _bad("The collapse actions", unknown, "Use 'extend' and/or 'reinit' (or none).")
     resolve_device(cfg.device)

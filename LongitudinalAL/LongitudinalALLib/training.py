@@ -176,8 +176,6 @@ def _recover(model, data, cfg, plan, device, start_state, progress, cancel) -> t
             break
         if action == "reinit":
             reinitialise(model, cfg.seed + 7919 * i)
-        elif action != "extend":
-            raise InputError(f"Unknown collapse action {action!r}.", "Use 'extend' and/or 'reinit'.")
         out = fit(model, data, cfg, plan, device, cfg.seed + 7919 * i, stop_after=plan.total_steps,
                   progress=progress, cancel=cancel, stage=f"Training ({action}: no lesion predicted)")
         extra += out.steps

@@ -70,7 +70,7 @@ def test_simulate_checks_training_options_before_touching_the_cohort(tmp_path, c
 def test_library_rejects_the_same_values():
     """The Slicer jobs build TrainConfig directly: train_model checks it too."""
     for bad in (dict(lr=-1.0), dict(crop_size=-5), dict(device="bogus"), dict(batch_size=0),
-                dict(max_seconds=0.0), dict(patience=0)):
+                dict(max_seconds=0.0), dict(patience=0), dict(collapse_actions=("retry",))):
         with pytest.raises(InputError):
             check_config(TrainConfig(**bad))
     assert resolve_device("cpu") == torch.device("cpu")

@@ -64,6 +64,7 @@ def test_every_seed_learns_from_two_contoured_slices(cohort, tmp_path):
         result = s.train_round(cfg)
         row = s.history[-1]["train"]
         assert row["selection"] == "last_weights" and row["steps"] >= 120          # said in the round record
+        assert s.history[-1]["warm_start"] == "scratch" and s.history[-1]["n_val"] == 0
         model = s.current_model()
         arrays = s.training_arrays()
         hits = check_lesion_slices(model, arrays["train_images"], arrays["train_labels"], torch.device("cpu"))

@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['round']:5d}  {row['labels']:6d}  {100 * row['fraction']:5.1f}  {row['contoured']:9d}  "
               f"{_fmt(m['dice'])}  {_fmt(m['lesion_f1'])}     {_fmt(m['lesion_precision'])}      "
               f"{_fmt(m['lesion_recall'])}   {_fmt(m['fp_lesions_lesion_free'])}", flush=True)
+        for w in row["train"].get("warnings", []):
+            print(f"       warning: {w}", flush=True)
 
     record = run_simulation(out, pool, test, cfg, log=log)
     if args.json:

@@ -19,7 +19,6 @@ import argparse
 import json
 import platform
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -66,7 +65,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
     from LongitudinalALLib.model import ModelConfig, build_model, count_parameters, save_weights
-    from LongitudinalALLib.progress import CancelToken
     from LongitudinalALLib.simulate import evaluate, load_cohort_cases
     from LongitudinalALLib.training import TrainConfig, train_model
 
@@ -92,14 +90,10 @@ def main(argv=None) -> int:
           f"validation slices {len(xv)}", flush=True)
 
     cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                      crop_size=args.crop, lr=args.lr, patience=args.patience, seed=args.seed)
+                      crop_size=args.crop, lr=args.lr, patience=args.patience, seed=args.seed,
+                      max_seconds=args.minutes * 60 or None)  # the time cap re-plans the schedule to fit
     torch.manual_seed(args.seed)
     model = build_model(ModelConfig())
-    cancel = CancelToken()
-    timer = threading.Timer(args.minutes * 60, cancel.cancel) if args.minutes > 0 else None
-    if timer:
-        timer.daemon = True
-        timer.start()
     last = [0.0]
 
     def progress(stage: str, fraction: float, message: str = "") -> None:
@@ -107,9 +101,7 @@ def main(argv=None) -> int:
             last[0] = time.perf_counter()
             print(f"  {stage} {100 * fraction:5.1f}% {message}", flush=True)
 
-    result = train_model(model, x, y, xv, yv, cfg, train_foreground=fg, progress=progress, cancel=cancel)
-    if timer:
-        timer.cancel()
+    result = train_model(model, x, y, xv, yv, cfg, train_foreground=fg, progress=progress)
     test_metrics = evaluate(model, test)
     summary = {
         "command": "python LongitudinalAL/Resources/Weights/train_bundled.py " + " ".join(sys.argv[1:] if argv is None else argv),
