@@ -117,8 +117,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     for p, row in zip(picked, rows):
         scores[row] = p.score
     suggestions = build_suggestions(np.array(rows, dtype=int), scores, case_id, difference, foreground,
-                                    image_ijk_to_ras(baseline), [p.center_ras for p in case.provenance],
-                                    case.geometry.axis)
+                                    image_ijk_to_ras(baseline), case.provenance, case.geometry.axis)
     dicts = [x.to_dict() for x in suggestions]
     atomic.write_json(work / "suggestions.json", dicts)
     report(progress, "Mapping", 1.0, f"{len(dicts)} suggestions")

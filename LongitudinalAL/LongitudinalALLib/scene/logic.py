@@ -219,7 +219,7 @@ class LongitudinalALSceneLogic:
         suggestion = suggestions[index]
         session = self._session()
         case = session.case(suggestion.case_id)
-        row = session.position(suggestion.case_id, suggestion.slice_index)
+        row = suggestion.pool_row(session)  # the model row of the baseline slice the user sees
         label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(), case.geometry, row)
         session.add_label(suggestion.case_id, suggestion.slice_index, label)  # atomic, on disk now
         suggestion.status = ACCEPTED
