@@ -1,0 +1,103 @@
+"""The session lives in every .mrb the application writes, and a scene never points us at foreign folders.
+
+- Slicer issue 11 / slicer-app review D2: File > Save is ``vtkMRMLScene::WriteToMRB`` and fires no
+  StartSaveEvent, so the archive must already be current: saved with exactly that call, reopened
+  with ``ReadFromMRB`` (the import observer, no panel), the labels and rounds come back.
+- Reliability review D10: the scene's ``sessionDir`` is reused only inside the work root and
+  only when its content matches the archive; a foreign folder is never modified.
+- Reliability observation on ``run_spec``: new work folders never reuse an existing one.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from LongitudinalALLib.errors import SessionError  # noqa: E402
+from LongitudinalALLib.pairing import pair_slices  # noqa: E402
+from LongitudinalALLib.scene import headless, jobs, labels, outputs, session_scene, volumes  # noqa: E402
+from LongitudinalALLib.session import ALSession  # noqa: E402
+
+import scene_sessions  # noqa: E402
+from test_scene_archive import open_like_slicer  # noqa: E402
+
+
+def _small_session(folder, axis="axial"):
+    """A real ALSession (pool on disk, no model needed) in ``folder``/session."""
+    baseline, followup = scene_sessions.volume_pair()
+    import SimpleITK as sitk
+
+    case = pair_slices(baseline, followup, sitk.Cast(baseline > 0, sitk.sitkUInt8), "case", axis=axis, size=32,
+                       spacing_mm=2.0)
+    session = ALSession.create(folder / "session", [case], init_weights="scratch")
+    session.add_label("case", case.provenance[5].slice_index, np.zeros(case.images.shape[2:], np.uint8))
+    return session
+
+
+def _mrb_pointing_at(tmp, session_dir, packed_dir):
+    """A real .mrb whose archive holds ``packed_dir`` and whose sessionDir names ``session_dir``."""
+    hs = headless.create_headless_slicer(str(tmp / "cache-write"))
+    param = session_scene.parameter_node(hs.scene)
+    session_scene.pack_session(hs.scene, param, packed_dir)
+    session_scene.set_value(param, "sessionDir", str(session_dir))
+    mrb = tmp / "scene.mrb"
+    assert hs.scene.WriteToMRB(str(mrb))
+    return mrb
+
+
+def test_a_foreign_session_folder_named_by_the_scene_is_never_touched(tmp_path):
+    packed, foreign = tmp_path / "packed", tmp_path / "someone-else"
+    _small_session(packed)
+    shutil.copytree(packed, foreign)
+    (foreign / "session" / "checkpoints").mkdir(exist_ok=True)
+    (foreign / "session" / "checkpoints" / "my_backup.safetensors").write_bytes(b"precious")
+    before = scene_sessions.tree(foreign)
+    work_root = tmp_path / "work"
+    logic, errors = open_like_slicer(tmp_path, _mrb_pointing_at(tmp_path, foreign, packed), work_root)
+    assert errors == []
+    assert logic.work_dir.parent == work_root and logic.work_dir.name.startswith("restored-packed-")
+    logic._session()  # what every later action does (it reconciles the folder it opens)
+    logic.ensure_session()  # a second import observer (the panel's) changes nothing either
+    assert scene_sessions.tree(foreign) == before
+
+
+def test_a_folder_inside_the_work_root_is_reused_only_when_it_matches_the_archive(tmp_path):
+    work_root = tmp_path / "work"
+    ours = work_root / "session-001"
+    _small_session(ours)
+    mrb = _mrb_pointing_at(tmp_path, ours, ours)
+    logic, errors = open_like_slicer(tmp_path, mrb, work_root)
+    assert errors == [] and logic.work_dir == ours.resolve()  # same content: reused, nothing unpacked
+    assert sorted(p.name for p in work_root.iterdir()) == ["session-001"]
+
+    ALSession.open(ours / "session").add_label("case", 7, np.ones((32, 32), np.uint8))  # now it differs
+    before = scene_sessions.tree(ours)
+    logic, errors = open_like_slicer(tmp_path, mrb, work_root)
+    assert errors == [] and logic.work_dir != ours.resolve() and logic.work_dir.parent == work_root
+    assert scene_sessions.tree(ours) == before
+    assert len(ALSession.open(logic.work_dir / "session").state["labels"]) == 1  # the archive's state
+
+
+def test_new_runs_never_reuse_an_existing_work_folder(tmp_path):
+    work_root = tmp_path / "work"
+    kept = work_root / "session-002"  # session-001 was deleted by the user
+    _small_session(kept)
+    before = scene_sessions.tree(kept)
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    baseline, followup = scene_sessions.volume_pair()
+    nodes = [volumes.sitk_to_node(image, hs.scene, name) for image, name in ((baseline, "b"), (followup, "f"))]
+    from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic
+
+    logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=work_root)
+    specs = [logic.run_spec(*nodes, scene_sessions.options("axial")) for _ in range(2)]
+    folders = [spec["work_dir"] for spec in specs]
+    assert len(set(folders)) == 2 and str(kept) not in folders
+    assert scene_sessions.tree(kept) == before
+    # and the prepare job refuses a folder that holds a session, before any work
+    with pytest.raises(SessionError, match="already holds a session"):
+        jobs.job_prepare(specs[0] | {"work_dir": str(kept), "baseline": "/nonexistent.nrrd"})
+    assert scene_sessions.tree(kept) == before
