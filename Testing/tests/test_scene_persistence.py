@@ -101,3 +101,43 @@ def test_new_runs_never_reuse_an_existing_work_folder(tmp_path):
     with pytest.raises(SessionError, match="already holds a session"):
         jobs.job_prepare(specs[0] | {"work_dir": str(kept), "baseline": "/nonexistent.nrrd"})
     assert scene_sessions.tree(kept) == before
+
+
+def _paint_current(logic):
+    """Paint a 3x3 patch on the baseline slice of the current suggestion; returns the suggestion."""
+    s = logic.suggestions[logic.current_index]
+    reference = logic.reference_volume()
+    ijk = np.rint(np.linalg.inv(volumes.ijk_to_ras(reference)) @ np.array([*s.ras, 1.0])).astype(int)
+    mask = np.zeros(reference.GetImageData().GetDimensions()[::-1], np.uint8)
+    mask[ijk[2], ijk[1] - 1:ijk[1] + 2, ijk[0] - 1:ijk[0] + 2] = 1
+    labels.write_segment(logic.node("segmentation"), outputs.LESION_SEGMENT, mask, reference)
+    return s
+
+
+def test_plain_write_to_mrb_carries_the_session_after_every_commit(tmp_path):
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    saves = []
+    hs.scene.AddObserver(hs.scene.StartSaveEvent, lambda *a: saves.append(a))
+    logic = scene_sessions.start_session(hs, tmp_path / "work", "axial", k=3)
+    s = _paint_current(logic)
+    logic.accept_current()
+    label = ALSession.open(logic.work_dir / "session").label(s.case_id, s.slice_index)
+    assert label.sum() > 0
+
+    first = tmp_path / "after-accept.mrb"
+    assert hs.scene.WriteToMRB(str(first))  # exactly what File > Save runs
+    reopened, errors = open_like_slicer(tmp_path / "a", first, tmp_path / "work-a")
+    assert errors == [] and reopened.work_dir.parent == tmp_path / "work-a"
+    session = ALSession.open(reopened.work_dir / "session")
+    np.testing.assert_array_equal(session.label(s.case_id, s.slice_index), label)
+    assert reopened.suggestions == logic.suggestions and session.history == []
+
+    logic.retrain()
+    second = tmp_path / "after-retrain.mrb"
+    assert hs.scene.WriteToMRB(str(second))
+    reopened, errors = open_like_slicer(tmp_path / "b", second, tmp_path / "work-b")
+    session = ALSession.open(reopened.work_dir / "session")
+    assert errors == [] and len(session.history) == 1 == len(ALSession.open(logic.work_dir / "session").history)
+    np.testing.assert_array_equal(session.label(s.case_id, s.slice_index), label)
+    assert reopened.suggestions == logic.suggestions
+    assert saves == []  # no save event was needed (Slicer fires none)

@@ -138,6 +138,7 @@ class LongitudinalALSceneLogic:
         set_value(param, "round", str(result.get("round", 0)))
         set_value(param, "device", result.get("device", ""))
         self._store(suggestions, 0 if suggestions else -1)
+        self.persist()
         if suggestions:
             self.show_suggestion(0)
         return suggestions
@@ -228,6 +229,7 @@ class LongitudinalALSceneLogic:
         pending = [i for i, s in enumerate(suggestions) if s.status == PENDING]
         following = next((i for i in pending if i > index), pending[0] if pending else index)
         self._store(suggestions, index)
+        self.persist()
         if following != index:
             self.show_suggestion(following)
         return suggestion
@@ -271,7 +273,6 @@ class LongitudinalALSceneLogic:
         path.parent.mkdir(parents=True, exist_ok=True)
         # WriteToMRB names the scene inside after the file, so the temporary keeps a plain name
         tmp = path.with_name(f"{path.stem}-saving-{os.getpid()}.mrb")
-        self.scene.StartState(self.scene.SaveState)  # as Slicer's scene writer: observers see the save
         try:
             if not self.scene.WriteToMRB(str(tmp)):
                 raise SessionError(f"Could not write the scene bundle {path}.", "Check free disk space and permissions.")
@@ -279,7 +280,6 @@ class LongitudinalALSceneLogic:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
-            self.scene.EndState(self.scene.SaveState)
             tmp.unlink(missing_ok=True)
         return path
 
