@@ -141,3 +141,46 @@ def test_plain_write_to_mrb_carries_the_session_after_every_commit(tmp_path):
     np.testing.assert_array_equal(session.label(s.case_id, s.slice_index), label)
     assert reopened.suggestions == logic.suggestions
     assert saves == []  # no save event was needed (Slicer fires none)
+
+
+def test_work_root_is_stable_in_slicer_and_shared_elsewhere(tmp_path, monkeypatch):
+    """Slicer-app review D13: no temporary folder per Logic; in Slicer, beside the user settings."""
+    from types import SimpleNamespace
+
+    from LongitudinalALLib.scene import persistence
+    from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic
+
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    monkeypatch.delenv(persistence.WORK_ROOT_ENV, raising=False)
+    monkeypatch.delattr(slicer, "app", raising=False)
+    first, second = (LongitudinalALSceneLogic(hs.scene, hs.app) for _ in range(2))
+    assert first.work_root == second.work_root  # one root per process, not one per panel reload
+    settings = tmp_path / "settings" / "Slicer.ini"  # what qSlicerCoreApplication.slicerUserSettingsFilePath gives
+    monkeypatch.setattr(slicer, "app", SimpleNamespace(slicerUserSettingsFilePath=str(settings)), raising=False)
+    assert LongitudinalALSceneLogic(hs.scene, hs.app).work_root == tmp_path / "settings" / "LongitudinalAL" / "sessions"
+    monkeypatch.setenv(persistence.WORK_ROOT_ENV, str(tmp_path / "mine"))
+    assert LongitudinalALSceneLogic(hs.scene, hs.app).work_root == tmp_path / "mine"
+
+
+def test_stored_sessions_are_listed_and_removable_but_only_ours(tmp_path):
+    from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic
+
+    work_root = tmp_path / "work"
+    old, current = work_root / "session-001", work_root / "session-002"
+    _small_session(old)
+    _small_session(current)
+    foreign = tmp_path / "elsewhere" / "session-009"
+    _small_session(foreign)
+    before = scene_sessions.tree(foreign)
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=work_root)
+    session_scene.set_value(logic.param, "sessionDir", str(current))
+    listed = logic.stored_sessions()
+    assert {s.folder.name for s in listed} == {"session-001", "session-002"}
+    assert all(s.labels == 1 and s.rounds == 0 and s.size_bytes > 1000 for s in listed)
+    for bad, words in ((current, "open in this scene"), (foreign, "outside"), (old / "session", "not a LongitudinalAL")):
+        with pytest.raises(SessionError, match=words):
+            logic.remove_stored_session(bad)
+    assert logic.remove_stored_session(old) == listed[[s.folder for s in listed].index(old)].size_bytes
+    assert [s.folder.name for s in logic.stored_sessions()] == ["session-002"]
+    assert scene_sessions.tree(foreign) == before and (current / "session" / "state.json").is_file()

@@ -314,6 +314,15 @@ class LongitudinalALSceneLogic:
         self.persist()
         return True
 
+    def stored_sessions(self) -> list[persistence.StoredSession]:
+        """Sessions kept in the work root (newest first), for the user to review and delete."""
+        return persistence.stored_sessions(self.work_root)
+
+    def remove_stored_session(self, folder: str | Path) -> int:
+        """Delete a stored session folder (never the one open in this scene); returns the bytes freed."""
+        current = get_value(self.param, "sessionDir")
+        return persistence.remove_stored_session(self.work_root, Path(folder), Path(current) if current else None)
+
     def status(self) -> dict[str, Any]:
         """Small summary for the panel: device, round, number of suggestions, current index."""
         param = session_scene.parameter_node(self.scene, create=False)
