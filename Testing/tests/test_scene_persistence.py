@@ -17,7 +17,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.errors import SessionError  # noqa: E402
+from LongitudinalALLib.errors import InputError, SessionError  # noqa: E402
 from LongitudinalALLib.pairing import pair_slices  # noqa: E402
 from LongitudinalALLib.scene import headless, jobs, labels, outputs, session_scene, volumes  # noqa: E402
 from LongitudinalALLib.session import ALSession  # noqa: E402
@@ -184,3 +184,25 @@ def test_stored_sessions_are_listed_and_removable_but_only_ours(tmp_path):
     assert logic.remove_stored_session(old) == listed[[s.folder for s in listed].index(old)].size_bytes
     assert [s.folder.name for s in logic.stored_sessions()] == ["session-002"]
     assert scene_sessions.tree(foreign) == before and (current / "session" / "state.json").is_file()
+
+
+def test_a_refused_archive_leaves_no_pointer_to_the_foreign_folder(tmp_path):
+    """D10 on the failure path: the bomb is refused, and later actions still never open the named folder."""
+    from LongitudinalALLib.scene import archive
+
+    packed, foreign = tmp_path / "packed", tmp_path / "someone-else"
+    _small_session(packed)
+    shutil.copytree(packed, foreign)
+    (foreign / "session" / "checkpoints").mkdir(exist_ok=True)
+    (foreign / "session" / "checkpoints" / "my_backup.safetensors").write_bytes(b"precious")
+    before = scene_sessions.tree(foreign)
+    mrb = _mrb_pointing_at(tmp_path, foreign, packed)
+    logic, errors = open_like_slicer(tmp_path, mrb, tmp_path / "work", archive.ArchiveLimits(max_entries=1))
+    assert len(errors) == 1 and "limit 1" in errors[0]
+    for action in (logic._session, logic.train_spec, logic.accept_current, logic.persist):
+        with pytest.raises((SessionError, InputError)):
+            action()
+    session_scene.set_value(logic.param, "sessionDir", str(foreign))  # however it got there
+    with pytest.raises(SessionError, match="outside the work folder"):
+        logic._session()
+    assert scene_sessions.tree(foreign) == before

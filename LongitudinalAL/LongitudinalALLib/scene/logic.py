@@ -63,9 +63,13 @@ class LongitudinalALSceneLogic:
 
     @property
     def work_dir(self) -> Path:
+        """The session folder; only ever one inside the work root (a scene may name any folder)."""
         value = get_value(self.param, "sessionDir")
         if not value:
             raise SessionError("No LongitudinalAL session in this scene.", "Select a baseline and a follow-up and press Run.")
+        if not Path(value).resolve().is_relative_to(self.work_root.resolve()):
+            raise SessionError(f"This scene names the session folder {value}, outside the work folder {self.work_root}.",
+                               "Reopen the scene so its stored session is restored, or press Run to start anew.")
         return Path(value)
 
     @property
@@ -303,7 +307,10 @@ class LongitudinalALSceneLogic:
         if param is None or session_scene.archive_node(param) is None:
             return None
         reused = persistence.reusable_session_dir(param, self.work_root, ARCHIVE_EXCLUDE)
-        return reused if reused is not None else self.restore_session()
+        if reused is not None:
+            return reused
+        set_value(param, "sessionDir", "")  # never left pointing at a folder we did not vet, even if unpacking fails
+        return self.restore_session()
 
     def pack_for_save(self) -> bool:
         """Repack now (harmless extra: the archive is already current after every commit); False without a session."""
