@@ -49,13 +49,18 @@ def _mrb_pointing_at(tmp, session_dir, packed_dir):
     return mrb
 
 
-def test_a_foreign_session_folder_named_by_the_scene_is_never_touched(tmp_path):
-    packed, foreign = tmp_path / "packed", tmp_path / "someone-else"
+def _packed_and_foreign(tmp):
+    """(a session to pack, someone's copy of it with an extra backup file, that copy's file tree)."""
+    packed, foreign = tmp / "packed", tmp / "someone-else"
     _small_session(packed)
     shutil.copytree(packed, foreign)
     (foreign / "session" / "checkpoints").mkdir(exist_ok=True)
     (foreign / "session" / "checkpoints" / "my_backup.safetensors").write_bytes(b"precious")
-    before = scene_sessions.tree(foreign)
+    return packed, foreign, scene_sessions.tree(foreign)
+
+
+def test_a_foreign_session_folder_named_by_the_scene_is_never_touched(tmp_path):
+    packed, foreign, before = _packed_and_foreign(tmp_path)
     work_root = tmp_path / "work"
     logic, errors = open_like_slicer(tmp_path, _mrb_pointing_at(tmp_path, foreign, packed), work_root)
     assert errors == []
@@ -190,12 +195,7 @@ def test_a_refused_archive_leaves_no_pointer_to_the_foreign_folder(tmp_path):
     """D10 on the failure path: the bomb is refused, and later actions still never open the named folder."""
     from LongitudinalALLib.scene import archive
 
-    packed, foreign = tmp_path / "packed", tmp_path / "someone-else"
-    _small_session(packed)
-    shutil.copytree(packed, foreign)
-    (foreign / "session" / "checkpoints").mkdir(exist_ok=True)
-    (foreign / "session" / "checkpoints" / "my_backup.safetensors").write_bytes(b"precious")
-    before = scene_sessions.tree(foreign)
+    packed, foreign, before = _packed_and_foreign(tmp_path)
     mrb = _mrb_pointing_at(tmp_path, foreign, packed)
     logic, errors = open_like_slicer(tmp_path, mrb, tmp_path / "work", archive.ArchiveLimits(max_entries=1))
     assert len(errors) == 1 and "limit 1" in errors[0]
