@@ -96,6 +96,9 @@ TRAVERSALS = {
     "absolute-entry": lambda v: ({str(v / ".bashrc"): PAYLOAD}, "session-001", None),
     "backslash-entry": lambda v: ({"..\\..\\victim\\.bashrc": PAYLOAD}, "session-001", None),
     "symlink-entry": lambda v: ({"session/state.json": b"{}"}, "session-001", "session/link"),
+    "drive-entry": lambda v: ({"C:/victim/.bashrc": PAYLOAD}, "session-001", None),
+    "windows-device-entry": lambda v: ({"session/state.json": b"{}", "session/CON.txt": PAYLOAD}, "session-001", None),
+    "hidden-entry": lambda v: ({"session/state.json": b"{}", "session/.bashrc": PAYLOAD}, "session-001", None),
 }
 
 

@@ -19,13 +19,16 @@ import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import SessionError
 
 #: plain folder names accepted from a scene (no dots: nothing like "..", no separators)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: what a session file or folder name may look like (an allowlist: no "..", separators, drives, hidden files)
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
 #: default caps for restoring a session from a scene (a real session is a few hundred MB)
 MAX_TOTAL_BYTES = 4 * 1024**3
 MAX_ENTRIES = 10_000
@@ -108,10 +111,11 @@ def pack(directory: Path, exclude: tuple[str, ...] = ()) -> tuple[bytes, str]:
 
 def _check_entry(info: zipfile.ZipInfo) -> None:
     name = info.filename
-    parts = PurePosixPath(name).parts
+    parts = name.rstrip("/").split("/")
     mode = info.external_attr >> 16
-    unsafe = (not name or name.startswith(("/", "\\")) or "\\" in name or ":" in name
-              or any(p in ("", ".", "..") for p in parts) or stat.S_ISLNK(mode))
+    unsafe = (not name or stat.S_ISLNK(mode)
+              or not all(_SAFE_PART.match(p) and not p.endswith(".") and not _WINDOWS_RESERVED.match(p)
+                         for p in parts))
     if unsafe:
         raise SessionError(f"Unsafe entry {name!r} in the session stored in this scene.",
                            "Open only scenes you trust; nothing was written.")

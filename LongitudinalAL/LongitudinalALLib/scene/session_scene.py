@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import slicer
@@ -26,6 +27,7 @@ ARCHIVE_ROLE = "lal.sessionArchive"
 #: archive node attributes: the packed folder's name (untrusted on load) and its content digest
 DIR_NAME_ATTRIBUTE = "LongitudinalAL.sessionDirName"
 DIGEST_ATTRIBUTE = "LongitudinalAL.contentSha256"
+_RESTORED = re.compile(r"^restored-(.+)-[a-z0-9_]{8}$")  # unpack_session's folders (tempfile.mkdtemp suffix)
 #: node reference roles used by the logic
 ROLES = ("baseline", "followup", "registered", "difference", "score", "transform", "table", "points",
          "segmentation")
@@ -94,9 +96,16 @@ def pack_session(scene, param, session_dir: Path, exclude: tuple[str, ...] = ())
         node.SetHideFromEditors(True)
         param.SetNodeReferenceID(ARCHIVE_ROLE, node.GetID())
     node.SetText(base64.b64encode(data).decode("ascii"))
-    node.SetAttribute(DIR_NAME_ATTRIBUTE, session_dir.name)
+    node.SetAttribute(DIR_NAME_ATTRIBUTE, original_name(session_dir.name))
     node.SetAttribute(DIGEST_ATTRIBUTE, digest)
     return node
+
+
+def original_name(folder_name: str) -> str:
+    """``session-001`` for ``restored-session-001-k3j_x9ab`` (and for itself): names never grow on re-saves."""
+    while (match := _RESTORED.match(folder_name)) is not None:
+        folder_name = match.group(1)
+    return folder_name
 
 
 def archive_node(param):
