@@ -19,7 +19,8 @@ slicer = pytest.importorskip("slicer")
 
 from LongitudinalALLib.errors import InputError, SessionError  # noqa: E402
 from LongitudinalALLib.pairing import pair_slices  # noqa: E402
-from LongitudinalALLib.scene import headless, jobs, labels, outputs, session_scene, volumes  # noqa: E402
+from LongitudinalALLib.scene import archive, headless, jobs, labels, outputs, session_scene, volumes  # noqa: E402
+from LongitudinalALLib.scene.logic import ARCHIVE_EXCLUDE  # noqa: E402
 from LongitudinalALLib.session import ALSession  # noqa: E402
 
 import scene_sessions  # noqa: E402
@@ -193,8 +194,6 @@ def test_stored_sessions_are_listed_and_removable_but_only_ours(tmp_path):
 
 def test_a_refused_archive_leaves_no_pointer_to_the_foreign_folder(tmp_path):
     """D10 on the failure path: the bomb is refused, and later actions still never open the named folder."""
-    from LongitudinalALLib.scene import archive
-
     packed, foreign, before = _packed_and_foreign(tmp_path)
     mrb = _mrb_pointing_at(tmp_path, foreign, packed)
     logic, errors = open_like_slicer(tmp_path, mrb, tmp_path / "work", archive.ArchiveLimits(max_entries=1))
@@ -205,4 +204,21 @@ def test_a_refused_archive_leaves_no_pointer_to_the_foreign_folder(tmp_path):
     session_scene.set_value(logic.param, "sessionDir", str(foreign))  # however it got there
     with pytest.raises(SessionError, match="outside the work folder"):
         logic._session()
+    assert scene_sessions.tree(foreign) == before
+
+
+def test_the_save_event_hook_is_harmless_and_never_packs_a_foreign_folder(tmp_path):
+    from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic
+
+    packed, foreign, before = _packed_and_foreign(tmp_path)
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp_path / "work")
+    assert logic.pack_for_save() is False  # no session
+    session_scene.set_value(logic.param, "sessionDir", str(foreign))
+    assert logic.pack_for_save() is False and session_scene.archive_node(logic.param) is None
+    ours = tmp_path / "work" / "session-001"
+    _small_session(ours)
+    session_scene.set_value(logic.param, "sessionDir", str(ours))
+    assert logic.pack_for_save() is True
+    assert session_scene.archive_digest(logic.param) == archive.folder_digest(ours, ARCHIVE_EXCLUDE)
     assert scene_sessions.tree(foreign) == before

@@ -318,7 +318,10 @@ class LongitudinalALSceneLogic:
         current = get_value(param, "sessionDir") if param is not None else ""
         if not current or not (Path(current) / "session" / "state.json").is_file():
             return False
-        self.persist()
+        try:
+            self.persist()
+        except SessionError:  # e.g. a folder outside the work root: an event observer must not raise
+            return False
         return True
 
     def stored_sessions(self) -> list[persistence.StoredSession]:
