@@ -163,7 +163,8 @@ def extract(data: bytes, root: Path, prefix: str = "restored-", limits: ArchiveL
     limits = limits or ArchiveLimits()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    check_safe_name(prefix.rstrip("-_") or "x", "folder prefix")
+    if not _SAFE_PART.match(prefix):  # built from a checked name; never a path
+        raise ValueError(f"bad folder prefix {prefix!r}")
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError) as err:
