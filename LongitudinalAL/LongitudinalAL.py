@@ -35,6 +35,16 @@ class LongitudinalAL(ScriptedLoadableModule):
                            "segmentation model and label only the slices most worth labelling.")
         parent.acknowledgementText = "Query strategies after LMI-AL (IJCNN 2025) and MDAL cold start."
         slicer.app.connect("startupCompleted()", registerSampleData)
+        slicer.app.connect("startupCompleted()", installSceneRestorer)
+
+
+def installSceneRestorer():
+    """Restore the session from every imported .mrb, whether or not the panel was opened (scene/restore.py)."""
+    from LongitudinalALLib.scene.restore import ImportRestorer
+
+    global sceneRestorer
+    sceneRestorer = ImportRestorer(LongitudinalALSceneLogic(slicer.mrmlScene, slicer.app.applicationLogic()),
+                                   slicer.util.errorDisplay)
 
 
 def sampleFiles():

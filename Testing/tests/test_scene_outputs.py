@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -77,9 +79,9 @@ def test_difference_table_points_segmentation(env, pair):
     fg = sitk.GetArrayFromImage(baseline) > 0.1
     ijk = volumes.ijk_to_ras(base)
     n = evidence.shape[0]
-    centres = [tuple((ijk @ [30, 40, k, 1.0])[:3]) for k in range(n)]
+    provenance = [SimpleNamespace(slice_index=k, center_ras=tuple((ijk @ [30, 40, k, 1.0])[:3])) for k in range(n)]
     lesion_k = int(np.argmax(sitk.GetArrayFromImage(lesion).sum(axis=(1, 2))))
-    sugg = build_suggestions(np.array([lesion_k, 5]), np.linspace(1, 0, n), "case0", evidence, fg, ijk, centres)
+    sugg = build_suggestions(np.array([lesion_k, 5]), np.linspace(1, 0, n), "case0", evidence, fg, ijk, provenance)
     # the candidate on the lesion slice lies inside the simulated new lesion
     blob_ras = np.array(scene_testdata.blob_center_lps(baseline)) * [-1, -1, 1]
     assert np.linalg.norm(np.array(sugg[0].ras) - blob_ras) < 9.0

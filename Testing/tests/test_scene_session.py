@@ -69,3 +69,29 @@ def test_missing_or_damaged_archive_is_a_clear_session_error(tmp_path):
     node.SetText(node.GetText()[: len(node.GetText()) // 2] + "!!")
     with pytest.raises(SessionError, match="damaged"):
         session_scene.unpack_session(param, tmp_path / "y")
+
+
+def test_folder_names_do_not_grow_over_save_and_reopen_cycles(tmp_path):
+    """Each reopen unpacks into restored-<name>-XXXXXXXX; the name stored with the next save stays the original."""
+    work = tmp_path / "session-001"
+    _fill_session_dir(work)
+    hs = headless.create_headless_slicer(str(tmp_path / "c"))
+    param = session_scene.parameter_node(hs.scene)
+    for cycle in range(6):
+        node = session_scene.pack_session(hs.scene, param, work)
+        assert node.GetAttribute(session_scene.DIR_NAME_ATTRIBUTE) == "session-001"
+        work = session_scene.unpack_session(param, tmp_path / "root")
+        assert work.name.startswith("restored-session-001-") and len(work.name) == len("restored-session-001-") + 8
+    assert len(list((tmp_path / "root").iterdir())) == 6
+
+
+def test_the_longest_accepted_folder_name_restores(tmp_path):
+    work = tmp_path / ("s" * 64)
+    _fill_session_dir(work)
+    hs = headless.create_headless_slicer(str(tmp_path / "c"))
+    param = session_scene.parameter_node(hs.scene)
+    session_scene.pack_session(hs.scene, param, work)
+    restored = session_scene.unpack_session(param, tmp_path / "root")
+    assert restored.name.startswith("restored-" + "s" * 64 + "-") and (restored / "session" / "state.json").is_file()
+    again = session_scene.pack_session(hs.scene, param, restored)
+    assert again.GetAttribute(session_scene.DIR_NAME_ATTRIBUTE) == "s" * 64

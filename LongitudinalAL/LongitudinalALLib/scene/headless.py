@@ -46,8 +46,11 @@ class HeadlessSlicer:
         self.scene.Clear(True)
 
 
-def create_headless_slicer(cache_dir: str | None = None) -> HeadlessSlicer:
-    """Build a scene with app logic, default colours, module logics and Red/Yellow/Green views."""
+def create_headless_slicer(cache_dir: str | None = None, views: dict[str, str] | None = None) -> HeadlessSlicer:
+    """Build a scene with app logic, default colours, module logics and slice views.
+
+    views: layout name -> orientation; default Red/Yellow/Green as in Slicer's conventional layout.
+    """
     cache_dir = cache_dir or tempfile.mkdtemp(prefix="lal-mrml-cache-")
     scene = slicer.vtkMRMLScene()
     cache = slicer.vtkCacheManager()
@@ -77,7 +80,7 @@ def create_headless_slicer(cache_dir: str | None = None) -> HeadlessSlicer:
         logics[name] = logic
 
     slice_logics: dict[str, Any] = {}
-    for view, orientation in VIEWS.items():
+    for view, orientation in (VIEWS if views is None else views).items():
         sl = slicer.vtkMRMLSliceLogic()
         sl.SetMRMLScene(scene)
         sl.SetMRMLApplicationLogic(app)

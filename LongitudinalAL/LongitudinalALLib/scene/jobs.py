@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import atomic
-from ..errors import InputError
+from ..errors import InputError, SessionError
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from .suggestions import build_suggestions, image_ijk_to_ras
 
@@ -63,6 +63,8 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
     from ..session import ALSession
 
     work = Path(spec["work_dir"])
+    if (work / "session" / "state.json").exists():  # never replace someone's session (labels, rounds)
+        raise SessionError(f"{work} already holds a session.", "Press Run again: it starts in a new folder.")
     pair = prepare_pair(spec["baseline"], spec["followup"], _prepare_options(spec.get("prepare", {})),
                         case_id=spec.get("case_id", "case"), progress=progress, cancel=cancel)
     check_cancel(cancel, "Preparation")
@@ -76,7 +78,7 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
     s = spec.get("session", {})
     ALSession.create(work / "session", [pair.slices], strategy=s.get("strategy", "entropy_mean"),
                      seed=int(s.get("seed", 0)), model_config=s.get("model_config"),
-                     init_weights=s.get("init_weights", "bundled"), overwrite=True)
+                     init_weights=s.get("init_weights", "bundled"))
     result = job_suggest(spec, progress, cancel)
     result["qc"] = qc
     return result
@@ -117,8 +119,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     for p, row in zip(picked, rows):
         scores[row] = p.score
     suggestions = build_suggestions(np.array(rows, dtype=int), scores, case_id, difference, foreground,
-                                    image_ijk_to_ras(baseline), [p.center_ras for p in case.provenance],
-                                    case.geometry.axis)
+                                    image_ijk_to_ras(baseline), case.provenance, case.geometry.axis)
     dicts = [x.to_dict() for x in suggestions]
     atomic.write_json(work / "suggestions.json", dicts)
     report(progress, "Mapping", 1.0, f"{len(dicts)} suggestions")

@@ -11,7 +11,7 @@ the scene as .mrb and reopening it continues the session.
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,9 @@ from typing import Any
 import SimpleITK as sitk
 
 from .. import atomic
-from ..errors import InputError, SessionError
+from ..errors import InputError, LongitudinalALError, SessionError
 from ..progress import CancelToken, ProgressCallback
-from . import labels, outputs, session_scene, viewer, volumes
+from . import archive, labels, outputs, persistence, session_scene, viewer, volumes
 from .session_scene import get_node, get_value, set_node, set_value
 from .suggestions import ACCEPTED, PENDING, Suggestion
 from .worker import Runner, run_in_process
@@ -52,8 +52,9 @@ class RunOptions:
 class LongitudinalALSceneLogic:
     def __init__(self, scene, app, work_root: str | Path | None = None, runner: Runner | None = None) -> None:
         self.scene, self.app = scene, app
-        self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="lal-work-"))
+        self.work_root = Path(work_root) if work_root else persistence.default_work_root()
         self.runner: Runner = runner or run_in_process
+        self.archive_limits = archive.ArchiveLimits()  # caps for sessions restored from scene files
 
     # ------------------------------------------------------------ state
     @property
@@ -62,9 +63,13 @@ class LongitudinalALSceneLogic:
 
     @property
     def work_dir(self) -> Path:
+        """The session folder; only ever one inside the work root (a scene may name any folder)."""
         value = get_value(self.param, "sessionDir")
         if not value:
             raise SessionError("No LongitudinalAL session in this scene.", "Select a baseline and a follow-up and press Run.")
+        if not Path(value).resolve().is_relative_to(self.work_root.resolve()):
+            raise SessionError(f"This scene names the session folder {value}, outside the work folder {self.work_root}.",
+                               "Reopen the scene so its stored session is restored, or press Run to start anew.")
         return Path(value)
 
     @property
@@ -92,7 +97,7 @@ class LongitudinalALSceneLogic:
         if baseline is followup:
             raise InputError("The baseline and follow-up are the same volume.", "Select the later scan as follow-up.")
         volumes.check_overlap(baseline, followup)
-        work = self.work_root / f"session-{len(list(self.work_root.glob('session-*'))) + 1:03d}"
+        work = persistence.new_work_folder(self.work_root)
         paths = {}
         for role, node in (("baseline", baseline), ("followup", followup)):
             path = work / "inputs" / f"{role}.nrrd"
@@ -137,6 +142,7 @@ class LongitudinalALSceneLogic:
         set_value(param, "round", str(result.get("round", 0)))
         set_value(param, "device", result.get("device", ""))
         self._store(suggestions, 0 if suggestions else -1)
+        self.persist()
         if suggestions:
             self.show_suggestion(0)
         return suggestions
@@ -219,7 +225,7 @@ class LongitudinalALSceneLogic:
         suggestion = suggestions[index]
         session = self._session()
         case = session.case(suggestion.case_id)
-        row = session.position(suggestion.case_id, suggestion.slice_index)
+        row = suggestion.pool_row(session)  # the model row of the baseline slice the user sees
         label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(), case.geometry, row)
         session.add_label(suggestion.case_id, suggestion.slice_index, label)  # atomic, on disk now
         suggestion.status = ACCEPTED
@@ -227,6 +233,7 @@ class LongitudinalALSceneLogic:
         pending = [i for i, s in enumerate(suggestions) if s.status == PENDING]
         following = next((i for i in pending if i > index), pending[0] if pending else index)
         self._store(suggestions, index)
+        self.persist()
         if following != index:
             self.show_suggestion(following)
         return suggestion
@@ -255,14 +262,21 @@ class LongitudinalALSceneLogic:
                                                       progress, cancel))
 
     # ------------------------------------------------------------ bundles
+    def persist(self) -> None:
+        """Repack the session into the scene's archive node, so any .mrb written now carries it.
+
+        Called after every commit (run, accept, retrain, resuggest): Slicer's File > Save
+        writes the scene with ``vtkMRMLScene::WriteToMRB`` and fires no event we could pack on.
+        """
+        session_scene.pack_session(self.scene, self.param, self.work_dir, ARCHIVE_EXCLUDE)
+
     def save_bundle(self, path: str | Path) -> Path:
         """Save the scene with the session inside as a .mrb (written atomically)."""
         path = Path(path)
-        session_scene.pack_session(self.scene, self.param, self.work_dir, ARCHIVE_EXCLUDE)
+        self.persist()
         path.parent.mkdir(parents=True, exist_ok=True)
         # WriteToMRB names the scene inside after the file, so the temporary keeps a plain name
         tmp = path.with_name(f"{path.stem}-saving-{os.getpid()}.mrb")
-        self.scene.StartState(self.scene.SaveState)  # as Slicer's scene writer: observers see the save
         try:
             if not self.scene.WriteToMRB(str(tmp)):
                 raise SessionError(f"Could not write the scene bundle {path}.", "Check free disk space and permissions.")
@@ -270,7 +284,6 @@ class LongitudinalALSceneLogic:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
-            self.scene.EndState(self.scene.SaveState)
             tmp.unlink(missing_ok=True)
         return path
 
@@ -281,27 +294,44 @@ class LongitudinalALSceneLogic:
             raise InputError(f"Scene bundle not found: {path}.", "Check the path.")
         if not self.scene.ReadFromMRB(str(path), True):
             raise InputError(f"Could not read the scene bundle {path}.", "Is it a Slicer .mrb file?")
-        self.restore_session()
+        self.ensure_session()
         return self.suggestions
 
     def ensure_session(self) -> Path | None:
-        """After Slicer opened a .mrb: unpack its session unless the recorded directory still exists."""
+        """After a scene import: reuse the recorded folder only if it is ours and matches the archive, else unpack.
+
+        The scene is untrusted: a ``sessionDir`` outside the work root, or whose content differs
+        from the archive, is never opened (so never modified); a fresh copy is unpacked instead.
+        """
         param = session_scene.parameter_node(self.scene, create=False)
-        if param is None or param.GetNodeReference(session_scene.ARCHIVE_ROLE) is None:
+        if param is None or session_scene.archive_node(param) is None:
             return None
-        current = get_value(param, "sessionDir")
-        if current and (Path(current) / "session" / "state.json").is_file():
-            return Path(current)
+        reused = persistence.reusable_session_dir(param, self.work_root, ARCHIVE_EXCLUDE)
+        if reused is not None:
+            return reused
+        set_value(param, "sessionDir", "")  # never left pointing at a folder we did not vet, even if unpacking fails
         return self.restore_session()
 
     def pack_for_save(self) -> bool:
-        """Store the session in the scene (called on the scene's StartSaveEvent); False without one."""
+        """Repack now (harmless extra: the archive is already current after every commit); False without a session."""
         param = session_scene.parameter_node(self.scene, create=False)
         current = get_value(param, "sessionDir") if param is not None else ""
-        if not current or not Path(current).is_dir():
+        if not current or not (Path(current) / "session" / "state.json").is_file():
             return False
-        session_scene.pack_session(self.scene, param, Path(current), ARCHIVE_EXCLUDE)
+        try:
+            self.persist()
+        except SessionError:  # e.g. a folder outside the work root: an event observer must not raise
+            return False
         return True
+
+    def stored_sessions(self) -> list[persistence.StoredSession]:
+        """Sessions kept in the work root (newest first), for the user to review and delete."""
+        return persistence.stored_sessions(self.work_root)
+
+    def remove_stored_session(self, folder: str | Path) -> int:
+        """Delete a stored session folder (never the one open in this scene); returns the bytes freed."""
+        current = get_value(self.param, "sessionDir")
+        return persistence.remove_stored_session(self.work_root, Path(folder), Path(current) if current else None)
 
     def status(self) -> dict[str, Any]:
         """Small summary for the panel: device, round, number of suggestions, current index."""
@@ -312,8 +342,16 @@ class LongitudinalALSceneLogic:
                 "suggestions": len(self.suggestions), "current": self.current_index}
 
     def restore_session(self) -> Path:
-        """Unpack the session stored in the scene (after Slicer loaded a .mrb) into the work root."""
-        self.work_root.mkdir(parents=True, exist_ok=True)
-        work = session_scene.unpack_session(self.param, Path(tempfile.mkdtemp(prefix="restored-", dir=self.work_root)))
-        self._session()  # validates (and reconciles) it
+        """Unpack the session stored in the scene into a new folder under the work root, and check it."""
+        param = self.param
+        work = session_scene.unpack_session(param, self.work_root, self.archive_limits)
+        try:
+            self._session()  # validates (and reconciles) it
+        except Exception as err:  # a scene file is untrusted: whatever is wrong, keep nothing, say one line
+            shutil.rmtree(work, ignore_errors=True)
+            set_value(param, "sessionDir", "")
+            if isinstance(err, LongitudinalALError):
+                raise
+            raise SessionError(f"The session stored in this scene is not a valid LongitudinalAL session "
+                               f"({type(err).__name__}: {err}).", "Reopen an earlier copy of the scene.") from None
         return work

@@ -11,20 +11,23 @@ the .mrb and unpacked again when the scene is reopened.
 from __future__ import annotations
 
 import base64
-import io
 import json
-import tempfile
-import zipfile
+import re
 from pathlib import Path
 
 import slicer
 
 from ..errors import SessionError
+from . import archive
 from .suggestions import Suggestion
 
 MODULE_NAME = "LongitudinalAL"
 ARCHIVE_NAME = "LongitudinalAL session archive"
 ARCHIVE_ROLE = "lal.sessionArchive"
+#: archive node attributes: the packed folder's name (untrusted on load) and its content digest
+DIR_NAME_ATTRIBUTE = "LongitudinalAL.sessionDirName"
+DIGEST_ATTRIBUTE = "LongitudinalAL.contentSha256"
+_RESTORED = re.compile(r"^restored-(.+)-[a-z0-9_]{8}$")  # unpack_session's folders (tempfile.mkdtemp suffix)
 #: node reference roles used by the logic
 ROLES = ("baseline", "followup", "registered", "difference", "score", "transform", "table", "points",
          "segmentation")
@@ -74,30 +77,17 @@ def load_suggestions(param) -> tuple[list[Suggestion], int]:
     return items, int(get_value(param, "currentIndex", "-1"))
 
 
-def zip_directory(directory: Path, exclude: tuple[str, ...] = ()) -> bytes:
-    """Deflated zip of the files under ``directory`` (relative names, sorted).
-
-    Skips half-written atomic temporaries and relative paths starting with an ``exclude`` prefix.
-    """
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-            rel = path.relative_to(directory).as_posix()
-            if ".tmp" in path.name or rel.startswith(exclude):  # temporaries are never part of the state
-                continue
-            zf.write(path, rel)
-    return buf.getvalue()
-
-
 def pack_session(scene, param, session_dir: Path, exclude: tuple[str, ...] = ()):
-    """Copy the session directory into the archive text node (call before saving the scene).
+    """Copy the session directory into the archive text node, with its name and content digest.
 
     ``exclude``: relative path prefixes not worth storing (copies of what the scene holds anyway).
+    Returns the archive node.
     """
     session_dir = Path(session_dir)
     if not (session_dir / "state.json").is_file() and not any(session_dir.glob("*")):
         raise SessionError(f"The session directory {session_dir} is empty or missing.",
                            "Run the module again to create a session.")
+    data, digest = archive.pack(session_dir, exclude)
     node = param.GetNodeReference(ARCHIVE_ROLE)
     if node is None or node.GetScene() is None:
         node = scene.AddNewNodeByClass("vtkMRMLTextNode", ARCHIVE_NAME)
@@ -105,28 +95,47 @@ def pack_session(scene, param, session_dir: Path, exclude: tuple[str, ...] = ())
         node.AddDefaultStorageNode()
         node.SetHideFromEditors(True)
         param.SetNodeReferenceID(ARCHIVE_ROLE, node.GetID())
-    node.SetText(base64.b64encode(zip_directory(session_dir, exclude)).decode("ascii"))
-    node.SetAttribute("LongitudinalAL.sessionDirName", session_dir.name)
+    node.SetText(base64.b64encode(data).decode("ascii"))
+    node.SetAttribute(DIR_NAME_ATTRIBUTE, original_name(session_dir.name))
+    node.SetAttribute(DIGEST_ATTRIBUTE, digest)
     return node
 
 
-def unpack_session(param, work_root: Path | None = None) -> Path:
-    """Extract the archived session into a fresh directory; record and return it."""
-    node = param.GetNodeReference(ARCHIVE_ROLE)
-    if node is None or not node.GetText():
+def original_name(folder_name: str) -> str:
+    """``session-001`` for ``restored-session-001-k3j_x9ab`` (and for itself): names never grow on re-saves."""
+    while (match := _RESTORED.match(folder_name)) is not None:
+        folder_name = match.group(1)
+    return folder_name
+
+
+def archive_node(param):
+    """The scene's session archive node, or None."""
+    node = param.GetNodeReference(ARCHIVE_ROLE) if param is not None else None
+    return node if node is not None and node.GetText() else None
+
+
+def archive_digest(param) -> str:
+    """Content digest recorded with the scene's archive ("" when none)."""
+    node = archive_node(param)
+    return (node.GetAttribute(DIGEST_ATTRIBUTE) or "") if node is not None else ""
+
+
+def unpack_session(param, work_root: Path, limits: archive.ArchiveLimits | None = None) -> Path:
+    """Extract the archived session into a new folder confined to ``work_root``; record and return it.
+
+    The folder name stored in the scene is untrusted: only a plain name is accepted, and
+    only as a prefix of a fresh folder. Size, entry count and disk space are checked first.
+    """
+    node = archive_node(param)
+    if node is None:
         raise SessionError("This scene holds no LongitudinalAL session.",
                            "Run the module on a baseline/follow-up pair to start one.")
-    work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="lal-session-"))
-    target = work_root / (node.GetAttribute("LongitudinalAL.sessionDirName") or "session")
+    name = archive.check_safe_name(node.GetAttribute(DIR_NAME_ATTRIBUTE) or "session")
     try:
         data = base64.b64decode(node.GetText().encode("ascii"), validate=True)
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for name in zf.namelist():
-                if name.startswith("/") or ".." in Path(name).parts:
-                    raise SessionError(f"Unsafe path {name!r} in the stored session.", "Do not edit the archive.")
-            zf.extractall(target)
-    except (ValueError, zipfile.BadZipFile) as err:
+    except (ValueError, UnicodeEncodeError) as err:
         raise SessionError(f"The session stored in this scene is damaged ({err}).",
                            "Reopen an earlier copy of the scene or start a new session.") from None
+    target = archive.extract(data, Path(work_root), prefix=f"restored-{name}-", limits=limits)
     set_value(param, "sessionDir", str(target))
     return target

@@ -1,9 +1,14 @@
 """Suggestions shown to the user: which slice to label and where its candidate change is.
 
-Slicer-free (numpy only) so the worker process and the tests share it. A
-suggestion's ``ras`` is the candidate change on the suggested baseline slice:
-the voxel of maximal evidence (|difference| or model uncertainty, inside the
-foreground) on that slice, in RAS mm.
+Slicer-free (numpy only) so the worker process and the tests share it. One
+record carries both coordinates of a suggested slice: ``row``, its position in
+the pool arrays (N, ...) and on the model grid, and ``slice_index``, the
+baseline voxel slice along the pairing axis (what the user sees). They differ
+whenever pairing flips the slice axis (coronal/sagittal runs, inferior-pointing
+k axes), so geometry always uses ``row`` and the session's label key always
+``slice_index``. ``ras`` is the candidate change on that baseline slice: the
+voxel of maximal evidence (|difference| or model uncertainty, inside the
+foreground), in RAS mm.
 """
 
 from __future__ import annotations
@@ -22,17 +27,29 @@ _AXIS_TO_ARRAY_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 class Suggestion:
     rank: int                       # 1 = most worth labelling
     case_id: str
-    slice_index: int                # model slice index n (= baseline slice along the axis)
+    slice_index: int                # baseline voxel slice along the pairing axis (the session's label key)
     ras: tuple[float, float, float]  # candidate change, RAS mm (on the suggested slice)
     slice_ras: tuple[float, float, float]  # centre of the model window on that slice, RAS mm
     score: float
     status: str = PENDING
     extra: dict = field(default_factory=dict)
+    row: int | None = None          # pool row / model slice n; None only in scenes saved before rows existed
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ras"], d["slice_ras"] = list(self.ras), list(self.slice_ras)
         return d
+
+    def pool_row(self, session) -> int:
+        """The pool row of this suggestion in ``session`` (an ALSession), checked against the stored row."""
+        row = session.position(self.case_id, self.slice_index)
+        if self.row is not None and int(self.row) != row:
+            from ..errors import SessionError
+
+            raise SessionError(f"Suggestion {self.rank} names row {self.row} but slice {self.slice_index}, "
+                               f"which is row {row} of case {self.case_id}.",
+                               "Press Retrain (or Run) for fresh suggestions.")
+        return row
 
     @classmethod
     def from_dict(cls, d: dict) -> "Suggestion":
@@ -79,14 +96,18 @@ def candidate_point(evidence: np.ndarray, foreground: np.ndarray | None, ijk_to_
     return tuple(float(v) for v in ras[:3])
 
 
-def build_suggestions(indices: np.ndarray, scores: np.ndarray, case_id: str, evidence: np.ndarray,
-                      foreground: np.ndarray | None, ijk_to_ras: np.ndarray,
-                      slice_centres_ras: list[tuple[float, float, float]], axis: str = "axial"
-                      ) -> list[Suggestion]:
-    """Suggestions for model slice ``indices`` (best first); scores: (N,) per model slice."""
+def build_suggestions(rows: np.ndarray, scores: np.ndarray, case_id: str, evidence: np.ndarray,
+                      foreground: np.ndarray | None, ijk_to_ras: np.ndarray, provenance: list,
+                      axis: str = "axial") -> list[Suggestion]:
+    """Suggestions for pool ``rows`` (best first).
+
+    scores: (N,) per row; provenance: per row, objects with ``slice_index`` (baseline slice)
+    and ``center_ras`` (pairing.SliceProvenance); evidence, foreground: (K, J, I) baseline grid.
+    """
     out = []
-    for rank, n in enumerate(np.asarray(indices).tolist(), start=1):
-        ras = candidate_point(evidence, foreground, ijk_to_ras, int(n), axis)
-        out.append(Suggestion(rank, case_id, int(n), ras, tuple(float(v) for v in slice_centres_ras[n]),
-                              float(scores[n])))
+    for rank, n in enumerate(np.asarray(rows).tolist(), start=1):
+        index = int(provenance[n].slice_index)
+        ras = candidate_point(evidence, foreground, ijk_to_ras, index, axis)
+        out.append(Suggestion(rank, case_id, index, ras, tuple(float(v) for v in provenance[n].center_ras),
+                              float(scores[n]), row=int(n)))
     return out

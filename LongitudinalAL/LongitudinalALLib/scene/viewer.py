@@ -1,9 +1,12 @@
 """Show a suggestion in the slice views (works on Slicer's views and on headless ones).
 
-The view matching the pairing axis (Red for axial) is moved to the suggested
-slice; the two others are centred on the candidate change. Background is the
-registered follow-up, foreground the difference (or score) with some opacity,
-and the "New lesions" segmentation is shown for editing.
+The view whose orientation matches the pairing axis (Red for axial in the
+conventional layout, but any axial view in a custom one) is moved to the
+suggested slice; every other slice view is centred on the candidate change.
+Views are found by orientation, not by name, so custom layouts and renamed
+views work; a layout with no view of that orientation is a one-line InputError.
+Background is the registered follow-up, foreground the difference (or score)
+with some opacity, and the "New lesions" segmentation is shown for editing.
 """
 
 from __future__ import annotations
@@ -11,18 +14,38 @@ from __future__ import annotations
 import numpy as np
 
 
+from ..errors import InputError
 from .suggestions import Suggestion
 
 AXIS_VIEW: dict[str, str] = {"axial": "Red", "sagittal": "Yellow", "coronal": "Green"}
 VIEW_NAMES = ("Red", "Yellow", "Green")
+ORIENTATION = {"axial": "Axial", "sagittal": "Sagittal", "coronal": "Coronal"}
 
 
 def slice_logic(app, view: str):
     """Slice logic of a view by layout name (Slicer's or a headless one)."""
     logic = app.GetSliceLogicByLayoutName(view)
     if logic is None:
-        raise RuntimeError(f"No '{view}' slice view in this application.")
+        raise InputError(f"There is no '{view}' slice view in this layout.", "Switch to a layout that shows it.")
     return logic
+
+
+def all_slice_logics(app) -> list:
+    """Every slice logic of the application that has a slice node, in layout order."""
+    collection = app.GetSliceLogics()
+    logics = [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())] if collection else []
+    return [logic for logic in logics if logic is not None and logic.GetSliceNode() is not None]
+
+
+def main_view_logic(app, axis: str):
+    """The slice logic to move to the suggested slice: the conventional view if it has the right
+    orientation, else any view with that orientation."""
+    wanted = ORIENTATION[axis]
+    matching = [lg for lg in all_slice_logics(app) if lg.GetSliceNode().GetOrientation() == wanted]
+    if not matching:
+        raise InputError(f"No slice view in this layout shows the {axis} orientation the session was paired in.",
+                         f"Switch to a layout with slice views (e.g. Conventional) or set a view to {wanted}.")
+    return next((lg for lg in matching if lg.GetSliceNode().GetLayoutName() == AXIS_VIEW[axis]), matching[0])
 
 
 def slice_normal(slice_node) -> np.ndarray:
@@ -31,10 +54,10 @@ def slice_normal(slice_node) -> np.ndarray:
     return np.array([m.GetElement(r, 2) for r in range(3)])
 
 
-def set_layers(app, background_id: str | None, foreground_id: str | None, opacity: float = 0.4,
-               views: tuple[str, ...] = VIEW_NAMES) -> None:
-    for view in views:
-        composite = slice_logic(app, view).GetSliceCompositeNode()
+def set_layers(app, background_id: str | None, foreground_id: str | None, opacity: float = 0.4) -> None:
+    """Same background/foreground in every slice view of the layout."""
+    for logic in all_slice_logics(app):
+        composite = logic.GetSliceCompositeNode()
         composite.SetBackgroundVolumeID(background_id)
         composite.SetForegroundVolumeID(foreground_id)
         composite.SetForegroundOpacity(float(opacity))
@@ -43,13 +66,11 @@ def set_layers(app, background_id: str | None, foreground_id: str | None, opacit
 def show_suggestion(app, suggestion: Suggestion, axis: str = "axial", background_id: str | None = None,
                     foreground_id: str | None = None, opacity: float = 0.4, segmentation_node=None) -> float:
     """Move the views to ``suggestion``; returns the main view's slice offset (mm along its normal)."""
+    main_logic = main_view_logic(app, axis)
     if background_id is not None:
         set_layers(app, background_id, foreground_id, opacity)
-    main = AXIS_VIEW[axis]
-    for view in VIEW_NAMES:
-        node = slice_logic(app, view).GetSliceNode()
-        node.JumpSliceByCentering(*suggestion.ras)
-    main_logic = slice_logic(app, main)
+    for logic in all_slice_logics(app):
+        logic.GetSliceNode().JumpSliceByCentering(*suggestion.ras)
     offset = float(np.dot(slice_normal(main_logic.GetSliceNode()), suggestion.slice_ras))
     main_logic.SetSliceOffset(offset)
     if segmentation_node is not None and segmentation_node.GetDisplayNode() is not None:

@@ -1,0 +1,67 @@
+"""The module restores the session of an opened .mrb without its panel (slicer-app review D2, second half).
+
+The Slicer module file is loaded as Slicer loads it; only what exists solely in the Qt
+application is supplied (``slicer.app`` with its ``connect`` for the startupCompleted
+signal, ``slicer.mrmlScene``, the error dialog). No Widget is ever created: the
+.mrb is read with the real ``ReadFromMRB`` and the session must come back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from LongitudinalALLib.scene import headless, persistence, session_scene  # noqa: E402
+from LongitudinalALLib.session import ALSession  # noqa: E402
+
+from test_scene_persistence import _mrb_pointing_at, _small_session  # noqa: E402
+
+MODULE_FILE = Path(__file__).resolve().parents[2] / "LongitudinalAL" / "LongitudinalAL.py"
+
+
+def _plain_base_classes() -> types.ModuleType:
+    """slicer.ScriptedLoadableModule's four base classes as empty classes (only the module file's imports need them)."""
+    mod = types.ModuleType("slicer.ScriptedLoadableModule")
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest",
+                 "ScriptedLoadableModuleWidget"):
+        setattr(mod, name, type(name, (), {"__init__": lambda self, *args: None}))
+    return mod
+
+
+def test_opening_an_mrb_restores_the_session_before_any_panel_exists(tmp_path, monkeypatch):
+    packed = tmp_path / "packed"
+    _small_session(packed)
+    mrb = _mrb_pointing_at(tmp_path, packed, packed)
+
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    startup_slots, dialogs = [], []
+    app = types.SimpleNamespace(applicationLogic=lambda: hs.app,
+                                connect=lambda signal, slot: startup_slots.append((signal, slot)))
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", _plain_base_classes())
+    monkeypatch.setattr(slicer, "mrmlScene", hs.scene, raising=False)
+    monkeypatch.setattr(slicer, "app", app, raising=False)
+    monkeypatch.setattr(slicer.util, "errorDisplay", dialogs.append, raising=False)
+    monkeypatch.setenv(persistence.WORK_ROOT_ENV, str(tmp_path / "work"))
+    spec = importlib.util.spec_from_file_location("LongitudinalAL", MODULE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    module.LongitudinalAL(types.SimpleNamespace())  # Slicer instantiates the module at startup
+    for signal, slot in startup_slots:
+        if signal == "startupCompleted()" and slot is not module.registerSampleData:
+            slot()  # what the application does when startup completes
+    assert hs.scene.ReadFromMRB(str(mrb), True)  # double-click on the .mrb: no panel was ever opened
+
+    param = session_scene.parameter_node(hs.scene, create=False)
+    restored = session_scene.get_value(param, "sessionDir")
+    assert dialogs == [] and restored.startswith(str(tmp_path / "work"))
+    assert len(ALSession.open(f"{restored}/session").state["labels"]) == 1
