@@ -68,11 +68,12 @@ def confined(root: Path, path: Path) -> Path:
 
 
 def _files(directory: Path, exclude: tuple[str, ...]) -> list[tuple[str, Path]]:
-    """(relative posix name, path) of the session's files, sorted; temporaries and ``exclude`` prefixes left out."""
+    """(relative posix name, path) of the session's files, sorted; temporaries, hidden files (the writer's
+    ``.lock``) and ``exclude`` prefixes left out."""
     out = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.is_symlink()):
         rel = path.relative_to(directory).as_posix()
-        if ".tmp" not in path.name and not rel.startswith(exclude):
+        if ".tmp" not in path.name and not path.name.startswith(".") and not rel.startswith(exclude):
             out.append((rel, path))
     return out
 

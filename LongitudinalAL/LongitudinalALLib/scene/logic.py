@@ -182,10 +182,15 @@ class LongitudinalALSceneLogic:
                                      session.position(rec["case_id"], rec["slice_index"]),
                                      session.label(rec["case_id"], rec["slice_index"]))
 
-    def _session(self):
+    def _session(self, write: bool = False):
+        """The session on disk: read-only (no lock, never changes a file) unless ``write``.
+
+        A writer takes the session lock for as long as the returned object lives, so
+        a click in the GUI never races a worker that is writing the same session.
+        """
         from ..session import ALSession
 
-        return ALSession.open(self.work_dir / "session")
+        return ALSession.open(self.work_dir / "session", readonly=not write)
 
     def _store(self, suggestions: list[Suggestion], current: int) -> None:
         session_scene.store_suggestions(self.param, suggestions, current)
@@ -223,11 +228,11 @@ class LongitudinalALSceneLogic:
                              "Show the suggestion again to recreate it (accepted labels are restored), "
                              "draw the new lesion, then Accept.")
         suggestion = suggestions[index]
-        session = self._session()
-        case = session.case(suggestion.case_id)
-        row = suggestion.pool_row(session)  # the model row of the baseline slice the user sees
-        label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(), case.geometry, row)
-        session.add_label(suggestion.case_id, suggestion.slice_index, label)  # atomic, on disk now
+        with self._session(write=True) as session:
+            case = session.case(suggestion.case_id)
+            row = suggestion.pool_row(session)  # the model row of the baseline slice the user sees
+            label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(), case.geometry, row)
+            session.add_label(suggestion.case_id, suggestion.slice_index, label)  # atomic, on disk now
         suggestion.status = ACCEPTED
         suggestion.extra["lesion_pixels"] = int(label.sum())
         pending = [i for i, s in enumerate(suggestions) if s.status == PENDING]
@@ -346,12 +351,11 @@ class LongitudinalALSceneLogic:
         param = self.param
         work = session_scene.unpack_session(param, self.work_root, self.archive_limits)
         try:
-            self._session()  # validates (and reconciles) it
+            self._session(write=True).close()  # validates it and recovers a copy saved mid-write
         except Exception as err:  # a scene file is untrusted: whatever is wrong, keep nothing, say one line
             shutil.rmtree(work, ignore_errors=True)
             set_value(param, "sessionDir", "")
-            if isinstance(err, LongitudinalALError):
-                raise
+            reason = err.problem if isinstance(err, LongitudinalALError) else f"{type(err).__name__}: {err}"
             raise SessionError(f"The session stored in this scene is not a valid LongitudinalAL session "
-                               f"({type(err).__name__}: {err}).", "Reopen an earlier copy of the scene.") from None
+                               f"({reason})", "Reopen an earlier copy of the scene.") from None
         return work
