@@ -7,14 +7,16 @@ inside the Widget.
 """
 
 import os
+from typing import Annotated
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from LongitudinalALLib.scene import panel_options
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
 from LongitudinalALLib.scene.outputs import LESION_SEGMENT, segment_id
 
@@ -71,10 +73,10 @@ def registerSampleData():
 class LongitudinalALParameterNode:
     baseline: vtkMRMLScalarVolumeNode
     followup: vtkMRMLScalarVolumeNode
-    spacingMm: float = 1.0
-    size: int = 256
-    strategy: str = "entropy_mean"
-    k: int = 10
+    spacingMm: Annotated[float, WithinRange(*panel_options.SPACING_MM)] = 1.0
+    size: Annotated[int, WithinRange(*panel_options.SIZE_PX)] = 256
+    strategy: Annotated[str, Choice(list(panel_options.STRATEGIES))] = panel_options.DEFAULT_STRATEGY
+    k: Annotated[int, WithinRange(*panel_options.K_PER_ROUND)] = 10
     deformable: bool = False
     useCpu: bool = False
 
@@ -96,12 +98,6 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LongitudinalALLogic()
-        try:  # the strategies need torch, which may not be installed yet
-            from LongitudinalALLib.strategies import available_strategies
-
-            self.ui.strategyComboBox.addItems(available_strategies())
-        except ImportError:
-            self.ui.strategyComboBox.addItems([RunOptions.strategy])
         editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
         self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
         self.timer = qt.QTimer()
