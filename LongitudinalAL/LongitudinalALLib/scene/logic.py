@@ -22,6 +22,7 @@ from .. import atomic
 from ..errors import InputError, SessionError
 from ..progress import CancelToken, ProgressCallback
 from . import labels, outputs, session_scene, viewer, volumes
+from .job_runner import JobRunner
 from .session_scene import get_node, get_value, set_node, set_value
 from .suggestions import ACCEPTED, PENDING, Suggestion
 from .worker import Runner, run_in_process
@@ -54,6 +55,7 @@ class LongitudinalALSceneLogic:
         self.scene, self.app = scene, app
         self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="lal-work-"))
         self.runner: Runner = runner or run_in_process
+        self.jobs = JobRunner(self)  # the panel's background job (start, poll, apply, cancel)
 
     # ------------------------------------------------------------ state
     @property
