@@ -178,3 +178,21 @@ def load_module_file(monkeypatch, scene, app) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class RecordingWidget:
+    """A widget whose every method call is recorded (``calls[name]`` = last args); attributes are plain."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, tuple] = {}
+        self.enabled, self.text = True, ""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def record(*args):
+            self.calls[name] = args
+            return None
+
+        return record
