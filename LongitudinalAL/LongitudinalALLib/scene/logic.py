@@ -22,7 +22,6 @@ from .. import atomic
 from ..errors import InputError, SessionError
 from ..progress import CancelToken, ProgressCallback
 from . import labels, outputs, session_scene, viewer, volumes
-from .job_runner import JobRunner
 from .session_scene import get_node, get_value, set_node, set_value
 from .suggestions import ACCEPTED, PENDING, Suggestion
 from .worker import Runner, run_in_process
@@ -55,7 +54,6 @@ class LongitudinalALSceneLogic:
         self.scene, self.app = scene, app
         self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="lal-work-"))
         self.runner: Runner = runner or run_in_process
-        self.jobs = JobRunner(self)  # the panel's background job (start, poll, apply, cancel)
 
     # ------------------------------------------------------------ state
     @property
@@ -84,6 +82,15 @@ class LongitudinalALSceneLogic:
     def node(self, role: str):
         node = get_node(self.param, role)
         return node if node is not None and node.GetScene() is not None else None
+
+    @property
+    def jobs(self):
+        """The panel's background job (start, poll, apply, cancel): :class:`.job_runner.JobRunner`."""
+        if getattr(self, "_jobs", None) is None:
+            from .job_runner import JobRunner
+
+            self._jobs = JobRunner(self)
+        return self._jobs
 
     # ------------------------------------------------------------ run
     def run_spec(self, baseline, followup, options: RunOptions | None = None) -> dict[str, Any]:
