@@ -52,9 +52,10 @@ def registerSampleData():
     """Register our sample pair and Slicer's MRBrainTumor1/2 in the Sample Data module."""
     import SampleData
 
+    from LongitudinalALLib.resources import icon_path
     from LongitudinalALLib.scene.sample_data import mr_brain_tumor_source, sample_source
 
-    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "LongitudinalAL.png")
+    icon = str(icon_path())
     files = sampleFiles()
     if files:
         SampleData.SampleDataLogic.registerCustomSampleDataSource(**sample_source(files, icon))

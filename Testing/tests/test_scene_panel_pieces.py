@@ -78,3 +78,31 @@ def test_module_loads_and_self_test_skips_cleanly_without_torch(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "HEAVY []" in done.stdout
     assert "torch is not installed here; the full loop is skipped" in done.stdout
+
+
+def test_snapshot_captures_a_view_and_places_the_ring_on_the_point(tmp_path):
+    import numpy as np
+    import SimpleITK as sitk
+
+    from LongitudinalALLib.scene import snapshot, volumes
+
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    array = np.zeros((20, 40, 40), np.float32)
+    array[8:12, 10:30, 10:30] = 100.0  # a bright block around the centre
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    path = tmp_path / "block.nrrd"
+    sitk.WriteImage(image, str(path))
+    node = volumes.load_volume(str(path), hs.scene, "block")
+    red = hs.slice_logic("Red")
+    red.GetSliceCompositeNode().SetBackgroundVolumeID(node.GetID())
+    centre = [float(c) for c in volumes.ijk_to_ras(node) @ np.array([19.5, 19.5, 10.0, 1.0])][:3]
+    red.GetSliceNode().JumpSliceByCentering(*centre)
+    rgb = snapshot.view_rgb(red, (100, 80))
+    assert rgb.shape == (80, 100, 3) and rgb[40, 50].mean() > rgb[2, 2].mean()  # the block is bright, centred
+    x, y = snapshot.ras_to_xy(red.GetSliceNode(), centre)
+    assert abs(x - 49.5) < 2 and abs(y - 39.5) < 2
+    snapshot.draw_ring(rgb, x, y, radius=10)
+    assert tuple(rgb[int(round(y)), int(round(x + 10))]) == (255, 220, 0)
+    out = snapshot.write_png(rgb, tmp_path / "shot.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
