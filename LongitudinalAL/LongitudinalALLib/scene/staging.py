@@ -18,6 +18,9 @@ from pathlib import Path
 from .. import atomic
 
 STATE = "state.json"
+#: never shared or copied back: a writer lock file is per folder (an flock on a shared inode would
+#: make the staged copy's writer block the live session's, and the reverse)
+PRIVATE = frozenset({".lock"})
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -33,7 +36,8 @@ def stage(session_dir: Path, staged_dir: Path) -> Path:
     if staged_dir.exists():
         shutil.rmtree(staged_dir)
     staged_dir.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(session_dir, staged_dir, copy_function=_link_or_copy)
+    shutil.copytree(session_dir, staged_dir, copy_function=_link_or_copy,
+                    ignore=lambda folder, names: [n for n in names if n in PRIVATE])
     return staged_dir
 
 
@@ -42,7 +46,7 @@ def changed_files(staged_dir: Path, session_dir: Path) -> list[Path]:
     out = []
     for path in sorted(Path(staged_dir).rglob("*")):
         rel = path.relative_to(staged_dir)
-        if not path.is_file() or rel.as_posix() == STATE or ".tmp" in path.name:
+        if not path.is_file() or rel.as_posix() == STATE or ".tmp" in path.name or path.name in PRIVATE:
             continue
         original = Path(session_dir) / rel
         if not original.exists() or not os.path.samefile(path, original):
