@@ -38,14 +38,9 @@ class LongitudinalAL(ScriptedLoadableModule):
 
 def sampleFiles():
     """(baseline, follow-up) files of the bundled sample pair, or None when it is absent."""
-    from LongitudinalALLib.resources import sample_data_dir
+    from LongitudinalALLib.scene.sample_data import sample_pair_files
 
-    found = {}
-    for path in sorted(sample_data_dir().glob("*")):
-        for role in ("baseline", "followup"):
-            if path.name.lower().startswith(role) and path.suffix in (".nrrd", ".gz", ".mha", ".nii"):
-                found.setdefault(role, str(path))
-    return (found["baseline"], found["followup"]) if len(found) == 2 else None
+    return sample_pair_files()
 
 
 def registerSampleData():

@@ -23,6 +23,18 @@ MR_BRAIN_TUMOR = (  # Slicer's own longitudinal pair (same patient, two time poi
 )
 
 
+def sample_pair_files() -> tuple[str, str] | None:
+    """(baseline, follow-up) files of the bundled sample pair, or None when it is absent."""
+    from ..resources import sample_data_dir
+
+    found: dict[str, str] = {}
+    for path in sorted(sample_data_dir().glob("*")):
+        for role in ("baseline", "followup"):
+            if path.name.lower().startswith(role) and path.suffix in (".nrrd", ".gz", ".mha", ".nii"):
+                found.setdefault(role, str(path))
+    return (found["baseline"], found["followup"]) if len(found) == 2 else None
+
+
 def file_uri(path: str, pathname2url: Callable[[str], str] = urllib.request.pathname2url) -> str:
     """A ``file:`` URI that urllib opens on every platform (``file:///C:/...`` on Windows)."""
     return urllib.parse.urljoin("file:", pathname2url(str(path)))
