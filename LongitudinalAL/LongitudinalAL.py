@@ -115,6 +115,13 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentEditorWidget.installKeyboardShortcuts()
         self.ui.segmentEditorWidget.setupViewObservations()
         self.refresh()
+        self.activatePaint()
+
+    def activatePaint(self):
+        """Labelling starts with Paint on "new lesion" (not while the user has another effect)."""
+        editor = self.ui.segmentEditorWidget
+        if self.logic.sceneLogic.node("segmentation") is not None and editor.activeEffect() is None:
+            editor.setActiveEffectByName("Paint")
 
     def exit(self):
         editor = self.ui.segmentEditorWidget
@@ -168,17 +175,21 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._guard(lambda: (self.jobs.start_train(), self.timer.start()))
 
     def onPoll(self):
+        outcome = None
         try:
             outcome = self.jobs.poll(self.onProgress)
             if outcome is None:
                 return
-            self.timer.stop()
             self.ui.statusLabel.setText(outcome.message)
             self.ui.logTextEdit.setPlainText(self.jobs.log_text())
             if outcome.status == "failed":  # a cancel is shown in the status line only
                 slicer.util.errorDisplay(outcome.message)
         finally:
-            self.refresh()
+            if outcome is not None or not self.jobs.busy:  # the job ended: always a usable panel
+                self.timer.stop()
+                self.refresh()
+        if outcome.status == "done" and self.parent.isEntered:
+            self.activatePaint()
 
     def onProgress(self, stage, fraction, message=""):
         self.ui.progressBar.setValue(int(round(100 * fraction)))
@@ -223,8 +234,6 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor.setSourceVolumeNode(scene.node("registered"))
         if segmentation is not None:  # the user draws into "new lesion", never into the prediction
             editor.setCurrentSegmentID(segment_id(segmentation, LESION_SEGMENT))
-        if self.parent.isEntered and segmentation is not None and editor.activeEffect() is None:
-            editor.setActiveEffectByName("Paint")
         has = bool(scene.suggestions)
         self.ui.suggestionLabel.text = f"{scene.current_index + 1} / {len(scene.suggestions)}" if has else "-"
         self.ui.deviceLabel.text = scene.status().get("device") or self.ui.deviceLabel.text

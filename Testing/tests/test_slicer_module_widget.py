@@ -75,4 +75,5 @@ def test_run_becomes_cancel_and_a_cancel_is_not_an_error(widget, monkeypatch):
     assert widget.errors == []  # shown in the status line, not as an error dialog
     assert "cancelled" in widget.ui.statusLabel.calls["setText"][0]
     assert widget.ui.runButton.text == "Run" and widget.ui.runButton.enabled
+    assert "stop" in widget.timer.calls  # polling ends with the job
     assert "cancelling" in widget.ui.logTextEdit.calls["setPlainText"][0]
