@@ -96,3 +96,19 @@ def test_popen_options_put_the_worker_in_its_own_group_and_hide_windows_consoles
     monkeypatch.setattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200, raising=False)
     flags = process_tree.popen_options()["creationflags"]
     assert flags & 0x08000000 and flags & 0x00000200
+
+
+def test_old_worker_logs_are_pruned(tmp_path):
+    import os
+
+    from LongitudinalALLib.scene import worker as worker_module
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(worker_module.KEEP_LOGS + 5):
+        path = logs / f"old-{i:03d}.log"
+        path.write_text("x")
+        os.utime(path, (1000 + i, 1000 + i))
+    WorkerProcess("device", {}, log_dir=logs)  # a new job prunes before it writes its own log
+    left = sorted(p.name for p in logs.glob("*.log"))
+    assert len(left) == worker_module.KEEP_LOGS and left[0] == "old-005.log"

@@ -43,6 +43,16 @@ def _library_root() -> str:
     return str(Path(__file__).resolve().parents[2])  # the folder holding LongitudinalALLib/
 
 
+KEEP_LOGS = 50
+
+
+def prune_logs(folder: Path, keep: int = KEEP_LOGS) -> None:
+    """Delete all but the newest ``keep`` worker logs (the work root outlives Slicer sessions)."""
+    logs = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    for old in logs[:max(0, len(logs) - keep)]:
+        old.unlink(missing_ok=True)
+
+
 class WorkerProcess:
     """One job in a child process; ``poll()`` is non-blocking so a Qt timer can drive it.
 
@@ -60,6 +70,7 @@ class WorkerProcess:
         self._proc: subprocess.Popen | None = None
         folder = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "LongitudinalAL-logs"
         folder.mkdir(parents=True, exist_ok=True)
+        prune_logs(folder)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{job}-{os.getpid()}-{id(self):x}"
         self.log_path = folder / f"{stem}.log"
         self._spec_path = folder / f"{stem}.spec.json"
