@@ -2,26 +2,25 @@
 
 Thin Slicer module: the Widget wires the .ui to the Logic, the Logic delegates
 to ``LongitudinalALLib.scene.logic.LongitudinalALSceneLogic`` (tested headless
-on real MRML), heavy jobs run in a worker process. ``qt`` is imported only
-inside the Widget.
+on real MRML), which owns the background job (``sceneLogic.jobs``: start, poll,
+apply, cancel) run in a worker process. ``qt`` is imported only inside the
+Widget, torch never in this process.
 """
 
+import logging
 import os
+from typing import Annotated
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from LongitudinalALLib.scene import panel_options
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
 from LongitudinalALLib.scene.outputs import LESION_SEGMENT, segment_id
-
-MR_BRAIN_TUMOR = (  # Slicer's own longitudinal pair (same patient, two time points)
-    ("MRBrainTumor1", "RegLib_C01_1.nrrd", "998cb522173839c78657f4bc0ea907cea09fd04e44601f17c82ea27927937b95"),
-    ("MRBrainTumor2", "RegLib_C01_2.nrrd", "1a64f3f422eb3d1c9b093d1a18da354b13bcf307907c66317e2463ee530b7a97"),
-)
 
 
 class LongitudinalAL(ScriptedLoadableModule):
@@ -49,52 +48,45 @@ def installSceneRestorer():
 
 def sampleFiles():
     """(baseline, follow-up) files of the bundled sample pair, or None when it is absent."""
-    from LongitudinalALLib.resources import sample_data_dir
+    from LongitudinalALLib.scene.sample_data import sample_pair_files
 
-    found = {}
-    for path in sorted(sample_data_dir().glob("*")):
-        for role in ("baseline", "followup"):
-            if path.name.lower().startswith(role) and path.suffix in (".nrrd", ".gz", ".mha", ".nii"):
-                found.setdefault(role, str(path))
-    return (found["baseline"], found["followup"]) if len(found) == 2 else None
+    return sample_pair_files()
 
 
 def registerSampleData():
     """Register our sample pair and Slicer's MRBrainTumor1/2 in the Sample Data module."""
     import SampleData
 
-    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "LongitudinalAL.png")
+    from LongitudinalALLib.resources import icon_path
+    from LongitudinalALLib.scene.sample_data import mr_brain_tumor_source, sample_source
+
+    icon = str(icon_path())
     files = sampleFiles()
     if files:
-        SampleData.SampleDataLogic.registerCustomSampleDataSource(
-            category="LongitudinalAL", sampleName="LongitudinalALSamplePair", thumbnailFileName=icon,
-            uris=["file://" + f for f in files], fileNames=[os.path.basename(f) for f in files],
-            nodeNames=["LongitudinalAL baseline", "LongitudinalAL follow-up"])
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="LongitudinalAL", sampleName="MRBrainTumor pair", thumbnailFileName=icon,
-        uris=[slicer.util.TESTING_DATA_URL + "SHA256/" + sha for _, _, sha in MR_BRAIN_TUMOR],
-        fileNames=[f for _, f, _ in MR_BRAIN_TUMOR], nodeNames=[n for n, _, _ in MR_BRAIN_TUMOR],
-        checksums=["SHA256:" + sha for _, _, sha in MR_BRAIN_TUMOR])
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(**sample_source(files, icon))
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(**mr_brain_tumor_source(slicer.util.TESTING_DATA_URL,
+                                                                                     icon))
 
 
 @parameterNodeWrapper
 class LongitudinalALParameterNode:
     baseline: vtkMRMLScalarVolumeNode
     followup: vtkMRMLScalarVolumeNode
-    spacingMm: float = 1.0
-    size: int = 256
-    strategy: str = "entropy_mean"
-    k: int = 10
+    spacingMm: Annotated[float, WithinRange(*panel_options.SPACING_MM)] = 1.0
+    size: Annotated[int, WithinRange(*panel_options.SIZE_PX)] = 256
+    strategy: Annotated[str, Choice(list(panel_options.STRATEGIES))] = panel_options.DEFAULT_STRATEGY
+    k: Annotated[int, WithinRange(*panel_options.K_PER_ROUND)] = 10
     deformable: bool = False
     useCpu: bool = False
 
 
 class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Wires the .ui to the Logic and shows its state; the Logic owns the job (``sceneLogic.jobs``)."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self.job = None
         self._parameterNode = None
 
     def setup(self):
@@ -106,81 +98,113 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LongitudinalALLogic()
-        try:  # the strategies need torch, which may not be installed yet
-            from LongitudinalALLib.strategies import available_strategies
-
-            self.ui.strategyComboBox.addItems(available_strategies())
-        except ImportError:
-            self.ui.strategyComboBox.addItems([RunOptions.strategy])
-        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
+        self.jobs = self.logic.sceneLogic.jobs
+        editor = self.ui.segmentEditorWidget
+        editor.setSegmentationNodeSelectorVisible(False)  # the panel chooses them; user picks were reset
+        editor.setSourceVolumeNodeSelectorVisible(False)
+        self.selectEditorNode()
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self.onPoll)
-        for button, slot in ((self.ui.runButton, self.onRun), (self.ui.cancelButton, self.onCancel),
-                             (self.ui.acceptButton, self.onAccept), (self.ui.retrainButton, self.onRetrain),
+        for button, slot in ((self.ui.runButton, self.onRunOrCancel), (self.ui.acceptButton, self.onAccept),
+                             (self.ui.retrainButton, self.onRetrain),
                              (self.ui.previousButton, lambda: self.onStep(-1)),
                              (self.ui.nextButton, lambda: self.onStep(1))):
             button.connect("clicked(bool)", slot)
         self.ui.suggestionTable.connect("clicked(QModelIndex)", lambda index: self.onShow(index.row()))
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneImported)
+        scene = slicer.mrmlScene
+        self.addObserver(scene, scene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(scene, scene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(scene, scene.EndImportEvent, self.onSceneImported)
         self._parameterNode = self.logic.getParameterNode()
         self._parameterNode.connectGui(self.ui)
+        self._guard(self.logic.sceneLogic.ensure_session)  # a scene opened before the panel was
+
+    def enter(self):
+        self.selectEditorNode()
+        self.ui.segmentEditorWidget.installKeyboardShortcuts()
+        self.ui.segmentEditorWidget.setupViewObservations()
         self.refresh()
+        self.activatePaint()
+
+    def activatePaint(self):
+        """Labelling starts with Paint on "new lesion" (not while the user has another effect)."""
+        editor = self.ui.segmentEditorWidget
+        if self.logic.sceneLogic.node("segmentation") is not None and editor.activeEffect() is None:
+            editor.setActiveEffectByName("Paint")
+
+    def exit(self):
+        editor = self.ui.segmentEditorWidget
+        editor.setActiveEffect(None)  # a Paint effect must not keep painting in other modules
+        editor.uninstallKeyboardShortcuts()
+        editor.removeViewObservations()
 
     def cleanup(self):
         self.removeObservers()
-        if self.job is not None:
-            self.job[0].cancel()
+        self.timer.stop()
+        self.jobs.cancel()
+
+    def selectEditorNode(self):
+        from LongitudinalALLib.scene.editor_node import segment_editor_node
+
+        node = segment_editor_node(slicer.mrmlScene)
+        if self.ui.segmentEditorWidget.mrmlSegmentEditorNode() != node:
+            self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(node)
 
     def _guard(self, action):
-        with slicer.util.tryWithErrorDisplay("LongitudinalAL:", waitCursor=True):
-            action()
-        self.refresh()
+        """Run a user action; errors show one dialog (tryWithErrorDisplay re-raises) and the panel refreshes."""
+        try:
+            with slicer.util.tryWithErrorDisplay("LongitudinalAL:", waitCursor=True):
+                action()
+        except Exception:  # noqa: BLE001 - already shown to the user
+            logging.debug("LongitudinalAL action failed", exc_info=True)
+        finally:
+            self.refresh()
 
     def options(self):
         p = self._parameterNode
         return RunOptions(prepare={"spacing_mm": p.spacingMm, "size": p.size, "deformable": p.deformable},
                           strategy=p.strategy, k=p.k, prefer_cpu=p.useCpu)
 
-    def onRun(self):
+    def onRunOrCancel(self):
+        if self.jobs.busy:
+            self.jobs.cancel()
+            self.ui.statusLabel.setText("Cancelling...")
+            return
+        self._guard(self._startRun)
+
+    def _startRun(self):
         from LongitudinalALLib.scene.install import ensure_dependencies
 
         if ensure_dependencies():
             p = self._parameterNode
-            self._guard(lambda: self.startJob("prepare", self.logic.sceneLogic.run_spec(p.baseline, p.followup, self.options())))
+            self.jobs.start_run(p.baseline, p.followup, self.options())
+            self.timer.start()
 
     def onRetrain(self):
-        self._guard(lambda: self.startJob("train", self.logic.sceneLogic.train_spec()))
-
-    def startJob(self, job, spec):
-        from LongitudinalALLib.scene.worker import WorkerProcess
-
-        self.job = (WorkerProcess(job, spec).start(), spec)
-        self.timer.start()
-        self.refresh()
+        self._guard(lambda: (self.jobs.start_train(), self.timer.start()))
 
     def onPoll(self):
-        proc, spec = self.job
-        if not proc.poll(self.onProgress):
-            return
-        self.timer.stop()
-        self.job = None
-        if proc.error is not None:
-            slicer.util.errorDisplay(str(proc.error))
-        elif proc.job == "prepare":
-            self._guard(lambda: self.logic.sceneLogic.apply_prepare_result(spec, proc.result))
-        else:
-            self._guard(lambda: self.logic.sceneLogic.apply_train_result(proc.result))
-        self.refresh()
+        outcome = None
+        try:
+            outcome = self.jobs.poll(self.onProgress)
+            if outcome is None:
+                return
+            self.ui.statusLabel.setText(outcome.message)
+            self.ui.logTextEdit.setPlainText(self.jobs.log_text())
+            if outcome.status == "failed":  # a cancel is shown in the status line only
+                slicer.util.errorDisplay(outcome.message)
+        finally:
+            if outcome is not None or not self.jobs.busy:  # the job ended: always a usable panel
+                self.timer.stop()
+                self.refresh()
+        if outcome.status == "done" and self.parent.isEntered:
+            self.activatePaint()
 
     def onProgress(self, stage, fraction, message=""):
         self.ui.progressBar.setValue(int(round(100 * fraction)))
         self.ui.statusLabel.setText(f"{stage}: {message}" if message else stage)
-
-    def onCancel(self):
-        if self.job is not None:
-            self.job[0].cancel()
+        self.ui.logTextEdit.appendPlainText(self.jobs.lines[-1] if self.jobs.lines else stage)
 
     def onAccept(self):
         self._guard(self.logic.sceneLogic.accept_current)
@@ -191,23 +215,36 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onShow(self, row):
         self._guard(lambda: self.logic.sceneLogic.show_suggestion(row))
 
+    def onSceneStartClose(self, caller=None, event=None):
+        self.jobs.cancel()  # a running job must not be applied to the next scene
+        self.ui.segmentEditorWidget.setSegmentationNode(None)
+        self.ui.segmentEditorWidget.removeViewObservations()
+
+    def onSceneEndClose(self, caller=None, event=None):
+        self.selectEditorNode()
+        if self.parent.isEntered:
+            self.ui.segmentEditorWidget.setupViewObservations()
+        self.refresh()
+
     def onSceneImported(self, caller=None, event=None):
+        self.selectEditorNode()
         self._guard(self.logic.sceneLogic.ensure_session)
 
     def refresh(self):
         scene = self.logic.sceneLogic
-        busy = self.job is not None
-        has = bool(scene.suggestions)
-        self.ui.runButton.enabled = not busy
-        self.ui.cancelButton.enabled = busy
+        state = self.jobs.state(has_suggestions=bool(scene.suggestions))
+        self.ui.runButton.text = state.run_text
+        self.ui.runButton.enabled = state.run_enabled
         for button in (self.ui.acceptButton, self.ui.previousButton, self.ui.nextButton, self.ui.retrainButton):
-            button.enabled = has and not busy
+            button.enabled = state.labelling_enabled
         self.ui.suggestionTable.setMRMLTableNode(scene.node("table"))
         segmentation = scene.node("segmentation")
-        self.ui.segmentEditorWidget.setSegmentationNode(segmentation)
-        self.ui.segmentEditorWidget.setSourceVolumeNode(scene.node("registered"))
+        editor = self.ui.segmentEditorWidget
+        editor.setSegmentationNode(segmentation)
+        editor.setSourceVolumeNode(scene.node("registered"))
         if segmentation is not None:  # the user draws into "new lesion", never into the prediction
-            self.ui.segmentEditorWidget.setCurrentSegmentID(segment_id(segmentation, LESION_SEGMENT))
+            editor.setCurrentSegmentID(segment_id(segmentation, LESION_SEGMENT))
+        has = bool(scene.suggestions)
         self.ui.suggestionLabel.text = f"{scene.current_index + 1} / {len(scene.suggestions)}" if has else "-"
         self.ui.deviceLabel.text = scene.status().get("device") or self.ui.deviceLabel.text
 
@@ -228,11 +265,25 @@ class LongitudinalALLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         self.sceneLogic.pack_for_save()
 
 
+def torch_installed():
+    """Whether torch can be imported, without importing it (extension build machines have none)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 class LongitudinalALTest(ScriptedLoadableModuleTest):
-    """Full loop on the sample pair inside Slicer: run, label, accept, retrain, save, reopen, continue."""
+    """Full loop on the sample pair through the panel's own path (background jobs in worker processes):
+    run, label, accept, retrain, save, reopen, continue. Skipped where torch is not installed."""
 
     def runTest(self):
         slicer.mrmlScene.Clear()
+        if not torch_installed():
+            self.delayDisplay("LongitudinalAL: torch is not installed here; the full loop is skipped")
+            return
         self.test_full_loop()
 
     def test_full_loop(self):
@@ -241,17 +292,19 @@ class LongitudinalALTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from LongitudinalALLib.scene import labels, outputs
-        from LongitudinalALLib.scene.worker import run_in_process
 
         files = sampleFiles()
         self.assertIsNotNone(files, "the bundled sample pair is missing from Resources/SampleData")
         baseline, followup = (slicer.util.loadVolume(f) for f in files)
-        logic = LongitudinalALLogic(runner=run_in_process).sceneLogic
+        logic = LongitudinalALLogic().sceneLogic
         options = RunOptions(prepare={"spacing_mm": 3.0, "size": 64, "n4": False}, k=3, strategy="entropy_mean",
                              model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
                              init_weights="scratch", train={"epochs": 1, "batch_size": 2, "crop_size": None},
                              prefer_cpu=True)
-        suggestions = logic.run(baseline, followup, options)
+        logic.jobs.start_run(baseline, followup, options)
+        outcome = logic.jobs.wait()
+        self.assertEqual(outcome.status, "done", outcome.message)
+        suggestions = logic.suggestions
         self.assertEqual(len(suggestions), 3)
         first = suggestions[0]
         case = logic._session().case(first.case_id)
@@ -260,7 +313,10 @@ class LongitudinalALTest(ScriptedLoadableModuleTest):
         row = logic._session().position(first.case_id, first.slice_index)
         labels.write_label_slice(logic.node("segmentation"), logic.reference_volume(), case.geometry, row, label)
         logic.accept_current()
-        logic.retrain()
+        logic.jobs.start_train()
+        outcome = logic.jobs.wait()
+        self.assertEqual(outcome.status, "done", outcome.message)
+        self.assertEqual(len(logic._session().history), 1)
         path = os.path.join(tempfile.mkdtemp(), "session.mrb")
         logic.save_bundle(path)
         logic.load_bundle(path)

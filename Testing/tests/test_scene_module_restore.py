@@ -20,6 +20,7 @@ slicer = pytest.importorskip("slicer")
 from LongitudinalALLib.scene import headless, persistence, session_scene  # noqa: E402
 from LongitudinalALLib.session import ALSession  # noqa: E402
 
+from slicer_app_standins import install_real_parameter_node_wrapper  # noqa: E402
 from test_scene_persistence import _mrb_pointing_at, _small_session  # noqa: E402
 
 MODULE_FILE = Path(__file__).resolve().parents[2] / "LongitudinalAL" / "LongitudinalAL.py"
@@ -43,9 +44,7 @@ def test_opening_an_mrb_restores_the_session_before_any_panel_exists(tmp_path, m
     startup_slots, dialogs = [], []
     app = types.SimpleNamespace(applicationLogic=lambda: hs.app,
                                 connect=lambda signal, slot: startup_slots.append((signal, slot)))
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = lambda cls: cls
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
+    install_real_parameter_node_wrapper(monkeypatch, slicer)  # Slicer 5.10's own, as the module file imports it
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", _plain_base_classes())
     monkeypatch.setattr(slicer, "mrmlScene", hs.scene, raising=False)
     monkeypatch.setattr(slicer, "app", app, raising=False)

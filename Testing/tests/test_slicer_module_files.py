@@ -25,7 +25,7 @@ def _cmake_set(text: str, name: str) -> list[str]:
     return [tok for tok in match.group(1).split() if not tok.startswith("#")]
 
 
-def _shipped(folder: Path) -> set[str]:
+def _shipped(folder: Path, base: Path = MODULE) -> set[str]:
     """Files under ``folder`` that ship: git-tracked ones (others' work in progress is not yet part of it)."""
     import subprocess
 
@@ -35,7 +35,7 @@ def _shipped(folder: Path) -> set[str]:
         files = [ROOT / f for f in out]
     except (OSError, subprocess.CalledProcessError):
         files = [p for p in folder.rglob("*") if p.is_file()]
-    return {p.relative_to(MODULE).as_posix() for p in files
+    return {p.relative_to(base).as_posix() for p in files
             if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")}
 
 
@@ -55,6 +55,10 @@ def test_module_cmake_lists_every_library_file_and_resource():
     res_missing = "\n".join(f"  {p}" for p in sorted(_shipped(MODULE / "Resources") - set(resources)))
     assert not res_missing, f"add to MODULE_PYTHON_RESOURCES in LongitudinalAL/CMakeLists.txt:\n{res_missing}"
     assert {r for r in resources if not (MODULE / r).is_file()} == set()
+    assets = _cmake_set(text, "EXTENSION_ASSETS")
+    top = {p.split("/", 1)[1] for p in _shipped(ROOT / "Resources", ROOT) if not p.startswith("Resources/Screenshots/")}
+    assert top - set(assets) == set(), "add to EXTENSION_ASSETS in LongitudinalAL/CMakeLists.txt"
+    assert {a for a in assets if not (ROOT / "Resources" / a).is_file()} == set()
     assert "slicerMacroBuildScriptedModule(" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
 
 
@@ -67,20 +71,36 @@ def test_root_cmake_extension_metadata():
     assert "find_package(Slicer REQUIRED)" in text and "add_subdirectory(LongitudinalAL)" in text
 
 
-def test_s4ext_and_catalog_entry():
-    s4ext = {}
-    for line in (ROOT / "LongitudinalAL.s4ext").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition(" ")
-            s4ext[key] = value.strip()
-    assert s4ext["depends"] == "PyTorch" and s4ext["category"] == "Active Learning" and s4ext["scm"] == "git"
-    for key in ("scmurl", "scmrevision", "homepage", "iconurl", "description", "contributors"):
-        assert s4ext.get(key), key
+def test_catalog_entry_is_the_only_description_and_passes_the_index_rules():
+    """Slicer/ExtensionsIndex accepts only <name>.json (check_repository_structure); the build makes its
+    own .s4ext from EXTENSION_*, so a hand-written one only drifts (review D10)."""
+    assert not (ROOT / "LongitudinalAL.s4ext").exists()
     entry = json.loads((ROOT / "LongitudinalAL.json").read_text())
     assert set(entry) <= CATALOG_KEYS, f"keys not allowed by the schema: {set(entry) - CATALOG_KEYS}"
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json")
     assert entry["category"] == "Active Learning" and entry["build_dependencies"] == ["PyTorch"]
-    assert entry["scm_url"] == s4ext["scmurl"] and entry["tier"] in (1, 3, 5)
+    assert entry["tier"] in (1, 3, 5)
+    # check_git_repository_name: the repository (not the extension) name starts with "Slicer"
+    repo = entry["scm_url"].strip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    assert repo.startswith(("Slicer", "Slicer-", "Slicer_", "SlicerExtension-", "SlicerExtension_")), repo
+    assert not "LongitudinalAL".lower().startswith("slicer")  # check_extension_name: the extension must not
+
+
+def test_icon_and_screenshot_urls_name_pngs_that_are_in_the_repository():
+    """check_cmakelists_content downloads every screenshot URL: each must be a file this repository ships."""
+    text = (ROOT / "CMakeLists.txt").read_text()
+    fields = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', text))
+    entry = json.loads((ROOT / "LongitudinalAL.json").read_text())
+    owner_repo = entry["scm_url"].removeprefix("https://github.com/").removesuffix(".git")
+    assert fields["EXTENSION_HOMEPAGE"] == f"https://github.com/{owner_repo}"
+    raw = f"https://raw.githubusercontent.com/{owner_repo}/{entry['scm_revision']}/"
+    tracked = _shipped(ROOT / "Resources", ROOT)
+    urls = [fields["EXTENSION_ICONURL"], *fields["EXTENSION_SCREENSHOTURLS"].split()]
+    for url in urls:
+        assert url.startswith(raw), url
+        path = url.removeprefix(raw)
+        assert path in tracked, f"{path} is not committed, so the URL would not resolve"
+        assert (ROOT / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
 
 
 def test_ui_is_valid_and_has_every_widget_the_module_uses():
@@ -110,7 +130,7 @@ def test_module_file_imports_qt_only_inside_the_widget_and_stays_small():
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if any(m.split(".")[0] in ("qt", "ctk") for m in mods):
                 assert id(node) in inside, f"qt imported outside the Widget at line {node.lineno}"
-    assert len(MODULE_PY.read_text().splitlines()) <= 300
+    assert len(MODULE_PY.read_text().splitlines()) <= 340  # the project's ~400-line rule, with headroom
     names = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
     assert {"LongitudinalAL", "LongitudinalALWidget", "LongitudinalALLogic", "LongitudinalALTest",
             "registerSampleData"} <= names
@@ -146,6 +166,6 @@ def test_requirements_leave_torch_and_simpleitk_to_slicer_and_icon_is_128px():
     lines = [l.split("#")[0].strip() for l in reqs.splitlines() if l.split("#")[0].strip()]
     assert not any(re.match(r"(torch|simpleitk)\b", l) for l in lines)
     assert {"monai", "safetensors", "scikit-learn"} <= {re.split(r"[<>=!~]", l)[0] for l in lines}
-    png = (MODULE / "Resources" / "Icons" / "LongitudinalAL.png").read_bytes()
+    png = (ROOT / "Resources" / "Icons" / "LongitudinalAL.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", png[16:24]) == (128, 128)

@@ -129,7 +129,7 @@ def load_bundled_model(device: str | torch.device = "cpu") -> ChangeSegNet:
     if not path.is_file():
         raise InputError(
             f"The bundled model {path} is missing.",
-            "Create it with `python LongitudinalAL/Resources/Weights/train_bundled.py --work <dir>` (writes "
+            "Create it with `python Resources/Weights/train_bundled.py --work <dir>` (writes "
             f"change_unet.safetensors and change_unet.json into {path.parent}), or set LONGITUDINAL_AL_RESOURCES "
             "to a folder whose Weights/ holds both files.",
         )

@@ -26,6 +26,7 @@ import SimpleITK as sitk
 from .. import atomic
 from ..errors import InputError, SessionError
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from . import staging
 from .suggestions import build_suggestions, image_ijk_to_ras
 
 PREPARED_FILES = ("baseline", "followup_registered", "difference", "foreground")
@@ -93,7 +94,8 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     from ..session import ALSession
 
     work = Path(spec["work_dir"])
-    session = ALSession.open(work / "session")
+    out_dir = Path(spec.get("out_dir") or work)  # a staged train job writes beside its staged session
+    session = ALSession.open(spec.get("session_dir") or work / "session")
     s = spec.get("session", {})
     device = select_device(bool(spec.get("prefer_cpu", False)))
     predictor = Predictor(session.current_model(), device=device)  # the user's device, loaded once
@@ -111,7 +113,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     for name, slices in (("probability", probs), ("uncertainty", uncertainty)):
         volume = sitk.GetImageFromArray(case.geometry.to_volume(slices.astype(np.float32), order=1).astype(np.float32))
         volume.CopyInformation(baseline)
-        maps[name] = _write_image(volume, work / "maps" / f"{name}.nrrd")
+        maps[name] = _write_image(volume, out_dir / "maps" / f"{name}.nrrd")
     difference = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "difference.nrrd")))
     foreground = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "foreground.nrrd")))
     rows = [session.position(p.case_id, p.slice_index) for p in picked]
@@ -121,7 +123,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     suggestions = build_suggestions(np.array(rows, dtype=int), scores, case_id, difference, foreground,
                                     image_ijk_to_ras(baseline), case.provenance, case.geometry.axis)
     dicts = [x.to_dict() for x in suggestions]
-    atomic.write_json(work / "suggestions.json", dicts)
+    atomic.write_json(out_dir / "suggestions.json", dicts)
     report(progress, "Mapping", 1.0, f"{len(dicts)} suggestions")
     return {"suggestions": dicts, "maps": maps, "round": len(session.history), "budget": session.budget()["total"],
             "device": str(device), "case_id": case_id}
@@ -129,12 +131,22 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
 
 def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
               cancel: CancelToken | None = None) -> dict[str, Any]:
-    """One training round on every accepted label (warm start), then new suggestions."""
+    """One training round on every accepted label (warm start), then new suggestions.
+
+    With ``spec["staged"]`` (the module's background jobs) the round is trained in a
+    staged copy of the session that only the parent commits (:mod:`.staging`), so a
+    cancelled or killed job commits nothing; the result names the copy as ``staged``.
+    """
     from ..session import ALSession
     from ..training import TrainConfig
 
     work = Path(spec["work_dir"])
-    session = ALSession.open(work / "session")
+    session_dir = work / "session"
+    if spec.get("staged"):
+        out_dir = Path(spec["staged"])
+        session_dir = staging.stage(session_dir, out_dir / "session")
+        spec = {**spec, "session_dir": str(session_dir), "out_dir": str(out_dir)}
+    session = ALSession.open(session_dir)
     overrides = dict(spec.get("train", {}))
     if spec.get("prefer_cpu"):
         overrides["device"] = "cpu"
@@ -142,6 +154,8 @@ def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
     result = session.train_round(config, progress=progress, cancel=cancel)
     out = job_suggest(spec, progress, cancel)
     out["train"] = result.summary()
+    if spec.get("staged"):
+        out["staged"] = spec["staged"]
     return out
 
 

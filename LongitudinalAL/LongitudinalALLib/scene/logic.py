@@ -88,6 +88,15 @@ class LongitudinalALSceneLogic:
         node = get_node(self.param, role)
         return node if node is not None and node.GetScene() is not None else None
 
+    @property
+    def jobs(self):
+        """The panel's background job (start, poll, apply, cancel): :class:`.job_runner.JobRunner`."""
+        if getattr(self, "_jobs", None) is None:
+            from .job_runner import JobRunner
+
+            self._jobs = JobRunner(self)
+        return self._jobs
+
     # ------------------------------------------------------------ run
     def run_spec(self, baseline, followup, options: RunOptions | None = None) -> dict[str, Any]:
         """Check the inputs, export them to the work directory; the spec of the "prepare" job."""

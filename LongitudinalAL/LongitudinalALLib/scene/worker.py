@@ -1,8 +1,8 @@
 """Run a heavy job (prepare, score, train) in a separate Python process.
 
 Why: Slicer's GUI stays responsive, a crash or out-of-memory in PyTorch cannot
-take the application down, and cancelling is simply terminating the process;
-jobs write their results atomically, so the last good model and every accepted
+take the application down, and cancelling kills the process tree (see
+:mod:`.process_tree`); jobs write their results atomically, so the last good model and every accepted
 label survive. Protocol: the job spec is a JSON file; the worker writes one JSON
 object per line on stdout: ``{"type": "progress", stage, fraction, message}``,
 then ``{"type": "result", "result": {...}}`` or ``{"type": "error", kind,
@@ -13,6 +13,7 @@ Slicer-free: the child imports no ``slicer``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import shutil
@@ -24,10 +25,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import CancelledError, InputError, LongitudinalALError, SessionError
+from ..errors import CancelledError, InputError, LongitudinalALError, RegistrationError, SessionError
 from ..progress import CancelToken, ProgressCallback, report
+from . import process_tree
 
-ERRORS = {cls.__name__: cls for cls in (InputError, SessionError, CancelledError, LongitudinalALError)}
+ERRORS = {cls.__name__: cls for cls in (InputError, SessionError, RegistrationError, CancelledError,
+                                         LongitudinalALError)}
+log = logging.getLogger(__name__)
 
 
 def python_executable() -> str:
@@ -39,31 +43,59 @@ def _library_root() -> str:
     return str(Path(__file__).resolve().parents[2])  # the folder holding LongitudinalALLib/
 
 
-class WorkerProcess:
-    """One job in a child process; ``poll()`` is non-blocking so a Qt timer can drive it."""
+KEEP_LOGS = 50
 
-    def __init__(self, job: str, spec: dict[str, Any], python: str | None = None) -> None:
+
+def prune_logs(folder: Path, keep: int = KEEP_LOGS) -> None:
+    """Delete all but the newest ``keep`` worker logs (the work root outlives Slicer sessions)."""
+    logs = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    for old in logs[:max(0, len(logs) - keep)]:
+        old.unlink(missing_ok=True)
+
+
+class WorkerProcess:
+    """One job in a child process; ``poll()`` is non-blocking so a Qt timer can drive it.
+
+    The child's stderr (library output, tracebacks) is kept in ``log_path`` after
+    the job ends, so "see the worker log" points at a file that exists.
+    """
+
+    def __init__(self, job: str, spec: dict[str, Any], python: str | None = None,
+                 log_dir: str | Path | None = None) -> None:
         self.job, self.spec = job, spec
         self.python = python or python_executable()
         self.result: dict[str, Any] | None = None
         self.error: LongitudinalALError | None = None
         self._queue: queue.Queue[dict] = queue.Queue()
         self._proc: subprocess.Popen | None = None
-        self._tmp = tempfile.TemporaryDirectory(prefix="lal-worker-")
-        self._stderr_path = Path(self._tmp.name) / "stderr.log"
+        folder = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "LongitudinalAL-logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        prune_logs(folder)
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{job}-{os.getpid()}-{id(self):x}"
+        self.log_path = folder / f"{stem}.log"
+        self._spec_path = folder / f"{stem}.spec.json"
         self.cancelled = False
+        self.finished = False  # the child closed its output: result or error is final
 
     def start(self) -> "WorkerProcess":
-        spec_path = Path(self._tmp.name) / "spec.json"
-        spec_path.write_text(json.dumps({"job": self.job, "spec": self.spec}))
+        self._spec_path.write_text(json.dumps({"job": self.job, "spec": self.spec}))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_library_root(), env.get("PYTHONPATH", "")]))
         env["PYTHONUNBUFFERED"] = "1"
-        self._stderr = open(self._stderr_path, "wb")
-        self._proc = subprocess.Popen([self.python, "-m", "LongitudinalALLib.scene.worker", str(spec_path)],
-                                      stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+        self._stderr = open(self.log_path, "wb")
+        self._proc = subprocess.Popen([self.python, "-m", "LongitudinalALLib.scene.worker", str(self._spec_path)],
+                                      stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+                                      **process_tree.popen_options())
+        log.info("LongitudinalAL %s job started (pid %s, log %s)", self.job, self._proc.pid, self.log_path)
         threading.Thread(target=self._read, daemon=True).start()
         return self
+
+    def log_tail(self, max_chars: int = 20000) -> str:
+        """The end of the child's log (what the module's log panel shows)."""
+        try:
+            return self.log_path.read_text(errors="replace")[-max_chars:]
+        except OSError:
+            return ""
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -101,24 +133,25 @@ class WorkerProcess:
     def _finish(self) -> None:
         assert self._proc is not None
         code = self._proc.wait()
+        self.finished = True
         self._stderr.close()
+        self._spec_path.unlink(missing_ok=True)
         if self.cancelled:
             self.result, self.error = None, CancelledError(f"The {self.job} job")
         elif self.result is None and self.error is None:
-            tail = self._stderr_path.read_text(errors="replace")[-2000:]
+            tail = self.log_tail(2000)
             self.error = LongitudinalALError(f"The {self.job} worker process stopped (exit code {code}).",
-                                             f"Details: {tail.strip() or 'none'}")
+                                             f"Details: {tail.strip() or 'none'} (full log: {self.log_path})")
+        outcome = "cancelled" if self.cancelled else "failed" if self.error else "finished"
+        log.info("LongitudinalAL %s job %s (exit code %s)", self.job, outcome, code)
 
-    def cancel(self, grace_s: float = 5.0) -> None:
-        """Terminate the child (then kill it); results already written atomically stay valid."""
-        if self._proc is None or self._proc.poll() is not None:
+    def cancel(self, grace_s: float = 2.0) -> None:
+        """Stop the child and everything it started (Slicer's PythonSlicer is a launcher whose
+        interpreter child survives a plain terminate); results written atomically stay valid."""
+        if self._proc is None or self.cancelled or self.finished:
             return
         self.cancelled = True
-        self._proc.terminate()
-        try:
-            self._proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+        process_tree.kill_tree(self._proc, grace_s)
 
     def wait(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
              interval_s: float = 0.05) -> dict[str, Any]:

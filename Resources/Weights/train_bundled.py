@@ -7,7 +7,7 @@ trains the default ChangeSegNet on the train split with the standard recipe
 (training.py) and early stopping on the val split, scores the test split per
 subject, and writes the weights with all settings in the sidecar metadata.
 
-    python LongitudinalAL/Resources/Weights/train_bundled.py --work /tmp/bundled
+    python Resources/Weights/train_bundled.py --work /tmp/bundled
 
 ``--minutes`` bounds the training time on a CPU: training stops there and keeps
 the best validation epoch so far.
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     result = train_model(model, x, y, xv, yv, cfg, train_foreground=fg, progress=progress)
     test_metrics = evaluate(model, test)
     summary = {
-        "command": "python LongitudinalAL/Resources/Weights/train_bundled.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python Resources/Weights/train_bundled.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "cohort": {"n_pairs": args.n_pairs, "seed": args.cohort_seed, "spacing_mm": args.spacing,
                    "anatomies": args.anatomies, "pairs_per_split": [len(train), len(val), len(test)]},
         "slices": {"size": args.size, "spacing_mm": args.spacing, "axis": "axial",

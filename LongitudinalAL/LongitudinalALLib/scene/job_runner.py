@@ -1,0 +1,181 @@
+"""The module's background job, owned by the Logic: start, poll, apply, cancel.
+
+Why: the Widget only wires buttons to these calls and shows ``state()``, so the
+path the panel takes is the path the tests take (SlicerNNUnet's split). Every
+outcome ends the job, even when putting a result into the scene fails, so the
+panel is never left busy; a cancel is an outcome of its own, not an error, and
+commits nothing (a cancelled prepare leaves no session, a cancelled training
+round stays in its staged copy, see :mod:`.staging`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import CancelledError, LongitudinalALError
+from ..progress import ProgressCallback
+from . import staging
+from .session_scene import set_value
+from .worker import WorkerProcess
+
+log = logging.getLogger(__name__)
+DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
+LOG_LINES = 500  # progress lines kept for the log panel
+
+
+@dataclass
+class JobOutcome:
+    job: str                  # "prepare" or "train"
+    status: str               # DONE, FAILED or CANCELLED
+    message: str              # one line for the status label or the error dialog
+    error: Exception | None = None
+
+
+@dataclass
+class PanelState:
+    """What the panel shows; the Widget copies it onto its buttons."""
+
+    run_text: str             # "Run", or "Cancel" while a job runs
+    run_enabled: bool
+    labelling_enabled: bool   # Accept, Retrain, Previous, Next
+
+
+Launcher = Callable[[str, dict], Any]  # (job, spec) -> started handle with poll/cancel/result/error/log_tail
+
+
+class JobRunner:
+    def __init__(self, scene_logic, launch: Launcher | None = None) -> None:
+        self.logic = scene_logic
+        self.launch = launch or (lambda job, spec: WorkerProcess(job, spec, log_dir=self.log_dir).start())
+        self._job: tuple[str, dict, Any] | None = None
+        self.lines: list[str] = []
+        self.last_log = ""
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.logic.work_root) / "logs"
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+    # ------------------------------------------------------------ start
+    def start_run(self, baseline, followup, options=None) -> None:
+        """Check and export the inputs (errors raise here, before anything starts), then prepare."""
+        self._start("prepare", self.logic.run_spec(baseline, followup, options))
+
+    def start_train(self) -> None:
+        spec = self.logic.train_spec()
+        spec["staged"] = str(Path(spec["work_dir"]) / "staging" / f"train-{uuid.uuid4().hex[:8]}")
+        self._start("train", spec)
+
+    def _start(self, job: str, spec: dict) -> None:
+        if self.busy:
+            raise LongitudinalALError(f"A {self._job[0]} job is already running.", "Wait for it, or press Cancel.")
+        self.lines = [f"{job} started"]
+        self._job = (job, spec, self.launch(job, spec))
+        log.info("LongitudinalAL: %s job started", job)
+
+    # ------------------------------------------------------------ run
+    def poll(self, progress: ProgressCallback | None = None) -> JobOutcome | None:
+        """Handle the job's messages; the outcome once it ended (the job is then over), else None."""
+        if self._job is None:
+            return None
+        job, spec, handle = self._job
+
+        def on_progress(stage: str, fraction: float, message: str = "") -> None:
+            self.lines = (self.lines + [f"{stage} {100 * fraction:3.0f}% {message}".rstrip()])[-LOG_LINES:]
+            if progress is not None:
+                progress(stage, fraction, message)
+
+        if not handle.poll(on_progress):
+            return None
+        self._job = None  # whatever happens below, the panel is free again
+        self.last_log = handle.log_tail() if hasattr(handle, "log_tail") else ""
+        if handle.error is not None:
+            self._discard(job, spec)
+            if isinstance(handle.error, CancelledError):
+                return self._outcome(job, CANCELLED, f"The {job} job was cancelled; nothing was changed.")
+            return self._outcome(job, FAILED, str(handle.error), handle.error)
+        previous = self._current_work_dir()
+        try:
+            if job == "prepare":
+                self.logic.apply_prepare_result(spec, handle.result)
+            else:
+                self.logic.apply_train_result(self._commit_train(spec, handle.result))
+        except Exception as err:  # noqa: BLE001 - any failure to apply must still end the job
+            if previous is not None:  # the scene keeps pointing at the last good session
+                set_value(self.logic.param, "sessionDir", str(previous))
+            self._discard(job, spec)
+            log.exception("LongitudinalAL: applying the %s result failed", job)
+            detail = " ".join(str(err).split())[:300]
+            message = str(err) if isinstance(err, LongitudinalALError) else (
+                f"Could not put the {job} result into the scene ({type(err).__name__}: {detail}). "
+                "Press Run again; the details are in the log panel and the Python console.")
+            return self._outcome(job, FAILED, message, err)
+        return self._outcome(job, DONE, f"The {job} job finished.")
+
+    def _outcome(self, job: str, status: str, message: str, error: Exception | None = None) -> JobOutcome:
+        self.lines = (self.lines + [message])[-LOG_LINES:]
+        log.info("LongitudinalAL: %s", message)
+        return JobOutcome(job, status, message, error)
+
+    def cancel(self) -> None:
+        """Stop the running job and its process tree; the next ``poll`` reports it as cancelled."""
+        if self._job is not None:
+            self.lines.append("cancelling...")
+            self._job[2].cancel()
+
+    def wait(self, progress: ProgressCallback | None = None, interval_s: float = 0.05) -> JobOutcome:
+        """Poll until the job ends (the module's self-test; the panel polls from a timer)."""
+        import time
+
+        while (outcome := self.poll(progress)) is None:
+            if not self.busy:
+                raise LongitudinalALError("No job is running.", "Press Run first.")
+            time.sleep(interval_s)
+        return outcome
+
+    def state(self, has_suggestions: bool) -> PanelState:
+        return PanelState("Cancel" if self.busy else "Run", True, has_suggestions and not self.busy)
+
+    def log_text(self) -> str:
+        """Progress lines of the current or last job, then the end of its worker log."""
+        text = "\n".join(self.lines)
+        return text + ("\n--- worker log ---\n" + self.last_log if self.last_log.strip() else "")
+
+    # ------------------------------------------------------------ commit
+    def _commit_train(self, spec: dict, result: dict) -> dict:
+        """Move a staged training round into the session and its maps into the work directory."""
+        staged = result.get("staged")
+        if not staged:
+            return result
+        work, staged = Path(spec["work_dir"]), Path(staged)
+        staging.commit(staged / "session", work / "session")
+        maps = {}
+        for name, path in result["maps"].items():
+            maps[name] = str(work / "maps" / Path(path).name)
+            Path(maps[name]).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, maps[name])
+        os.replace(staged / "suggestions.json", work / "suggestions.json")
+        staging.discard(staged)
+        return {**result, "maps": maps}
+
+    def _discard(self, job: str, spec: dict) -> None:
+        """Remove what an unfinished job wrote: the staged round, or the new session's folder."""
+        if job == "train":
+            staging.discard(Path(spec["staged"]) if spec.get("staged") else None)
+        elif job == "prepare" and Path(spec["work_dir"]) != self._current_work_dir():
+            shutil.rmtree(spec["work_dir"], ignore_errors=True)
+
+    def _current_work_dir(self) -> Path | None:
+        try:
+            return self.logic.work_dir
+        except LongitudinalALError:
+            return None

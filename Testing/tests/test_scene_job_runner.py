@@ -1,0 +1,114 @@
+"""The Logic's background job, the path the panel takes: start, poll, apply, cancel (real worker processes).
+
+Covers review D3 (a cancelled round commits nothing), D6 (a failing apply never
+leaves the panel busy), D14 (a cancel is an outcome, not an error) and
+"Run becomes Cancel while a job runs".
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from LongitudinalALLib.scene import headless, labels, volumes  # noqa: E402
+from LongitudinalALLib.scene.job_runner import CANCELLED, DONE, FAILED  # noqa: E402
+from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
+from LongitudinalALLib.session import ALSession  # noqa: E402
+
+import scene_testdata  # noqa: E402
+from test_scene_logic import OPTIONS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runner")
+    files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp / "pair")
+    hs = headless.create_headless_slicer(str(tmp / "cache"))
+    baseline = volumes.load_volume(files[0], hs.scene, "baseline")
+    followup = volumes.load_volume(files[1], hs.scene, "follow-up")
+    logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp / "work")
+    jobs = logic.jobs
+    jobs.start_run(baseline, followup, OPTIONS)
+    during = jobs.state(has_suggestions=False)
+    outcome = jobs.wait()
+    return {"hs": hs, "logic": logic, "jobs": jobs, "during": during, "outcome": outcome,
+            "baseline": baseline, "followup": followup}
+
+
+def _finished_in_child(jobs) -> None:
+    """Block until the worker process has exited (its result is waiting, not yet applied)."""
+    handle = jobs._job[2]
+    handle._proc.wait(timeout=600)
+    time.sleep(0.2)  # let the reader thread queue the last lines
+
+
+def _accept_one(logic) -> None:
+    first = logic.suggestions[0]
+    session = logic._session()
+    case = session.case(first.case_id)
+    label = np.zeros(case.images.shape[2:], np.uint8)
+    label[20:26, 20:26] = 1
+    labels.write_label_slice(logic.node("segmentation"), logic.reference_volume(), case.geometry,
+                             session.position(first.case_id, first.slice_index), label)
+    logic.show_suggestion(0)
+    logic.accept_current()
+
+
+def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
+    assert ran["during"].run_text == "Cancel" and ran["during"].run_enabled  # Run became Cancel
+    assert ran["outcome"].status == DONE, ran["outcome"].message
+    logic, jobs = ran["logic"], ran["jobs"]
+    assert len(logic.suggestions) == OPTIONS.k and logic.node("segmentation") is not None
+    after = jobs.state(has_suggestions=True)
+    assert (after.run_text, after.run_enabled, after.labelling_enabled) == ("Run", True, True)
+    assert "registration" in jobs.log_text() and "Mapping 100%" in jobs.log_text()  # progress reached the log
+    assert list((logic.work_root / "logs").glob("*prepare*.log"))  # the worker log is kept
+
+
+def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran):
+    logic, jobs = ran["logic"], ran["jobs"]
+    before = logic.work_dir
+    jobs.start_run(ran["baseline"], ran["followup"], OPTIONS)
+    work = jobs._job[1]["work_dir"]
+    _finished_in_child(jobs)
+    shutil.rmtree(f"{work}/prepared")  # e.g. the temp folder was cleaned while the job ran
+    outcome = jobs.wait()
+    assert outcome.status == FAILED and "prepare" in outcome.message and "\n" not in outcome.message
+    assert not jobs.busy and jobs.state(True).run_text == "Run"  # usable again (D6)
+    assert logic.work_dir == before and not shutil.os.path.exists(work)  # nothing half-made is kept
+
+
+def test_a_train_round_cancelled_before_it_was_applied_commits_nothing(ran):
+    logic, jobs = ran["logic"], ran["jobs"]
+    _accept_one(logic)
+    session_dir = logic.work_dir / "session"
+    state_before = (session_dir / "state.json").read_bytes()
+    jobs.start_train()
+    staged = jobs._job[1]["staged"]
+    _finished_in_child(jobs)  # the child trained and wrote its round: only the parent may commit it
+    jobs.cancel()
+    outcome = jobs.wait()
+    assert outcome.status == CANCELLED and outcome.error is None  # not shown as an error (D14)
+    assert (session_dir / "state.json").read_bytes() == state_before
+    assert ALSession.open(session_dir).history == []
+    assert not list((session_dir / "checkpoints").glob("*.safetensors"))
+    assert not shutil.os.path.exists(staged)
+    assert jobs.state(True).run_text == "Run"
+
+
+def test_a_finished_train_round_is_committed_and_applied(ran):
+    logic, jobs = ran["logic"], ran["jobs"]
+    jobs.start_train()
+    staged = jobs._job[1]["staged"]
+    outcome = jobs.wait()
+    assert outcome.status == DONE, outcome.message
+    session = ALSession.open(logic.work_dir / "session")
+    assert len(session.history) == 1 and session.current_model() is not None
+    assert (logic.work_dir / "maps" / "probability.nrrd").is_file()
+    assert not shutil.os.path.exists(staged)
+    assert len(logic.suggestions) == OPTIONS.k

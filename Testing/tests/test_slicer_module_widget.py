@@ -1,0 +1,79 @@
+"""The module's Widget slots, run on headless MRML with recording stand-ins for its Qt widgets.
+
+What matters here is Slicer's behaviour that the old Widget got wrong:
+``slicer.util.tryWithErrorDisplay`` (the real one from slicer-core) shows the
+error and re-raises, so a refresh after the ``with`` block was skipped and the
+panel stayed disabled (review D6); a user cancel was shown as an error (D14);
+Run and Cancel were separate buttons (Run now becomes Cancel).
+"""
+
+from __future__ import annotations
+
+import time
+import types
+
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from LongitudinalALLib.scene import headless, volumes  # noqa: E402
+
+import scene_testdata  # noqa: E402
+from slicer_app_standins import RecordingWidget, install_real_parameter_node_wrapper, load_module_file  # noqa: E402
+from test_scene_logic import OPTIONS  # noqa: E402
+
+UI_NAMES = ("runButton", "acceptButton", "retrainButton", "previousButton", "nextButton", "progressBar",
+            "statusLabel", "logTextEdit", "suggestionTable", "segmentEditorWidget", "suggestionLabel", "deviceLabel")
+
+
+@pytest.fixture
+def widget(tmp_path, monkeypatch):
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    install_real_parameter_node_wrapper(monkeypatch, slicer)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    module = load_module_file(monkeypatch, hs.scene, hs.app)
+    errors = []
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, *a, **k: errors.append(text))
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(
+        applicationLogic=lambda: hs.app, testingEnabled=lambda: False,
+        setOverrideCursor=lambda cursor: None, restoreOverrideCursor=lambda: None))
+    __import__("qt").Qt = types.SimpleNamespace(WaitCursor=3)
+    w = module.LongitudinalALWidget.__new__(module.LongitudinalALWidget)  # setup() needs the Qt application
+    w.logic = module.LongitudinalALLogic()
+    w.jobs = w.logic.sceneLogic.jobs
+    w.ui = types.SimpleNamespace(**{name: RecordingWidget() for name in UI_NAMES})
+    w.parent = types.SimpleNamespace(isEntered=True)
+    w.timer = RecordingWidget()
+    files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp_path / "pair")
+    w._parameterNode = types.SimpleNamespace(
+        baseline=volumes.load_volume(files[0], hs.scene, "baseline"), followup=None, spacingMm=3.0, size=64,
+        deformable=False, strategy="entropy_mean", k=4, useCpu=True)
+    w.followup = volumes.load_volume(files[1], hs.scene, "follow-up")
+    w.errors = errors
+    return w
+
+
+def test_an_input_error_is_shown_once_and_the_panel_stays_usable(widget):
+    widget.onRunOrCancel()  # no follow-up selected
+    assert len(widget.errors) == 1 and "follow-up" in widget.errors[0]
+    assert widget.ui.runButton.text == "Run" and widget.ui.runButton.enabled
+    assert not widget.jobs.busy
+
+
+def test_run_becomes_cancel_and_a_cancel_is_not_an_error(widget, monkeypatch):
+    widget._parameterNode.followup = widget.followup
+    monkeypatch.setattr(widget, "options", lambda: OPTIONS)
+    widget.onRunOrCancel()
+    assert widget.jobs.busy and widget.ui.runButton.text == "Cancel" and widget.ui.runButton.enabled
+    assert not widget.ui.acceptButton.enabled
+    widget.onRunOrCancel()  # the same button now cancels
+    deadline = time.monotonic() + 60
+    while widget.jobs.busy:
+        assert time.monotonic() < deadline
+        widget.onPoll()
+        time.sleep(0.05)
+    assert widget.errors == []  # shown in the status line, not as an error dialog
+    assert "cancelled" in widget.ui.statusLabel.calls["setText"][0]
+    assert widget.ui.runButton.text == "Run" and widget.ui.runButton.enabled
+    assert "stop" in widget.timer.calls  # polling ends with the job
+    assert "cancelling" in widget.ui.logTextEdit.calls["setPlainText"][0]
