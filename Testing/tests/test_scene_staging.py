@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+
+import pytest
 
 from LongitudinalALLib import atomic
 from LongitudinalALLib.scene import staging
@@ -31,6 +35,31 @@ def test_stage_shares_files_and_commit_moves_only_the_new_round(tmp_path):
     assert sorted(p.as_posix() for p in moved) == ["checkpoints/round_1.safetensors", "labels/case_3.npz"]
     assert (session / "checkpoints" / "round_1.safetensors").read_bytes() == b"weights"
     assert (session / "state.json").read_text().replace(" ", "").replace("\n", "") == '{"rounds":[1]}'
-    assert (session / ".lock").read_text().startswith("pid 1")
+    assert (session / ".lock").read_text().startswith(f"pid {os.getpid()} ")  # the committer held the live lock,
+    # and the worker's lock file was not copied over it
     staging.discard(staged)
     assert (session / "pool" / "case.npz").read_bytes() == b"pool"  # shared file survives the discard
+
+
+def test_commit_waits_for_the_live_sessions_writer(tmp_path):
+    """A CLI `label` holding the live session: the staged round is not copied in under it."""
+    from LongitudinalALLib.errors import SessionError
+
+    session, staged = _session(tmp_path / "live"), tmp_path / "staged"
+    staging.stage(session, staged)
+    (staged / "state.json").write_text('{"rounds": [1]}')
+    before = (session / "state.json").read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path[:0] = sys.argv[2:]; from LongitudinalALLib.session_lock import SessionLock; "
+        "l = SessionLock(sys.argv[1]); print('held', flush=True); time.sleep(30)"), str(session), *sys.path],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SessionError, match="in use by another process"):
+            staging.commit(staged, session, wait=0.2)
+        assert (session / "state.json").read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    staging.commit(staged, session, wait=5)
+    assert (session / "state.json").read_text().strip().startswith('{"rounds"')
