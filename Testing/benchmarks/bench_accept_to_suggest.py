@@ -8,7 +8,7 @@ the bundled model) and the next ``--k`` suggestions are timed, as the Slicer
 train job followed by the suggest job do. Works on the code before and after
 issue 16 (it only uses the default TrainConfig), so both can be compared.
 
-    .venv/bin/python Testing/benchmarks/bench_accept_to_suggest.py --threads 2 --tag after
+    .venv/bin/python Testing/benchmarks/bench_accept_to_suggest.py --threads 1 --tag after
 """
 
 from __future__ import annotations
@@ -55,25 +55,26 @@ def main(argv=None) -> int:
         session.add_label(s.case_id, s.slice_index, truth[session.position(s.case_id, s.slice_index)])
     prep = time.perf_counter() - t0
     cfg = TrainConfig(seed=0, device=args.device)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     result = session.train_round(cfg)
-    t_train = time.perf_counter() - t1
-    t2 = time.perf_counter()
+    t_train, c_train = time.perf_counter() - t1, time.process_time() - c1
+    t2, c2 = time.perf_counter(), time.process_time()
     session.suggest(args.k, "entropy_mean")
-    t_suggest = time.perf_counter() - t2
+    t_suggest, c_suggest = time.perf_counter() - t2, time.process_time() - c2
     summary = result.summary()
     budget = session.budget()["total"]
     out = {
         "benchmark": "accept_to_suggest", "tag": args.tag, "args": vars(args),
         "labels": budget["labelled"], "contoured": budget["contoured"],
         "train_s": round(t_train, 2), "suggest_s": round(t_suggest, 2), "accept_to_suggest_s": round(t_train + t_suggest, 2),
+        "cpu_s": {"train": round(c_train, 2), "suggest": round(c_suggest, 2)},  # load-independent with 1 thread
         "setup_s": round(prep, 2), "train": summary, "config": cfg.to_dict(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, load "
                    f"{open('/proc/loadavg').read().split()[:3]}, python {platform.python_version()}",
     }
     print(f"{budget['labelled']} labels ({budget['contoured']} contoured): train {t_train:.1f} s "
           f"({summary.get('steps', len(result.history))} steps/epochs), suggest {t_suggest:.1f} s, "
-          f"Accept -> suggestions {t_train + t_suggest:.1f} s")
+          f"Accept -> suggestions {t_train + t_suggest:.1f} s wall, {c_train + c_suggest:.1f} s CPU")
     name = "accept_to_suggest" + (f"_{args.tag}" if args.tag else "")
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"{name}.json").write_text(json.dumps(out, indent=2, default=str) + "\n")

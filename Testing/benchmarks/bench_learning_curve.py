@@ -260,8 +260,10 @@ def main(argv=None) -> int:
     n_pool = sum(len(o.slices.images) for o in pool)
     print(f"cohort {len(pool)} pool pairs ({n_pool} slices), {len(test)} test pairs; "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
+    # no wall-time cap: on a shared machine it would make the curve depend on the load
     train = TrainConfig(epochs=c["epochs"], steps_per_epoch=c["steps"], min_steps=c["min_steps"],
-                        batch_size=c["batch"], crop_size=c["crop"], lr=c["lr"], patience=c["patience"])
+                        batch_size=c["batch"], crop_size=c["crop"], lr=c["lr"], patience=c["patience"],
+                        max_seconds=None)
     base = SimulationConfig(strategy="fg_random", rounds=1, per_round=c["per_round"], initial=c["initial"],
                             size=c["size"], spacing_mm=c["spacing"], model=MODELS[c["model"]], train=train)
     runs: dict = {s: {} for s in strategies}

@@ -1,4 +1,4 @@
-"""Issue 16: after a round with two contoured slices, every one of 10 seeds learns the lesions.
+"""Issue 16 (scenario shared with benchmarks/bench_few_labels.py): after a round with two contoured slices, every one of 10 seeds learns the lesions.
 
 A small cohort of our own (the project's generator on real MNI anatomy, 3 mm,
 64 px slices, real registration and pairing): per seed, 2 contoured + 4
@@ -17,7 +17,6 @@ import torch
 
 from LongitudinalALLib.session import ALSession
 from LongitudinalALLib.simulate import evaluate, load_cohort_cases
-from LongitudinalALLib.train_collapse import check_lesion_slices
 from LongitudinalALLib.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,6 +51,8 @@ def _pick(pool, seed: int) -> list[tuple[str, int, np.ndarray]]:
 
 
 def test_every_seed_learns_from_two_contoured_slices(cohort, tmp_path):
+    from LongitudinalALLib.train_collapse import check_lesion_slices
+
     pool, test = cohort
     outcomes = []
     for seed in SEEDS:
