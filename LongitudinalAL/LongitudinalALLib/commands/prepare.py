@@ -22,15 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case-id", help="case name (default: baseline file name)")
     parser.add_argument("--seed", type=int, default=0, help="registration sampling seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--initial-transform", metavar="T.tfm",
+                        help="use this follow-up-to-baseline transform (e.g. prepare's .tfm corrected in Slicer's "
+                             "Transforms module) as it is, without registering")
+    parser.add_argument("--accept-qc-failure", action="store_true",
+                        help="exit 0 even when the registration QC flags the pair (outputs are written either way)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import RegistrationError
     from ..prepare import PrepareOptions, prepare_pair, write_prepared
     from ..progress import TqdmProgress
 
     options = PrepareOptions(modality=args.modality, n4=False if args.no_n4 else None, mask=args.mask,
                              deformable=args.deformable, axis=args.axis, size=args.size,
-                             spacing_mm=args.spacing, seed=args.seed)
+                             spacing_mm=args.spacing, seed=args.seed,
+                             initial_transform=getattr(args, "initial_transform", None))
     bar = TqdmProgress(disable=args.quiet)
     try:
         pair = prepare_pair(args.baseline, args.followup, options, case_id=args.case_id, progress=bar)
@@ -38,12 +45,20 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     paths = write_prepared(pair, args.out)
     qc = pair.qc
-    status = "FAILED" if qc.failed else "ok"
-    print(f"case {pair.case_id}: registration {status} in {qc.seconds:.1f} s "
-          f"(NCC {qc.ncc_before:.3f} -> {qc.ncc_after:.3f}, Mattes {qc.mattes_before:.3f} -> {qc.mattes_after:.3f})")
+    status = "FAILED QC" if qc.failed else "ok"
+    how = "from the given transform" if options.initial_transform is not None else f"in {qc.seconds:.1f} s"
+    print(f"case {pair.case_id}: registration {status} {how} (NCC {qc.ncc_before:.3f} -> {qc.ncc_after:.3f}, "
+          f"edge alignment {qc.edge_before:.2f} -> {qc.edge_after:.2f}, mask Dice {qc.dice:.3f})")
     print(f"{pair.slices.images.shape[0]} {options.axis} slice pairs of {options.size}x{options.size}; "
           f"total {sum(pair.seconds.values()):.1f} s")
+    for warning in qc.warnings:
+        print(f"warning: {warning}")
+    print(f"outputs in {paths['qc'].parent}")
+    if qc.failed and not getattr(args, "accept_qc_failure", False):
+        raise RegistrationError(
+            f"case {pair.case_id}: registration failed QC: {'; '.join(qc.problems)}.",
+            f"Open {paths['transform']} in Slicer (Transforms module), correct it, save it, and run again with "
+            f"--initial-transform {paths['transform']}; or keep this result with --accept-qc-failure.")
     if qc.failed:
         print(qc.message)
-    print(f"outputs in {paths['qc'].parent}")
-    return 1 if qc.failed else 0
+    return 0
