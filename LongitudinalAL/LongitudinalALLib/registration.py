@@ -41,11 +41,12 @@ class RegistrationSettings:
     """Knobs of the stages. Levels are block sizes in mm; 0 means the native grid."""
 
     init_level_mm: float = 8.0
-    rigid_levels_mm: tuple[float, ...] = (4.0, 2.0)
+    rigid_levels_mm: tuple[float, ...] = (4.0, 2.0)  # the first also refines the best starts
     rigid_iterations: int = 60
     affine_levels_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
     affine_iterations: tuple[int, ...] = (80, 60, 40)
-    samples: tuple[int, ...] = (3000, 6000, 15000, 25000)  # 8 mm, 4 mm, 2 mm, native
+    samples: tuple[int, ...] = (2000, 6000, 15000, 25000)  # 8 mm, 4 mm, 2 mm, native
+    backward_levels_mm: tuple[float, ...] = (4.0,)  # the backward check stops here (it only has to agree)
     histogram_bins: int = 32
     backward_check: bool = True
     mirror_check: bool = True
@@ -90,7 +91,8 @@ def register(baseline: sitk.Image, followup: sitk.Image, *, baseline_mask: sitk.
         if s.backward_check:
             check_cancel(cancel, "Registration")
             backward = _linear(moving, fixed, s, stages, "backward ",
-                               lambda f: report(progress, STAGE, 0.6 + 0.2 * f, "backward check"), cancel, native=False)
+                               lambda f: report(progress, STAGE, 0.6 + 0.2 * f, "backward check"), cancel,
+                               levels=s.backward_levels_mm)
             final = _reconcile(fixed, moving, final, backward, s, stages)
         if s.deformable:
             final = _bspline(fixed, moving, final, s, stages, cancel)
@@ -106,15 +108,15 @@ def register(baseline: sitk.Image, followup: sitk.Image, *, baseline_mask: sitk.
 
 
 def _linear(fixed: Pyramid, moving: Pyramid, s: RegistrationSettings, stages: list, prefix: str, on_progress,
-            cancel, native: bool = True) -> sitk.AffineTransform:
-    """Multi-start rigid, then affine, coarse to fine (``native`` False stops at the 2 mm level)."""
+            cancel, levels: tuple[float, ...] | None = None) -> sitk.AffineTransform:
+    """Multi-start rigid, then affine coarse to fine on ``levels`` (default: the settings' affine levels)."""
     t0 = time.perf_counter()
-    levels = s.rigid_levels_mm
-    rigid, iters = best_rigid_start((fixed(s.init_level_mm), fixed(levels[0])),
-                                    (moving(s.init_level_mm), moving(levels[0])),
+    rigid_levels = s.rigid_levels_mm
+    rigid, iters = best_rigid_start((fixed(s.init_level_mm), fixed(rigid_levels[0])),
+                                    (moving(s.init_level_mm), moving(rigid_levels[0])),
                                     samples=s.samples_at(s.init_level_mm), seed=s.seed)
     metric = float("nan")
-    for level in levels[1:]:
+    for level in rigid_levels[1:]:
         check_cancel(cancel, "Registration")
         run = optimise(rigid, fixed(level), moving(level), iterations=s.rigid_iterations, samples=s.samples_at(level),
                        step=max(0.5, level / 2), seed=s.seed, stage=prefix + "rigid")
@@ -122,22 +124,28 @@ def _linear(fixed: Pyramid, moving: Pyramid, s: RegistrationSettings, stages: li
     stages.append(StageRecord(prefix + "rigid", iters, metric, "multi-start", time.perf_counter() - t0))
     on_progress(0.4)
     affine = _affine_from(rigid)
-    _affine_levels(fixed, moving, affine, s, stages, prefix, cancel, native)
+    _affine_levels(fixed, moving, affine, s, stages, prefix, cancel, levels=levels)
     on_progress(1.0)
     return affine
 
 
-def _affine_levels(fixed, moving, affine, s, stages, prefix, cancel, native=True, levels=None) -> None:
+def _affine_levels(fixed, moving, affine, s, stages, prefix, cancel, levels=None, iterations=None) -> None:
+    """Optimise ``affine`` in place on each level (mm; 0 = native, skipped when it equals the 2 mm level)."""
     t0 = time.perf_counter()
     iters, run = 0, None
     levels = s.affine_levels_mm if levels is None else levels
-    for level, n in zip(levels, s.affine_iterations[-len(levels):]):
-        if level <= 0 and (not native or (fixed.is_native(2.0) and moving.is_native(2.0))):
-            continue  # native grid is the 2 mm level already (coarse scans), or not wanted
+    counts = iterations or s.affine_iterations[:len(levels)]
+    for level, n in zip(levels, counts):
+        if level <= 0 and fixed.is_native(2.0) and moving.is_native(2.0):
+            continue  # coarse scans: the native grid is the 2 mm level already
         check_cancel(cancel, "Registration")
+        kept = affine.GetParameters()
+        before = evaluate(affine, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1)
         run = optimise(affine, fixed(level), moving(level), iterations=n, samples=s.samples_at(level),
                        step=max(0.25, level / 4), seed=s.seed, stage=prefix + "affine")
         iters += run.iterations
+        if evaluate(affine, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1) > before:
+            affine.SetParameters(kept)  # the level drifted away (e.g. scale/shear runaway): keep the start
     stages.append(StageRecord(prefix + "affine", iters, run.metric if run else float("nan"),
                               run.stop if run else "", time.perf_counter() - t0))
 
@@ -157,7 +165,8 @@ def _reconcile(fixed: Pyramid, moving: Pyramid, forward: sitk.AffineTransform, b
     if inverse_consistency(forward, backward, points) <= INVERSE_MAX_MM:
         return forward
     alternative = _affine_from(sitk.AffineTransform(backward.GetInverse()))
-    _affine_levels(fixed, moving, alternative, s, stages, "restart ", None, levels=s.affine_levels_mm[1:])
+    _affine_levels(fixed, moving, alternative, s, stages, "restart ", None, levels=s.affine_levels_mm[1:],
+                   iterations=s.affine_iterations[1:])
     level = s.qc_level_mm
     score = lambda t: evaluate(t, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1)  # noqa: E731
     return alternative if score(alternative) < score(forward) else forward

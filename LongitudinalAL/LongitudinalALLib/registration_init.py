@@ -61,7 +61,7 @@ def candidate_starts(fixed: Level, moving: Level) -> list[sitk.Euler3DTransform]
 
 
 def best_rigid_start(fixed_levels, moving_levels, *, samples: int, seed: int, keep: int = 3,
-                     iterations: tuple[int, int] = (30, 40)) -> tuple[sitk.Euler3DTransform, int]:
+                     iterations: tuple[int, int] = (20, 40)) -> tuple[sitk.Euler3DTransform, int]:
     """Run every start briefly on the coarse level, refine the best ``keep`` on the next; return the best.
 
     ``fixed_levels``/``moving_levels``: (coarse, next) pyramid levels. Returns (transform, iterations run).
@@ -83,7 +83,7 @@ def best_rigid_start(fixed_levels, moving_levels, *, samples: int, seed: int, ke
     for _, start in scored[:keep]:
         t = sitk.Euler3DTransform(start)
         try:
-            run = optimise(t, fixed_levels[1], moving_levels[1], iterations=iterations[1], samples=samples,
+            run = optimise(t, fixed_levels[1], moving_levels[1], iterations=iterations[1], samples=3 * samples,
                            step=2.0, seed=seed, stage="initialisation")
         except Exception:
             continue
