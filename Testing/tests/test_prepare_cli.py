@@ -237,3 +237,11 @@ def test_same_scan_twice_warns(pair_files, tmp_path, capsys):
     assert rc == 0
     assert ("warning: baseline and follow-up are the same scan: the difference image is empty; check that the "
             "follow-up file is the later visit.") in out
+
+
+def test_scene_prepare_job_takes_the_initial_transform_option(tmp_path):
+    """The Slicer module re-runs pairing from a corrected transform node saved to a file, without registering."""
+    from LongitudinalALLib.scene.jobs import _prepare_options
+
+    options = _prepare_options({"initial_transform": str(tmp_path / "corrected.tfm"), "n4": False})
+    assert options.initial_transform == str(tmp_path / "corrected.tfm") and options.use_n4 is False

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from clinical_grids import GridSpec, Motion, displacement_error, make_clinical_pair
+from clinical_grids import GridSpec, Motion, available_anatomies, displacement_error, make_clinical_pair
 from LongitudinalALLib.preprocess import foreground_mask, normalize_intensity
 from LongitudinalALLib.registration import register
 from LongitudinalALLib.registration_pyramid import shrink_factors
@@ -100,3 +100,19 @@ def test_initial_transform_is_used_as_given_and_judged():
     off = sitk.CompositeTransform([pair.expected, sitk.TranslationTransform(3, (6.0, 0.0, 0.0))])
     bad = _register(pair.baseline, pair.followup, initial_transform=off)
     assert bad.qc.failed and bad.qc.stages == []
+
+
+@pytest.mark.skipif("colin27" not in available_anatomies(), reason="Colin27 (apt mricron-data) not installed")
+def test_left_right_flipped_follow_up_is_flagged_by_the_mirrored_alternative():
+    """D17 row 24: a follow-up with its voxels flipped L-R registered 'ok' and moved lesions to the other side.
+
+    Colin27 is one real (asymmetric) head; the MNI template is symmetric by construction, so no check can tell.
+    """
+    pair = make_clinical_pair("flip", 4, "colin27", grids=(AXIAL_3MM, AXIAL_3MM))
+    flipped = sitk.GetImageFromArray(np.ascontiguousarray(sitk.GetArrayFromImage(pair.followup)[:, :, ::-1]))
+    flipped.CopyInformation(pair.followup)
+    qc = _register(pair.baseline, flipped).qc
+    assert qc.failed and qc.mirror_edge > qc.edge_after + 0.05
+    assert "a left-right mirrored follow-up fits better (check the follow-up's orientation header)" in qc.problems
+    unflipped = _register(pair.baseline, pair.followup).qc
+    assert not unflipped.failed and unflipped.mirror_edge < unflipped.edge_after, unflipped.message
