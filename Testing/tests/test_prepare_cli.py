@@ -108,11 +108,22 @@ def test_write_prepared_round_trip(pair_files, tmp_path):
 
 def test_transform_file_is_read_by_slicer_with_the_right_direction(cli_outputs):
     """Real MRML: the .tfm loads as a linear transform that moves the follow-up onto the baseline."""
+    _, _, out = cli_outputs
+    path = out / "followup_to_baseline.tfm"
+    *_, matrix = _transform_node(path)
+    to_parent = np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
+    itk = sitk.ReadTransform(str(path))
+    lps_to_ras = np.array([-1.0, -1.0, 1.0])
+    for p in ((10.0, -20.0, 30.0), (-40.0, 5.0, -12.0)):
+        follow_ras = np.asarray(itk.TransformPoint(p)) * lps_to_ras  # where baseline point p lies in the follow-up
+        np.testing.assert_allclose((to_parent @ np.r_[follow_ras, 1.0])[:3], np.asarray(p) * lps_to_ras, atol=1e-4)
+
+
+def _transform_node(path):
+    """(scene, linear transform node, its storage node, to-parent matrix) of a .tfm read by real MRML."""
     import slicer
     import vtk
 
-    _, _, out = cli_outputs
-    path = out / "followup_to_baseline.tfm"
     scene = slicer.vtkMRMLScene()
     node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     storage = scene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
@@ -120,12 +131,7 @@ def test_transform_file_is_read_by_slicer_with_the_right_direction(cli_outputs):
     assert storage.ReadData(node) == 1
     matrix = vtk.vtkMatrix4x4()
     node.GetMatrixTransformToParent(matrix)
-    to_parent = np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
-    itk = sitk.ReadTransform(str(path))
-    lps_to_ras = np.array([-1.0, -1.0, 1.0])
-    for p in ((10.0, -20.0, 30.0), (-40.0, 5.0, -12.0)):
-        follow_ras = np.asarray(itk.TransformPoint(p)) * lps_to_ras  # where baseline point p lies in the follow-up
-        np.testing.assert_allclose((to_parent @ np.r_[follow_ras, 1.0])[:3], np.asarray(p) * lps_to_ras, atol=1e-4)
+    return scene, node, storage, matrix
 
 
 def _run_cli(argv, capsys) -> tuple[int, str, str]:
@@ -138,16 +144,7 @@ def _run_cli(argv, capsys) -> tuple[int, str, str]:
 
 def _slicer_edit(tfm_in, tfm_out, shift_ras):
     """Real MRML: load a .tfm into a linear transform node, shift it in place (as the Transforms module does), save."""
-    import slicer
-    import vtk
-
-    scene = slicer.vtkMRMLScene()
-    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
-    storage = scene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
-    storage.SetFileName(str(tfm_in))
-    assert storage.ReadData(node) == 1
-    matrix = vtk.vtkMatrix4x4()
-    node.GetMatrixTransformToParent(matrix)
+    _scene, node, storage, matrix = _transform_node(tfm_in)
     for axis, value in enumerate(shift_ras):
         matrix.SetElement(axis, 3, matrix.GetElement(axis, 3) + value)
     node.SetMatrixTransformToParent(matrix)
