@@ -81,7 +81,7 @@ def register(baseline: sitk.Image, followup: sitk.Image, *, baseline_mask: sitk.
     user in Slicer) is used as it is: no optimisation, only QC and resampling.
     """
     s = settings or RegistrationSettings()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fixed, moving = Pyramid(baseline, baseline_mask), Pyramid(followup, followup_mask)
     report(progress, STAGE, 0.0, "initialising")
     stages: list[StageRecord] = []
@@ -103,6 +103,7 @@ def register(baseline: sitk.Image, followup: sitk.Image, *, baseline_mask: sitk.
     qc = _quality(fixed, moving, final, backward, s, stages, mirror=initial_transform is None and s.mirror_check)
     resampled = sitk.Resample(moving.image, fixed.image, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     qc.seconds = time.perf_counter() - start
+    qc.cpu_seconds = time.process_time() - cpu  # all threads: shared cores inflate wall time, not this
     report(progress, STAGE, 1.0, "done")
     return RegistrationResult(final, resampled, qc)
 
@@ -168,7 +169,10 @@ def _reconcile(fixed: Pyramid, moving: Pyramid, forward: sitk.AffineTransform, b
     _affine_levels(fixed, moving, alternative, s, stages, "restart ", None, levels=s.affine_levels_mm[1:],
                    iterations=s.affine_iterations[1:])
     level = s.qc_level_mm
-    score = lambda t: evaluate(t, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1)  # noqa: E731
+
+    def score(t: sitk.Transform) -> float:
+        return evaluate(t, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1)
+
     return alternative if score(alternative) < score(forward) else forward
 
 
@@ -188,7 +192,8 @@ def _bspline(fixed: Pyramid, moving: Pyramid, affine: sitk.AffineTransform, s: R
         check_cancel(cancel, "Registration")
         reg = method(fixed(level), moving(level), s.samples_at(level), s.histogram_bins, s.seed)
         reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=s.bspline_iterations,
-                                 maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * s.bspline_iterations)
+                                 maximumNumberOfCorrections=5,
+                                 maximumNumberOfFunctionEvaluations=4 * s.bspline_iterations)
         reg.SetMovingInitialTransform(affine)
         reg.SetInitialTransform(bspline, inPlace=True)
         reg.Execute(fixed(level)[0], moving(level)[0])

@@ -53,7 +53,8 @@ def optimise(transform: sitk.Transform, fixed: Level, moving: Level, *, iteratio
              step: float, bins: int = 32, seed: int = 0, stage: str = "registration") -> RunResult:
     """Optimise ``transform`` (fixed point -> moving point) in place by gradient descent."""
     reg = method(fixed, moving, samples, bins, seed)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=step, minStep=1e-3 * step, numberOfIterations=int(iterations),
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=step, minStep=1e-3 * step,
+                                                 numberOfIterations=int(iterations),
                                                  relaxationFactor=0.5, gradientMagnitudeTolerance=1e-6)
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetInitialTransform(transform, inPlace=True)

@@ -49,6 +49,7 @@ class RegistrationQC:
     ncc_after: float
     stages: list[StageRecord] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     failed: bool = False
     message: str = "Registration improved the alignment."
     edge_before: float = float("nan")

@@ -95,7 +95,8 @@ def test_judge_flags_each_failed_check_and_says_what_to_try():
         "the foreground masks overlap poorly (Dice 0.70)": dict(dice=0.70),
         "tissue edges do not line up (edge alignment 0.60, good pairs > 0.75)": dict(edge_after=0.6, mirror_edge=0.5),
         "low correlation inside the mask (0.17 -> 0.20)": dict(ncc_before=0.17, ncc_after=0.20),
-        "a left-right mirrored follow-up fits better (check the follow-up's orientation header)": dict(mirror_edge=0.99),
+        "a left-right mirrored follow-up fits better (check the follow-up's orientation header)":
+            dict(mirror_edge=0.99),
     }
     for problem, fields in cases.items():
         qc = _qc(**fields)

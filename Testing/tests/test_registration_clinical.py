@@ -116,3 +116,20 @@ def test_left_right_flipped_follow_up_is_flagged_by_the_mirrored_alternative():
     assert "a left-right mirrored follow-up fits better (check the follow-up's orientation header)" in qc.problems
     unflipped = _register(pair.baseline, pair.followup).qc
     assert not unflipped.failed and unflipped.mirror_edge < unflipped.edge_after, unflipped.message
+
+
+def test_disagreeing_backward_run_restarts_the_forward_one_and_the_better_is_kept():
+    """The stability check: a forward result 10 mm off is replaced by the refined inverse backward result."""
+    from LongitudinalALLib.registration import RegistrationSettings, _affine_from, _reconcile
+    from LongitudinalALLib.registration_pyramid import Pyramid
+
+    pair = make_clinical_pair("reconcile", 8, "mni", grids=(AXIAL_3MM, OBLIQUE_3_3MM))
+    fixed, moving = Pyramid(*_prepared(pair.baseline)), Pyramid(*_prepared(pair.followup))
+    truth = sitk.AffineTransform(pair.expected)
+    wrong = sitk.AffineTransform(truth)
+    wrong.SetTranslation(tuple(np.add(truth.GetTranslation(), (10.0, 0.0, 0.0))))
+    stages = []
+    kept = _reconcile(fixed, moving, wrong, _affine_from(sitk.AffineTransform(pair.truth)), RegistrationSettings(),
+                      stages)
+    assert displacement_error(kept, pair) < 1.0 and stages[-1].name == "restart affine"
+    assert _reconcile(fixed, moving, truth, sitk.AffineTransform(pair.truth), RegistrationSettings(), []) is truth
