@@ -167,6 +167,11 @@ def validate_image(image: sitk.Image, name: str = "image", *, allow_constant: bo
         raise InputError(f"{name}: is empty (size {image.GetSize()}).", "Re-export the scan; the file holds no voxels.")
     if any(s <= 0 or not np.isfinite(s) for s in image.GetSpacing()):
         raise InputError(f"{name}: has invalid voxel spacing {image.GetSpacing()}.", "Fix the header spacing.")
+    direction = np.asarray(image.GetDirection(), float).reshape(dim, dim)
+    if not np.allclose(direction.T @ direction, np.eye(dim), atol=1e-3):
+        raise InputError(f"{name}: its direction matrix is not orthonormal (skewed or scaled axes), so voxel "
+                         "positions are ambiguous.", "Fix the header (re-export from the scanner, or resample "
+                         "it in Slicer with 'Resample Scalar Volume') and load it again.")
     array = sitk.GetArrayViewFromImage(image)
     if array.dtype.kind == "f":
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))

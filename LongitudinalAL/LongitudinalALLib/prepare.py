@@ -16,6 +16,7 @@ from . import atomic
 from .errors import InputError
 from .io import check_overlap, load_image, same_grid, save_image, validate_image
 from .pairing import CaseSlices, pair_slices
+from .prepare_checks import check_scan, load_transform, same_scan_warning
 from .preprocess import foreground_mask, match_histogram, n4_correct, normalize_intensity, validate_mask
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 from .registration import RegistrationQC, RegistrationSettings, register
@@ -42,6 +43,9 @@ class PrepareOptions:
     size: int = 256
     spacing_mm: float = 1.0
     seed: int = 0
+    #: follow-up -> baseline resampling transform (path or sitk.Transform) used as it is, without
+    #: registering: e.g. prepare's .tfm corrected in Slicer's Transforms module
+    initial_transform: sitk.Transform | str | Path | None = None
 
     @property
     def use_n4(self) -> bool:
@@ -82,7 +86,12 @@ def prepare_pair(baseline: sitk.Image | str | Path, followup: sitk.Image | str |
     base = _as_image(baseline, "baseline")
     report(progress, "load", 0.4)
     foll = _as_image(followup, "follow-up")
-    check_overlap(base, foll)
+    check_scan(base, _name(baseline, "baseline"))
+    check_scan(foll, _name(followup, "follow-up"))
+    warnings = same_scan_warning(base, foll)
+    initial = None if opt.initial_transform is None else load_transform(opt.initial_transform)
+    if initial is None:
+        check_overlap(base, foll)
     lab = None if labels is None else _as_image(labels, "labels", validate=False)
     if lab is not None and not same_grid(lab, base):
         raise InputError("labels: not on the baseline grid.", "Resample the label map onto the baseline scan.")
@@ -118,7 +127,8 @@ def prepare_pair(baseline: sitk.Image | str | Path, followup: sitk.Image | str |
     check_cancel(cancel, "Preparation")
     settings = RegistrationSettings(deformable=opt.deformable, seed=opt.seed)
     result = register(base, foll, baseline_mask=base_mask, followup_mask=foll_mask, settings=settings,
-                      progress=progress, cancel=cancel)
+                      initial_transform=initial, progress=progress, cancel=cancel)
+    result.qc.warnings.extend(warnings)
     foll_mask_on_base = sitk.Resample(foll_mask, base, result.transform, sitk.sitkNearestNeighbor, 0)
     match_mask = sitk.And(base_mask, sitk.Cast(foll_mask_on_base, sitk.sitkUInt8))
     if not sitk.GetArrayViewFromImage(match_mask).any():

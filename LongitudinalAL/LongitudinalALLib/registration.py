@@ -1,12 +1,15 @@
-"""Register a follow-up scan to its baseline: rigid -> affine (-> B-spline), Mattes MI.
+"""Register a follow-up scan to its baseline: multi-start rigid -> affine (-> B-spline), Mattes MI.
 
-Why this design: a 1 mm brain pair has ~8 M voxels, so every stage runs a
-multi-resolution pyramid (coarse levels do most of the work) and the metric
-sees a sparse *random* sample of voxels with a fixed seed, which keeps it fast
-and repeatable. The rigid stage is initialised from image moments (robust to a
-different field of view); the affine stage starts from the rigid result, so the
-final linear transform is one ``AffineTransform`` (rigid and affine composed).
-The optional B-spline stage is appended to a ``CompositeTransform``.
+Why this design (clinical grids: thick slices, oblique slabs, 2 x 2 x 3 mm):
+- the pyramid shrinks each axis by its own spacing and never shrinks thick
+  (>= 2.5 mm) axes (registration_pyramid); the last affine level is the native grid;
+- initialisation tries several rigid starts and keeps the best by metric
+  (registration_init), so a different field of view or a 12 degree head turn
+  does not decide the result by luck;
+- an independent backward registration checks the solution is stable: when the
+  two disagree, the forward run is restarted from the inverted backward result
+  and the better one (by metric) is kept; the disagreement left is QC evidence;
+- QC (registration_qc) combines signals the optimiser does not see.
 
 Every transform returned here is a *resampling* transform: it maps baseline
 (fixed) points to follow-up (moving) points, which is what ``sitk.Resample``
@@ -16,69 +19,47 @@ and ITK ``.tfm`` files (as read by Slicer) expect.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
 from .progress import CancelToken, ProgressCallback, check_cancel, report
+from .registration_edges import edge_gain
+from .registration_engine import evaluate, optimise
+from .registration_init import best_rigid_start
+from .registration_pyramid import Pyramid
+from .registration_qc import (INVERSE_MAX_MM, RegistrationQC, StageRecord, alignment_scores, inverse_consistency,
+                              judge, linear_part, sample_points)
 
 STAGE = "registration"
+__all__ = ["RegistrationQC", "RegistrationResult", "RegistrationSettings", "StageRecord", "register"]
 
 
 @dataclass
 class RegistrationSettings:
-    """Knobs of the three stages; the defaults meet <= 0.5 mm in a few seconds at 1 mm.
+    """Knobs of the stages. Levels are block sizes in mm; 0 means the native grid."""
 
-    Pyramid levels are given in mm (block size); each becomes a shrink factor of
-    the baseline's finest spacing, so a 1 mm and a 2 mm scan get the same pyramid.
-    The finest linear level is 2 mm: sub-voxel accuracy there is well under 0.5 mm
-    and it avoids the cost of full-resolution metric evaluations.
-    """
-
-    rigid_levels_mm: tuple[float, ...] = (8.0, 4.0, 2.0)
-    rigid_iterations: int = 100
-    affine_levels_mm: tuple[float, ...] = (4.0, 2.0)
-    affine_iterations: tuple[int, ...] = (100, 60)
-    bspline_levels_mm: tuple[float, ...] = (4.0, 2.0)
-    sampling_percentage: tuple[float, ...] = (0.2, 0.05, 0.01)  # per level, of the level's voxels
-    min_samples: int = 4000
+    init_level_mm: float = 8.0
+    rigid_levels_mm: tuple[float, ...] = (4.0, 2.0)  # the first also refines the best starts
+    rigid_iterations: int = 60
+    affine_levels_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
+    affine_iterations: tuple[int, ...] = (80, 60, 40)
+    samples: tuple[int, ...] = (2000, 6000, 15000, 25000)  # 8 mm, 4 mm, 2 mm, native
+    backward_levels_mm: tuple[float, ...] = (4.0,)  # the backward check stops here (it only has to agree)
     histogram_bins: int = 32
+    backward_check: bool = True
+    mirror_check: bool = True
+    qc_level_mm: float = 2.0
     deformable: bool = False
+    bspline_levels_mm: tuple[float, ...] = (4.0, 2.0)
     bspline_mesh_mm: float = 40.0
     bspline_iterations: int = 30
     seed: int = 0
 
-
-@dataclass
-class StageRecord:
-    name: str
-    iterations: int
-    metric: float
-    stop: str
-    seconds: float
-
-
-@dataclass
-class RegistrationQC:
-    """What the user needs to judge a registration (stored as qc.json)."""
-
-    mattes_before: float
-    mattes_after: float
-    ncc_before: float
-    ncc_after: float
-    stages: list[StageRecord] = field(default_factory=list)
-    seconds: float = 0.0
-    failed: bool = False
-    message: str = "Registration improved the alignment."
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def iterations(self) -> dict[str, int]:
-        return {s.name: s.iterations for s in self.stages}
+    def samples_at(self, level_mm: float) -> int:
+        index = {8.0: 0, 4.0: 1, 2.0: 2}.get(float(level_mm), 3 if level_mm <= 0 else 1)
+        return self.samples[min(index, len(self.samples) - 1)]
 
 
 @dataclass
@@ -88,196 +69,167 @@ class RegistrationResult:
     qc: RegistrationQC
 
 
-class _Pyramid:
-    """Block-averaged copies of the images and masks, built once per shrink factor."""
-
-    def __init__(self, fixed, moving, fixed_mask, moving_mask):
-        self._full = (fixed, moving, fixed_mask, moving_mask)
-        self._levels: dict[int, tuple] = {1: self._full}
-
-    def __call__(self, factor: int) -> tuple:
-        if factor not in self._levels:
-            f, m, fm, mm = self._full
-            self._levels[factor] = (_shrink(f, factor), _shrink(m, factor),
-                                    _shrink(fm, factor, True), _shrink(mm, factor, True))
-        return self._levels[factor]
-
-
 def register(baseline: sitk.Image, followup: sitk.Image, *, baseline_mask: sitk.Image | None = None,
              followup_mask: sitk.Image | None = None, settings: RegistrationSettings | None = None,
-             progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> RegistrationResult:
+             initial_transform: sitk.Transform | None = None, progress: ProgressCallback | None = None,
+             cancel: CancelToken | None = None) -> RegistrationResult:
     """Align ``followup`` to ``baseline``; return the transform, resampled follow-up and QC.
 
-    Both images should already be intensity-normalised float32 (see preprocess);
-    masks (UInt8, on each image's own grid) restrict metric samples to the foreground.
-    QC metrics are computed on the 2 mm level of the pyramid (cheap, and what the
-    finest linear level optimised).
+    Both images should be intensity-normalised float32 (see preprocess); masks
+    (UInt8, each on its own image's grid) restrict samples to the foreground.
+    ``initial_transform`` (baseline point -> follow-up point, e.g. corrected by the
+    user in Slicer) is used as it is: no optimisation, only QC and resampling.
     """
     s = settings or RegistrationSettings()
-    start = time.perf_counter()
-    pyramid = _Pyramid(sitk.Cast(baseline, sitk.sitkFloat32), sitk.Cast(followup, sitk.sitkFloat32),
-                       None if baseline_mask is None else sitk.Cast(baseline_mask, sitk.sitkUInt8),
-                       None if followup_mask is None else sitk.Cast(followup_mask, sitk.sitkUInt8))
+    start, cpu = time.perf_counter(), time.process_time()
+    fixed, moving = Pyramid(baseline, baseline_mask), Pyramid(followup, followup_mask)
     report(progress, STAGE, 0.0, "initialising")
-    spacing = min(baseline.GetSpacing())
-    shrink = lambda levels: [max(1, int(round(mm / spacing))) for mm in levels]  # noqa: E731
-    f4, m4, fm4, mm4 = pyramid(shrink([4.0])[0])
-    initial = sitk.CenteredTransformInitializer(_masked(f4, fm4), _masked(m4, mm4), sitk.Euler3DTransform(),
-                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
-    identity = sitk.Euler3DTransform(initial.GetCenter())
-    qc_level = pyramid(shrink([2.0])[0])
-    mattes_before = _evaluate(qc_level, identity, s)
-    ncc_before = _ncc_after_resampling(qc_level, identity)
     stages: list[StageRecord] = []
-
-    rigid = sitk.Euler3DTransform(initial)
-    stages.append(_run_stage("rigid", pyramid, rigid, shrink(s.rigid_levels_mm), [s.rigid_iterations] * len(s.rigid_levels_mm),
-                             s, None, lambda f: report(progress, STAGE, 0.05 + 0.35 * f, "rigid"), cancel))
-
-    affine = sitk.AffineTransform(3)
-    affine.SetCenter(rigid.GetCenter())
-    affine.SetMatrix(rigid.GetMatrix())
-    affine.SetTranslation(rigid.GetTranslation())
-    stages.append(_run_stage("affine", pyramid, affine, shrink(s.affine_levels_mm), list(s.affine_iterations), s, None,
-                             lambda f: report(progress, STAGE, 0.4 + 0.35 * f, "affine"), cancel))
-    final: sitk.Transform = affine
-
-    if s.deformable:
-        fixed = pyramid(1)[0]
-        extent = np.asarray(fixed.GetSize()) * np.asarray(fixed.GetSpacing())
-        mesh = [max(1, int(round(e / s.bspline_mesh_mm))) for e in extent]
-        bspline = sitk.BSplineTransformInitializer(fixed, mesh, 3)
-        stages.append(_run_stage("bspline", pyramid, bspline, shrink(s.bspline_levels_mm),
-                                 [s.bspline_iterations] * len(s.bspline_levels_mm), s, affine,
-                                 lambda f: report(progress, STAGE, 0.75 + 0.15 * f, "bspline"), cancel))
-        final = sitk.CompositeTransform([affine, bspline])  # bspline applied first, then affine
-
+    backward = None
+    if initial_transform is None:
+        final = _linear(fixed, moving, s, stages, "", lambda f: report(progress, STAGE, 0.6 * f, "forward"), cancel)
+        if s.backward_check:
+            check_cancel(cancel, "Registration")
+            backward = _linear(moving, fixed, s, stages, "backward ",
+                               lambda f: report(progress, STAGE, 0.6 + 0.2 * f, "backward check"), cancel,
+                               levels=s.backward_levels_mm)
+            final = _reconcile(fixed, moving, final, backward, s, stages)
+        if s.deformable:
+            final = _bspline(fixed, moving, final, s, stages, cancel)
+    else:
+        final = initial_transform
     check_cancel(cancel, "Registration")
-    mattes_after = _evaluate(qc_level, final, s)
-    ncc_after = _ncc_after_resampling(qc_level, final)
-    fixed, moving = pyramid(1)[:2]
-    resampled = sitk.Resample(moving, fixed, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    qc = RegistrationQC(mattes_before, mattes_after, ncc_before, ncc_after, stages,
-                        seconds=time.perf_counter() - start)
-    _judge(qc, final)
+    report(progress, STAGE, 0.85, "quality control")
+    qc = _quality(fixed, moving, final, backward, s, stages, mirror=initial_transform is None and s.mirror_check)
+    resampled = sitk.Resample(moving.image, fixed.image, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    qc.seconds = time.perf_counter() - start
+    qc.cpu_seconds = time.process_time() - cpu  # all threads: shared cores inflate wall time, not this
     report(progress, STAGE, 1.0, "done")
     return RegistrationResult(final, resampled, qc)
 
 
-def _masked(image: sitk.Image, mask: sitk.Image | None) -> sitk.Image:
-    return image if mask is None else sitk.Mask(image, mask)
-
-
-def _method(s: RegistrationSettings, fixed_mask: sitk.Image | None, moving_mask: sitk.Image | None,
-            percentage: float) -> sitk.ImageRegistrationMethod:
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=s.histogram_bins)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    # SimpleITK treats seed 0 as 'wall clock' (not repeatable): shift user seeds by one.
-    reg.SetMetricSamplingPercentage(percentage, int(s.seed) + 1)
-    if fixed_mask is not None:
-        reg.SetMetricFixedMask(fixed_mask)
-    if moving_mask is not None:
-        reg.SetMetricMovingMask(moving_mask)
-    reg.SetInterpolator(sitk.sitkLinear)
-    return reg
-
-
-def _percentage(fixed: sitk.Image, level: int, s: RegistrationSettings) -> float:
-    """Sampling fraction for pyramid level ``level``, raised to at least ``min_samples`` points."""
-    pcts = s.sampling_percentage
-    pct = pcts[min(level, len(pcts) - 1)]
-    return float(min(1.0, max(pct, s.min_samples / float(np.prod(fixed.GetSize())))))
-
-
-def _run_stage(name: str, pyramid: _Pyramid, transform: sitk.Transform, shrink, iterations,
-               s: RegistrationSettings, moving_initial, on_progress, cancel) -> StageRecord:
-    """Optimise ``transform`` in place, coarse to fine; one registration per pyramid level."""
+def _linear(fixed: Pyramid, moving: Pyramid, s: RegistrationSettings, stages: list, prefix: str, on_progress,
+            cancel, levels: tuple[float, ...] | None = None) -> sitk.AffineTransform:
+    """Multi-start rigid, then affine coarse to fine on ``levels`` (default: the settings' affine levels)."""
     t0 = time.perf_counter()
-    total_iters = 0
+    rigid_levels = s.rigid_levels_mm
+    rigid, iters = best_rigid_start((fixed(s.init_level_mm), fixed(rigid_levels[0])),
+                                    (moving(s.init_level_mm), moving(rigid_levels[0])),
+                                    samples=s.samples_at(s.init_level_mm), seed=s.seed)
     metric = float("nan")
-    stop = ""
-    for level, (f, iters) in enumerate(zip(shrink, iterations)):
+    for level in rigid_levels[1:]:
         check_cancel(cancel, "Registration")
-        fixed, moving, fixed_mask, moving_mask = pyramid(int(f))
-        reg = _method(s, fixed_mask, moving_mask, _percentage(fixed, level, s))
-        if isinstance(transform, sitk.BSplineTransform):
-            # Thousands of parameters: estimating scales would cost more than the optimisation.
-            reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=int(iters),
-                                     maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * int(iters))
-        else:
-            reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0 * f / max(shrink), minStep=1e-3,
-                                                         numberOfIterations=int(iters), relaxationFactor=0.5,
-                                                         gradientMagnitudeTolerance=1e-6)
-            reg.SetOptimizerScalesFromPhysicalShift()
-        if moving_initial is not None:
-            reg.SetMovingInitialTransform(moving_initial)
-        reg.SetInitialTransform(transform, inPlace=True)
-        try:
-            reg.Execute(fixed, moving)
-        except RuntimeError as err:  # e.g. all samples fell outside the moving image
-            raise InputError(f"Registration failed at the {name} stage: {str(err).strip().splitlines()[-1]}",
-                             "Check that baseline and follow-up show the same anatomy and overlap; "
-                             "try a manual pre-alignment or a foreground mask.") from None
-        total_iters += reg.GetOptimizerIteration()
-        metric = reg.GetMetricValue()
-        stop = reg.GetOptimizerStopConditionDescription()
-        on_progress((level + 1) / len(shrink))
-    return StageRecord(name, total_iters, float(metric), stop, time.perf_counter() - t0)
+        run = optimise(rigid, fixed(level), moving(level), iterations=s.rigid_iterations, samples=s.samples_at(level),
+                       step=max(0.5, level / 2), seed=s.seed, stage=prefix + "rigid")
+        iters, metric = iters + run.iterations, run.metric
+    stages.append(StageRecord(prefix + "rigid", iters, metric, "multi-start", time.perf_counter() - t0))
+    on_progress(0.4)
+    affine = _affine_from(rigid)
+    _affine_levels(fixed, moving, affine, s, stages, prefix, cancel, levels=levels)
+    on_progress(1.0)
+    return affine
 
 
-def _shrink(image: sitk.Image | None, factor: int, is_mask: bool = False) -> sitk.Image | None:
-    """Block-average by ``factor`` (cheap anti-aliasing); masks keep any covered block."""
-    if image is None or factor == 1:
-        return image
-    shrunk = sitk.BinShrink(sitk.Cast(image, sitk.sitkFloat32), [int(factor)] * 3)
-    return sitk.Cast(shrunk > 0.0, sitk.sitkUInt8) if is_mask else shrunk
+def _affine_levels(fixed, moving, affine, s, stages, prefix, cancel, levels=None, iterations=None) -> None:
+    """Optimise ``affine`` in place on each level (mm; 0 = native, skipped when it equals the 2 mm level)."""
+    t0 = time.perf_counter()
+    iters, run = 0, None
+    levels = s.affine_levels_mm if levels is None else levels
+    counts = iterations or s.affine_iterations[:len(levels)]
+    for level, n in zip(levels, counts):
+        if level <= 0 and fixed.is_native(2.0) and moving.is_native(2.0):
+            continue  # coarse scans: the native grid is the 2 mm level already
+        check_cancel(cancel, "Registration")
+        kept = affine.GetParameters()
+        before = evaluate(affine, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1)
+        run = optimise(affine, fixed(level), moving(level), iterations=n, samples=s.samples_at(level),
+                       step=max(0.25, level / 4), seed=s.seed, stage=prefix + "affine")
+        iters += run.iterations
+        if evaluate(affine, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1) > before:
+            affine.SetParameters(kept)  # the level drifted away (e.g. scale/shear runaway): keep the start
+    stages.append(StageRecord(prefix + "affine", iters, run.metric if run else float("nan"),
+                              run.stop if run else "", time.perf_counter() - t0))
 
 
-def _evaluate(level: tuple, transform: sitk.Transform, s: RegistrationSettings) -> float:
-    """Mattes MI (negative; lower is better) of one pyramid level under ``transform``."""
-    fixed, moving, fixed_mask, _ = level
-    reg = _method(s, fixed_mask, None, _percentage(fixed, 99, s))
-    reg.SetInitialTransform(transform, inPlace=False)
-    try:
-        return float(reg.MetricEvaluate(fixed, moving))
-    except RuntimeError:
-        return float("nan")  # no overlap at all: judged as failed below
+def _affine_from(t: sitk.Transform) -> sitk.AffineTransform:
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(t.GetCenter())
+    affine.SetMatrix(t.GetMatrix())
+    affine.SetTranslation(t.GetTranslation())
+    return affine
 
 
-def _ncc_after_resampling(level: tuple, transform: sitk.Transform) -> float:
-    fixed, moving, fixed_mask, _ = level
-    return masked_ncc(fixed, sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0), fixed_mask)
+def _reconcile(fixed: Pyramid, moving: Pyramid, forward: sitk.AffineTransform, backward: sitk.AffineTransform,
+               s: RegistrationSettings, stages: list) -> sitk.AffineTransform:
+    """Keep ``forward`` if the backward run agrees; else also refine inverse(backward) and keep the better."""
+    points = sample_points(fixed(s.qc_level_mm)[1] or _ones(fixed(s.qc_level_mm)[0]), 1000, s.seed)
+    if inverse_consistency(forward, backward, points) <= INVERSE_MAX_MM:
+        return forward
+    alternative = _affine_from(sitk.AffineTransform(backward.GetInverse()))
+    _affine_levels(fixed, moving, alternative, s, stages, "restart ", None, levels=s.affine_levels_mm[1:],
+                   iterations=s.affine_iterations[1:])
+    level = s.qc_level_mm
+
+    def score(t: sitk.Transform) -> float:
+        return evaluate(t, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1)
+
+    return alternative if score(alternative) < score(forward) else forward
 
 
-def masked_ncc(a: sitk.Image, b: sitk.Image, mask: sitk.Image | None) -> float:
-    """Normalised cross-correlation of two images on one grid, inside ``mask``."""
-    x = sitk.GetArrayViewFromImage(a)
-    y = sitk.GetArrayViewFromImage(b)
-    m = np.ones(x.shape, bool) if mask is None else sitk.GetArrayViewFromImage(mask) > 0
-    x = x[m].astype(np.float64)
-    y = y[m].astype(np.float64)
-    x -= x.mean()
-    y -= y.mean()
-    denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum() / denom) if denom > 0 else 0.0
+def _bspline(fixed: Pyramid, moving: Pyramid, affine: sitk.AffineTransform, s: RegistrationSettings,
+             stages: list, cancel) -> sitk.Transform:
+    """Optional deformable stage on top of the affine one (bspline applied first, then affine)."""
+    t0 = time.perf_counter()
+    image = fixed.image
+    extent = np.asarray(image.GetSize()) * np.asarray(image.GetSpacing())
+    mesh = [max(1, int(round(e / s.bspline_mesh_mm))) for e in extent]
+    bspline = sitk.BSplineTransformInitializer(image, mesh, 3)
+    composite = sitk.CompositeTransform([affine, bspline])
+    from .registration_engine import method
+
+    iters = 0
+    for level in s.bspline_levels_mm:
+        check_cancel(cancel, "Registration")
+        reg = method(fixed(level), moving(level), s.samples_at(level), s.histogram_bins, s.seed)
+        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=s.bspline_iterations,
+                                 maximumNumberOfCorrections=5,
+                                 maximumNumberOfFunctionEvaluations=4 * s.bspline_iterations)
+        reg.SetMovingInitialTransform(affine)
+        reg.SetInitialTransform(bspline, inPlace=True)
+        reg.Execute(fixed(level)[0], moving(level)[0])
+        iters += reg.GetOptimizerIteration()
+    stages.append(StageRecord("bspline", iters, float(reg.GetMetricValue()), reg.GetOptimizerStopConditionDescription(),
+                              time.perf_counter() - t0))
+    return sitk.CompositeTransform([affine, bspline])
 
 
-def _judge(qc: RegistrationQC, transform: sitk.Transform) -> None:
-    """Flag a registration that diverged or made things worse, and say what to try."""
-    problems = []
-    if not np.isfinite([qc.mattes_after, qc.ncc_after]).all():
-        problems.append("the images no longer overlap after registration")
-    elif qc.ncc_after < qc.ncc_before - 0.01:
-        problems.append(f"the correlation inside the mask dropped ({qc.ncc_before:.3f} -> {qc.ncc_after:.3f})")
-    elif qc.mattes_after > qc.mattes_before + 0.01:
-        problems.append("the mutual information got worse")
-    linear = transform.GetNthTransform(0) if isinstance(transform, sitk.CompositeTransform) else transform
-    matrix = np.asarray(sitk.AffineTransform(linear).GetMatrix()).reshape(3, 3)
-    if not 0.6 < abs(np.linalg.det(matrix)) < 1.7:
-        problems.append(f"the transform changes the volume by a factor {abs(np.linalg.det(matrix)):.2f}")
-    if problems:
-        qc.failed = True
-        qc.message = ("Registration looks wrong: " + "; ".join(problems) + ". Check that both scans show "
-                      "the same anatomy and modality, give a foreground mask, try without N4 (--no-n4), "
-                      "or pre-align the follow-up manually (Slicer Transforms module) and run again.")
+def _ones(image: sitk.Image) -> sitk.Image:
+    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(image)
+    return ones
+
+
+def _quality(fixed: Pyramid, moving: Pyramid, final: sitk.Transform, backward, s: RegistrationSettings,
+             stages: list, mirror: bool) -> RegistrationQC:
+    from .registration_mirror import mirrored_edge_score
+
+    level = s.qc_level_mm
+    f_level, m_level = fixed(level), moving(level)
+    identity = sitk.Euler3DTransform()
+    samples = s.samples_at(level)
+    before = alignment_scores(f_level, m_level, identity)
+    after = alignment_scores(f_level, m_level, final)
+    points = sample_points(f_level[1] if f_level[1] is not None else _ones(f_level[0]), 1000, s.seed)
+    matrix = linear_part(final, points)
+    qc = RegistrationQC(evaluate(identity, f_level, m_level, samples=samples, seed=s.seed),
+                        evaluate(final, f_level, m_level, samples=samples, seed=s.seed),
+                        before["ncc"], after["ncc"], stages, edge_before=before["edge"], edge_after=after["edge"],
+                        dice=after["dice"], determinant=float(np.linalg.det(matrix)),
+                        scales=tuple(float(v) for v in np.linalg.svd(matrix, compute_uv=False)))
+    qc.edge_gain = edge_gain(f_level, m_level, final, points.mean(axis=0))[1]
+    if backward is not None:
+        qc.inverse_consistency_mm = inverse_consistency(final, backward, points)
+    if mirror and isinstance(final, sitk.AffineTransform):
+        qc.mirror_edge = mirrored_edge_score(fixed, moving, final, s)
+    judge(qc)
+    return qc

@@ -45,7 +45,7 @@ def test_cli_writes_every_output(pair_files, cli_outputs):
     _, truth = pair_files
     rc, printed, out = cli_outputs
     assert rc == 0, printed
-    assert "registration ok" in printed and "NCC" in printed
+    assert "registration ok in" in printed and "NCC" in printed and "edge alignment" in printed
     for name in OUTPUT_FILES.values():
         assert (out / name).is_file(), name
     transform = sitk.ReadTransform(str(out / "followup_to_baseline.tfm"))
@@ -108,11 +108,22 @@ def test_write_prepared_round_trip(pair_files, tmp_path):
 
 def test_transform_file_is_read_by_slicer_with_the_right_direction(cli_outputs):
     """Real MRML: the .tfm loads as a linear transform that moves the follow-up onto the baseline."""
+    _, _, out = cli_outputs
+    path = out / "followup_to_baseline.tfm"
+    *_, matrix = _transform_node(path)
+    to_parent = np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
+    itk = sitk.ReadTransform(str(path))
+    lps_to_ras = np.array([-1.0, -1.0, 1.0])
+    for p in ((10.0, -20.0, 30.0), (-40.0, 5.0, -12.0)):
+        follow_ras = np.asarray(itk.TransformPoint(p)) * lps_to_ras  # where baseline point p lies in the follow-up
+        np.testing.assert_allclose((to_parent @ np.r_[follow_ras, 1.0])[:3], np.asarray(p) * lps_to_ras, atol=1e-4)
+
+
+def _transform_node(path):
+    """(scene, linear transform node, its storage node, to-parent matrix) of a .tfm read by real MRML."""
     import slicer
     import vtk
 
-    _, _, out = cli_outputs
-    path = out / "followup_to_baseline.tfm"
     scene = slicer.vtkMRMLScene()
     node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     storage = scene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
@@ -120,9 +131,114 @@ def test_transform_file_is_read_by_slicer_with_the_right_direction(cli_outputs):
     assert storage.ReadData(node) == 1
     matrix = vtk.vtkMatrix4x4()
     node.GetMatrixTransformToParent(matrix)
-    to_parent = np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
-    itk = sitk.ReadTransform(str(path))
-    lps_to_ras = np.array([-1.0, -1.0, 1.0])
+    return scene, node, storage, matrix
+
+
+def _run_cli(argv, capsys) -> tuple[int, str, str]:
+    rc = cli.main(argv)
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    prefix = "longitudinal-al prepare: error: "
+    return rc, captured.out, err[len(prefix):] if err.startswith(prefix) else err
+
+
+def _slicer_edit(tfm_in, tfm_out, shift_ras):
+    """Real MRML: load a .tfm into a linear transform node, shift it in place (as the Transforms module does), save."""
+    _scene, node, storage, matrix = _transform_node(tfm_in)
+    for axis, value in enumerate(shift_ras):
+        matrix.SetElement(axis, 3, matrix.GetElement(axis, 3) + value)
+    node.SetMatrixTransformToParent(matrix)
+    storage.SetFileName(str(tfm_out))
+    assert storage.WriteData(node) == 1
+
+
+def test_flagged_pair_exits_2_with_one_line_unless_accepted(pair_files, tmp_path, capsys):
+    """D7: a follow-up turned 90 degrees printed 'registration ok' (rc 0)."""
+    d, _ = pair_files
+    follow = sitk.ReadImage(str(d / "sub01_followup.nrrd"))
+    turned = sitk.GetImageFromArray(np.ascontiguousarray(np.rot90(sitk.GetArrayFromImage(follow), axes=(1, 2))))
+    turned.SetSpacing(follow.GetSpacing())
+    turned.SetOrigin(follow.GetOrigin())
+    turned.SetDirection(follow.GetDirection())
+    sitk.WriteImage(turned, str(tmp_path / "turned.nii.gz"))
+    args = ["prepare", str(d / "sub01_baseline.nii.gz"), str(tmp_path / "turned.nii.gz"), "--size", "64",
+            "--spacing", "4", "--no-n4", "--quiet"]
+    rc, out, err = _run_cli(args + ["--out", str(tmp_path / "o")], capsys)
+    tfm = tmp_path / "o" / "followup_to_baseline.tfm"
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("case sub01_baseline: registration failed QC: ")
+    assert err.endswith(f"Open {tfm} in Slicer (Transforms module), correct it, save it, and run again with "
+                        f"--initial-transform {tfm}; or keep this result with --accept-qc-failure.")
+    assert tfm.is_file() and json.loads((tmp_path / "o" / "qc.json").read_text())["registration"]["failed"]
+    rc, out, err = _run_cli(args + ["--out", str(tmp_path / "a"), "--accept-qc-failure"], capsys)
+    assert rc == 0 and "registration FAILED QC" in out and "Registration looks wrong: " in out and err == ""
+
+
+def test_initial_transform_corrected_in_slicer_is_used_without_registering(pair_files, cli_outputs, tmp_path,
+                                                                           capsys):
+    d, truth = pair_files
+    _, _, out = cli_outputs
+    edited = tmp_path / "edited.tfm"
+    _slicer_edit(out / "followup_to_baseline.tfm", edited, (0.4, 0.0, 0.0))
+    base_args = ["prepare", str(d / "sub01_baseline.nii.gz"), str(d / "sub01_followup.nrrd"), "--size", "64",
+                 "--spacing", "4", "--mask", str(d / "brain.nii.gz"), "--quiet"]
+    rc, printed, err = _run_cli(base_args + ["--out", str(tmp_path / "o"), "--initial-transform", str(edited)], capsys)
+    assert rc == 0, err
+    assert "registration ok from the given transform" in printed
+    used = sitk.ReadTransform(str(tmp_path / "o" / "followup_to_baseline.tfm"))
+    given = sitk.ReadTransform(str(edited))
     for p in ((10.0, -20.0, 30.0), (-40.0, 5.0, -12.0)):
-        follow_ras = np.asarray(itk.TransformPoint(p)) * lps_to_ras  # where baseline point p lies in the follow-up
-        np.testing.assert_allclose((to_parent @ np.r_[follow_ras, 1.0])[:3], np.asarray(p) * lps_to_ras, atol=1e-4)
+        np.testing.assert_allclose(used.TransformPoint(p), given.TransformPoint(p), atol=1e-6)
+    assert json.loads((tmp_path / "o" / "qc.json").read_text())["registration"]["stages"] == []
+    far = tmp_path / "far.tfm"
+    _slicer_edit(out / "followup_to_baseline.tfm", far, (9.0, 0.0, 0.0))
+    rc, _, err = _run_cli(base_args + ["--out", str(tmp_path / "f"), "--initial-transform", str(far)], capsys)
+    assert rc == 2 and "registration failed QC" in err
+    rc, _, err = _run_cli(base_args + ["--out", str(tmp_path / "m"), "--initial-transform", str(tmp_path / "no.tfm")],
+                          capsys)
+    assert rc == 2 and err == f"{tmp_path / 'no.tfm'}: transform file not found. Give the .tfm/.h5 saved by " \
+                              "prepare or by Slicer's Transforms module."
+
+
+def test_unusable_inputs_get_one_clear_line(pair_files, tmp_path, capsys):
+    """D17 rows 15 and 22, D7 row 26: 10 mm voxels, a mask as both scans, a skewed direction matrix."""
+    d, _ = pair_files
+    coarse = sitk.BinShrink(mni_t1(2), [5, 5, 5])
+    sitk.WriteImage(coarse, str(tmp_path / "coarse.nii.gz"))
+    rc, _, err = _run_cli(["prepare", str(tmp_path / "coarse.nii.gz"), str(d / "sub01_followup.nrrd"), "--out",
+                           str(tmp_path / "o"), "--quiet"], capsys)
+    assert rc == 2 and err == (f"{tmp_path / 'coarse.nii.gz'}: voxels are 10.0 x 10.0 x 10.0 mm, too coarse to "
+                               "register a brain (two axes must be 4 mm or finer). Give the original acquisition, "
+                               "not a downsampled copy.")
+    rc, _, err = _run_cli(["prepare", str(d / "brain.nii.gz"), str(d / "brain.nii.gz"), "--out", str(tmp_path / "o"),
+                           "--quiet"], capsys)
+    assert rc == 2 and err == (f"{d / 'brain.nii.gz'}: looks like a label map (its only values are 0, 1), not a "
+                               "scan. Give the MRI/CT scan itself; lesion masks go to `longitudinal-al label --mask`.")
+    skew = mni_t1(2)
+    skew.SetDirection((1.0, 0.3, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(skew, str(tmp_path / "skew.nrrd"))
+    rc, _, err = _run_cli(["prepare", str(tmp_path / "skew.nrrd"), str(d / "sub01_followup.nrrd"), "--out",
+                           str(tmp_path / "o"), "--quiet"], capsys)
+    assert rc == 2 and err.endswith("its direction matrix is not orthonormal (skewed or scaled axes), so voxel "
+                                    "positions are ambiguous. Fix the header (re-export from the scanner, or resample "
+                                    "it in Slicer with 'Resample Scalar Volume') and load it again.")
+    assert not (tmp_path / "o").exists()
+
+
+def test_same_scan_twice_warns(pair_files, tmp_path, capsys):
+    """D17 row 23: the same file as both visits ran silently."""
+    d, _ = pair_files
+    path = str(d / "sub01_baseline.nii.gz")
+    rc, out, _ = _run_cli(["prepare", path, path, "--out", str(tmp_path / "o"), "--size", "64", "--spacing", "4",
+                           "--no-n4", "--quiet"], capsys)
+    assert rc == 0
+    assert ("warning: baseline and follow-up are the same scan: the difference image is empty; check that the "
+            "follow-up file is the later visit.") in out
+
+
+def test_scene_prepare_job_takes_the_initial_transform_option(tmp_path):
+    """The Slicer module re-runs pairing from a corrected transform node saved to a file, without registering."""
+    from LongitudinalALLib.scene.jobs import _prepare_options
+
+    options = _prepare_options({"initial_transform": str(tmp_path / "corrected.tfm"), "n4": False})
+    assert options.initial_transform == str(tmp_path / "corrected.tfm") and options.use_n4 is False

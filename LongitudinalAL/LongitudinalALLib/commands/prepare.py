@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case-id", help="case name (default: baseline file name)")
     parser.add_argument("--seed", type=int, default=0, help="registration sampling seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--initial-transform", metavar="T.tfm",
+                        help="use this follow-up-to-baseline transform (e.g. prepare's .tfm corrected in Slicer's "
+                             "Transforms module) as it is, without registering")
+    parser.add_argument("--accept-qc-failure", action="store_true",
+                        help="exit 0 even when the registration QC flags the pair (outputs are written either way)")
 
 
 #: largest --size: a pool holds slices x 3 x size^2 float32 (2048: ~12 GiB for 256 slices)
@@ -44,6 +49,7 @@ def check_size(size: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import check_output_dir, image_suffix
+    from ..errors import RegistrationError
     from ..prepare import PrepareOptions, prepare_pair, write_prepared
     from ..progress import TqdmProgress
     from .suggest import load_scans
@@ -55,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     case_id = args.case_id or (name[: -len(image_suffix(name))] if image_suffix(name) else name)
     options = PrepareOptions(modality=args.modality, n4=False if args.no_n4 else None, mask=args.mask,
                              deformable=args.deformable, axis=args.axis, size=args.size,
-                             spacing_mm=args.spacing, seed=args.seed)
+                             spacing_mm=args.spacing, seed=args.seed,
+                             initial_transform=getattr(args, "initial_transform", None))
     bar = TqdmProgress(disable=args.quiet)
     try:
         pair = prepare_pair(base, foll, options, case_id=case_id, progress=bar)
@@ -69,12 +76,20 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(args.out, ignore_errors=True)
         raise
     qc = pair.qc
-    status = "FAILED" if qc.failed else "ok"
-    print(f"case {pair.case_id}: registration {status} in {qc.seconds:.1f} s "
-          f"(NCC {qc.ncc_before:.3f} -> {qc.ncc_after:.3f}, Mattes {qc.mattes_before:.3f} -> {qc.mattes_after:.3f})")
+    status = "FAILED QC" if qc.failed else "ok"
+    how = "from the given transform" if options.initial_transform is not None else f"in {qc.seconds:.1f} s"
+    print(f"case {pair.case_id}: registration {status} {how} (NCC {qc.ncc_before:.3f} -> {qc.ncc_after:.3f}, "
+          f"edge alignment {qc.edge_before:.2f} -> {qc.edge_after:.2f}, mask Dice {qc.dice:.3f})")
     print(f"{pair.slices.images.shape[0]} {options.axis} slice pairs of {options.size}x{options.size}; "
           f"total {sum(pair.seconds.values()):.1f} s")
+    for warning in qc.warnings:
+        print(f"warning: {warning}")
+    print(f"outputs in {paths['qc'].parent}")
+    if qc.failed and not getattr(args, "accept_qc_failure", False):
+        raise RegistrationError(
+            f"case {pair.case_id}: registration failed QC: {'; '.join(qc.problems)}.",
+            f"Open {paths['transform']} in Slicer (Transforms module), correct it, save it, and run again with "
+            f"--initial-transform {paths['transform']}; or keep this result with --accept-qc-failure.")
     if qc.failed:
         print(qc.message)
-    print(f"outputs in {paths['qc'].parent}")
-    return 1 if qc.failed else 0
+    return 0
