@@ -97,21 +97,21 @@ def _check_labels(labels: Any, cases: dict, root: Path) -> None:
 
 
 def _check_rounds(rounds: Any, root: Path) -> None:
-    path = root / "state.json"
-    if not isinstance(rounds, list):
-        raise _bad(path, "rounds is not a list")
-    for i, r in enumerate(rounds, 1):
+    for i, r in enumerate(_list(rounds, "rounds", root), 1):
         if not isinstance(r, dict) or r.get("round") != i:
-            raise _bad(path, f"round {i} is missing or out of order")
+            raise _bad(root / "state.json", f"round {i} is missing or out of order")
         confined(root, r.get("checkpoint"), "checkpoints")
 
 
 def _check_suggestions(suggestions: Any, root: Path) -> None:
-    path = root / "state.json"
-    if not isinstance(suggestions, list):
-        raise _bad(path, "suggestions is not a list")
-    for s in suggestions:
+    for s in _list(suggestions, "suggestions", root):
         if not isinstance(s, dict) or not _is_int(s.get("round")) or not isinstance(s.get("slices"), list):
-            raise _bad(path, "a suggestion record has the wrong shape")
+            raise _bad(root / "state.json", "a suggestion record has the wrong shape")
         if s.get("scores"):
             confined(root, s["scores"], "scores")
+
+
+def _list(value: Any, field: str, root: Path) -> list:
+    if not isinstance(value, list):
+        raise _bad(root / "state.json", f"{field} is not a list")
+    return value
