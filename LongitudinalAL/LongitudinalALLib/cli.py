@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "rollback": "rollback",
     "simulate": "simulate",
+    "triage": "triage",
     "demo": "demo",
 }
 

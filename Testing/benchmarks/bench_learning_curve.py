@@ -154,8 +154,8 @@ def collect(ctx: dict, families, seeds, full_seeds, strategies) -> dict:
         runs = {st: {s: runs[st][s] for s in done} for st in strategies}
         fam_out = summarise_family(runs, full, ctx["pool_slices"][fam])
         fam_out["seeds"] = done
-        fam_out["full_supervision"] = {s: {k: f[k] for k in ("labels", "metrics", "training_curve")}
-                                       for s, f in full.items()}
+        fam_out["full_supervision"] = {s: {"labels": f["labels"], "metrics": f["metrics"], "training_curve": [
+            {k: v for k, v in e.items() if k != "seconds"} for e in f["training_curve"]]} for s, f in full.items()}
         tri = {st: [runs[st][s]["triage"]["auroc"] for s in done] for st in strategies}
         tri["full_supervision"] = [f["triage"]["auroc"] for f in full.values()]
         fam_out["triage_auroc"] = {k: {"per_seed": v, "mean": mean_std(v)[0]} for k, v in tri.items()}
