@@ -47,7 +47,7 @@ CONFIGS = {
     # pool), 5 rounds -> >= 5 % (486-slice simulated pool: 5 per round, 25 = 5.1 %)
     "cpu": dict(n_pairs=12, split=(0.45, 0.1, 0.45), p_no_new=0.5, spacing=2.0, size=128, model="small",
                 rounds=5, label_pct=1.0, epochs=10, min_steps=10, batch=8, crop=64, lr=3e-3, patience=4,
-                full_epochs=25, full_patience=6, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0, 1),
+                full_epochs=25, full_patience=6, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0,),
                 strategies=("fg_random", "clasp_pe"), families=("sim:1234", "sim:5678")),
     # GPU grid: larger families at 1 mm, default network, every strategy
     "gpu": dict(n_pairs=40, split=(0.6, 0.1, 0.3), p_no_new=0.5, spacing=1.0, size=256, model="default",
