@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "rollback": "rollback",
     "simulate": "simulate",
+    "triage": "triage",
     "demo": "demo",
 }
 

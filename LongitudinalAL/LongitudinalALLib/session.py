@@ -363,17 +363,19 @@ class ALSession:
                 np.concatenate([c.foreground for c in cases]), keys)
 
     def suggest(self, k: int, strategy: str | None = None, *, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None, predictor=None, outputs=None,
+                cancel: CancelToken | None = None, predictor=None, outputs=None, selection=None,
                 **strategy_kwargs: Any) -> list[Suggestion]:
         """Rank the unlabelled slices of the whole pool and return the ``k`` best (scores saved).
 
         ``predictor`` (a :class:`Predictor` over the current model) chooses the device, e.g. the
         user's "use CPU"; by default one is built on the best device. ``outputs`` (the
         ``PoolOutputs`` of ``predictor.predict_all`` over :meth:`pool_arrays`) saves that pass
-        when the caller needs the probabilities too.
+        when the caller needs the probabilities too. ``selection``: cold-start mix, per-subject cap,
+        round robin (``strategies.selection.SelectionOptions`` fields).
         """
         from .model import Predictor
-        from .strategies import QueryContext, QueryStrategy, get_strategy, rank_candidates
+        from .strategies import QueryContext, get_strategy
+        from .strategies.selection import select_batch
 
         if k < 1:
             raise InputError(f"Asked for {k} suggestions.", "Ask for at least one slice.")
@@ -391,14 +393,11 @@ class ALSession:
         elif predictor is None:
             predictor = Predictor(self.current_model())
         ctx = QueryContext(images=images, foreground=fg, labelled=labelled, predictor=predictor, rng=rng,
-                           mc_seed=int(self.state["seed"]) + r, outputs=outputs, progress=progress, cancel=cancel)
+                           mc_seed=int(self.state["seed"]) + r, round_index=r, outputs=outputs, progress=progress,
+                           cancel=cancel)
         k = min(k, int((~labelled).sum()))
-        if type(strat).select is QueryStrategy.select:  # plain ranking: score once, rank those scores
-            scores = np.asarray(strat.score(ctx), dtype=np.float64)
-            chosen = rank_candidates(ctx, scores, strat.min_foreground)[:k]
-        else:  # diversity strategies pick sets; scores (cached outputs) are for display
-            chosen = np.asarray(strat.select(ctx, k), dtype=np.int64)
-            scores = np.asarray(strat.score(ctx), dtype=np.float64)
+        chosen, scores = select_batch(strat, ctx, k, [c for c, _ in keys],
+                                      any(x["lesion_pixels"] for x in self.state["labels"].values()), selection)
         report(progress, "Suggesting", 1.0, f"{len(chosen)} slices")
         out = []
         for rank, i in enumerate(chosen, 1):

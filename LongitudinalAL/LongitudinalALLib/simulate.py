@@ -43,6 +43,7 @@ class SimulationConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     threshold: float = 0.5
     strategy_kwargs: dict = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)  # SelectionOptions fields for rounds >= 2
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -188,7 +189,7 @@ def _oracle_labels(session: ALSession, r: int, missing: int, truth: dict, cfg: S
         keys = [k for k in keys if f"{k[0]}:{k[1]}" not in session.state["labels"]][:missing]
     else:
         strategy = cfg.initial_strategy if r == 1 else cfg.strategy
-        kwargs = {} if r == 1 else cfg.strategy_kwargs
+        kwargs = {} if r == 1 else {**cfg.strategy_kwargs, "selection": cfg.selection or None}
         keys = [(s.case_id, s.slice_index) for s in session.suggest(missing, strategy, cancel=cancel, **kwargs)]
     for case_id, idx in keys:
         session._write_label(case_id, idx, truth[case_id][session.position(case_id, idx)])  # oracle answer

@@ -1,45 +1,64 @@
 #!/usr/bin/env python
-"""Learning curves of every query strategy against full supervision (oracle simulation).
+"""Learning curves of query strategies against full supervision (oracle simulation), issue 15.
 
-For each seed: one simulated cohort split into pool (train+val pairs) and test
-pairs; round 1 labels the same foreground-random initial set for every
-strategy (trained once, then forked); later rounds follow each strategy. A
-full-supervision model is trained on the whole pool with the same recipe.
-Reported per strategy (mean +- std over seeds): per-subject foreground-only
-Dice, lesion-wise F1/precision/recall, FP lesions on lesion-free test pairs,
-the normalised area under the Dice-vs-labelled-fraction curve, and the
-labelled fraction needed to reach 95 % of full-supervision Dice.
+Per cohort family (a simulator seed range, or a cohort folder such as the
+model issue's held-out family) and per seed: one shared first round
+(foreground-aware random, trained once, then forked for every strategy), then
+each strategy's rounds up to >= 5 % of the pool's slices. Full supervision is
+trained on the whole pool with the same recipe and more epochs (its training
+curve is in the JSON). Reported per family and strategy: area under the
+Dice-vs-fraction curve (AUBC), labels needed for 95 % of full-supervision
+Dice, MSSEG-2 metrics at the end (Dice on lesion-bearing subjects, lesion-wise
+F1/precision/recall, false-positive lesions and clean rate on lesion-free
+subjects), a one-sided paired Wilcoxon test over (seed x test case) per-case
+AUBC against fg_random, and the triage AUROC (does the follow-up hold any new
+lesion?) of every final model on the test pairs.
 
-    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --config cpu
-    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --config gpu --work /scratch/lc
+    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --config cpu          # the CPU grid
+    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --strategies all      # every strategy
+    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --families dir:/data/heldout,sim:1234
+    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --ray [--ray-address auto]  # tasks on Ray
+    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --collect             # summarise what is done
 
-Writes results/learning_curve_<config>.json and .png.
+The grid runs as resumable tasks (lc_grid.py); the summary is read from disk,
+so the ``results`` part of the JSON is the same with or without Ray.
+Writes results/learning_curve_<config>[_<tag>].json and .png.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from lc_grid import result_path, run_grid  # noqa: E402
+from lc_stats import mean_std, summarise_family  # noqa: E402
 
 CONFIGS = {
-    # ~15 min target on 2 CPU cores: small cohort at 2 mm, 128x128 slices, small network, short rounds
-    "cpu": dict(n_pairs=8, spacing=2.0, size=128, model="small", rounds=4, initial=6, per_round=6,
-                epochs=15, steps=None, min_steps=10, batch=8, crop=64, lr=3e-3, patience=5, mc_passes=4,
-                seeds=(0, 1, 2)),
-    # full configuration for a GPU: 1 mm, 256x256, default network
-    "gpu": dict(n_pairs=40, spacing=1.0, size=256, model="default", rounds=8, initial=20, per_round=20,
-                epochs=40, steps=None, min_steps=20, batch=16, crop=128, lr=1e-3, patience=8, mc_passes=10,
-                seeds=(0, 1, 2)),
+    # CPU grid (2 shared cores): 12-pair families at 2 mm in-plane (6 pool pairs, 6 test pairs, half of the
+    # follow-ups without new lesions), 128x128 slices, small network; each round labels ceil(label_pct % of the
+    # pool), 5 rounds -> >= 5 % (486-slice simulated pool: 5 per round, 25 = 5.1 %)
+    "cpu": dict(n_pairs=12, split=(0.45, 0.1, 0.45), p_no_new=0.5, spacing=2.0, size=128, model="small",
+                rounds=5, label_pct=1.0, epochs=10, min_steps=10, batch=8, crop=64, lr=3e-3, patience=4,
+                full_epochs=25, full_patience=6, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0,),
+                strategies=("fg_random", "clasp_pe"), families=("sim:1234", "sim:5678")),
+    # GPU grid: larger families at 1 mm, default network, every strategy
+    "gpu": dict(n_pairs=40, split=(0.6, 0.1, 0.3), p_no_new=0.5, spacing=1.0, size=256, model="default",
+                rounds=8, label_pct=0.75, epochs=40, min_steps=20, batch=16, crop=128, lr=1e-3,
+                patience=8, full_epochs=80, full_patience=12, mc_passes=10, seeds=(0, 1, 2, 3, 4),
+                full_seeds=(0, 1, 2, 3, 4), strategies="all", families=("sim:1234", "sim:5678")),
+    # seconds: the smoke test and the Ray-vs-sequential check
+    "tiny": dict(n_pairs=6, split=(0.4, 0.2, 0.4), p_no_new=0.3, spacing=4.0, size=64, model="small", rounds=2,
+                 label_pct=5.0, epochs=1, min_steps=2, batch=4, crop=32, lr=3e-3, patience=2,
+                 full_epochs=1, full_patience=2, mc_passes=2, seeds=(0, 1), full_seeds=(0,),
+                 strategies=("fg_random", "clasp_pe"), families=("sim:11",)),
 }
 MC_STRATEGIES = {"mc_entropy", "bald", "powerbald", "lmi_hybrid"}
 
@@ -48,256 +67,195 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
     p.add_argument("--work", default="/tmp/longitudinal_al_learning_curve", help="scratch folder")
-    p.add_argument("--strategies", default="all", help="comma-separated names (default all)")
+    p.add_argument("--families", default=None,
+                   help="comma-separated: sim:<cohort seed> (simulated here) or dir:<cohort folder> (e.g. held-out)")
+    p.add_argument("--strategies", default=None, help="comma-separated names, or 'all' (default: the config's)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default from the config)")
-    p.add_argument("--rounds", type=int, default=None, help="override the config's rounds")
-    p.add_argument("--n-pairs", type=int, default=None, help="override the cohort size")
     p.add_argument("--tag", default="", help="suffix of the result files")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (1 is fastest on a busy machine)")
-    p.add_argument("--collect", action="store_true",
-                   help="train nothing: summarise the finished runs found in --work (e.g. seeds run in parallel)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per task (1 is best on a busy machine)")
+    p.add_argument("--ray", action="store_true", help="run the grid's tasks on Ray (pip install ray)")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("--collect", action="store_true", help="run nothing: summarise the finished tasks in --work")
     return p.parse_args(argv)
 
 
-def auc(fractions: list[float], values: list[float]) -> float:
-    """Area under the curve over the labelled-fraction range, divided by that range (0..1 like Dice)."""
-    f, v = np.asarray(fractions, float), np.asarray(values, float)
-    if len(f) < 2 or f[-1] <= f[0]:
-        return float(v.mean()) if len(v) else float("nan")
-    return float(np.sum((v[1:] + v[:-1]) / 2 * np.diff(f)) / (f[-1] - f[0]))
+def prepare_families(specs, c: dict, work: Path) -> dict[str, str]:
+    """family name -> cohort folder (simulated families are generated once)."""
+    from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
+    from LongitudinalALLib.cohort.pair import SimulationOptions
 
-
-def fraction_to_reach(fractions: list[float], values: list[float], target: float) -> float | None:
-    for f, v in zip(fractions, values):
-        if v >= target:
-            return float(f)
-    return None
-
-
-def _nanmean(xs):
-    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    return float(np.mean(xs)) if xs else None
-
-
-def _nanstd(xs):
-    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    return float(np.std(xs)) if xs else None
-
-
-def summarise(runs: dict, full: dict) -> dict:
-    """Per strategy: curves averaged over seeds, AUC and labels-to-95%."""
-    keys = ("dice", "lesion_f1", "lesion_precision", "lesion_recall", "fp_lesions_lesion_free")
     out = {}
-    for strat, per_seed in runs.items():
-        rows = {}
-        for seed, rec in per_seed.items():
-            fr = [r["fraction"] for r in rec["rounds"]]
-            dice = [r["metrics"]["dice"] for r in rec["rounds"]]
-            target = 0.95 * full[seed]["metrics"]["dice"]
-            rows[seed] = {"fractions": fr, "labels": [r["labels"] for r in rec["rounds"]],
-                          "contoured": [r["contoured"] for r in rec["rounds"]],
-                          **{k: [r["metrics"][k] for r in rec["rounds"]] for k in keys},
-                          "auc_dice": auc(fr, dice), "fraction_to_95pct_full": fraction_to_reach(fr, dice, target)}
-        seeds = list(rows)
-        n_r = min(len(rows[s]["fractions"]) for s in seeds)
-        mean = {k: [_nanmean([rows[s][k][i] for s in seeds]) for i in range(n_r)] for k in ("fractions", *keys)}
-        std = {k: [_nanstd([rows[s][k][i] for s in seeds]) for i in range(n_r)] for k in keys}
-        reach = [rows[s]["fraction_to_95pct_full"] for s in seeds]
-        out[strat] = {"per_seed": rows, "mean": mean, "std": std,
-                      "auc_dice_mean": _nanmean([rows[s]["auc_dice"] for s in seeds]),
-                      "auc_dice_std": _nanstd([rows[s]["auc_dice"] for s in seeds]),
-                      "fraction_to_95pct_full": reach,
-                      "seeds_reaching_95pct": sum(r is not None for r in reach)}
+    for spec in specs:
+        kind, _, value = spec.partition(":")
+        if kind == "dir":
+            out[Path(value).name] = value
+            continue
+        name, folder = f"sim{value}", work / f"sim{value}" / "cohort"
+        if not (folder / "manifest.json").is_file():
+            generate_cohort(folder, CohortOptions(n_pairs=c["n_pairs"], seed=int(value), spacing_mm=c["spacing"],
+                                                  split_fractions=tuple(c["split"]),
+                                                  simulation=SimulationOptions(p_no_new=c["p_no_new"])),
+                            overwrite=True)
+        out[name] = str(folder)
     return out
 
 
-def plot(summary: dict, full: dict, path: Path, title: str) -> None:
+def grid_context(args, c: dict, work: Path, families: dict, strategies: list[str]) -> dict:
+    """Everything a task needs, as JSON-able data (it travels to Ray workers); pools prepared here, once."""
+    import math
+
+    from LongitudinalALLib.commands.simulate import MODELS
+    from LongitudinalALLib.simulate import SimulationConfig, load_cohort_cases
+    from LongitudinalALLib.training import TrainConfig
+
+    # no wall-time cap: on a shared machine it would make the curve depend on the load
+    train = TrainConfig(epochs=c["epochs"], min_steps=c["min_steps"], batch_size=c["batch"],
+                        crop_size=c["crop"], lr=c["lr"], patience=c["patience"], device="cpu" if not args.ray else None,
+                        max_seconds=None)
+    base, pools = {}, {}
+    for fam, cohort in families.items():
+        kw = dict(size=c["size"], spacing_mm=c["spacing"], cache_dir=work / fam / "prepared")
+        pools[fam] = sum(len(o.slices.images) for o in load_cohort_cases(cohort, ("train", "val"), **kw))
+        load_cohort_cases(cohort, ("test",), **kw)
+        n = math.ceil(c["label_pct"] / 100 * pools[fam])
+        cfg = SimulationConfig(strategy="fg_random", rounds=1, per_round=n, initial=n, size=c["size"],
+                               spacing_mm=c["spacing"], model=MODELS[c["model"]], train=train)
+        base[fam] = {**asdict(cfg), "train": train.to_dict()}
+    kwargs = {s: {"passes": c["mc_passes"]} for s in strategies if s in MC_STRATEGIES}
+    kwargs["clasp_pe"] = {"rounds": c["rounds"] - 1}  # the noise schedule spans the query rounds
+    return {"work": str(work), "families": families, "pool_slices": pools, "config": c, "threads": args.threads,
+            "base": base, "strategy_kwargs": kwargs,
+            "full_train": {"epochs": c["full_epochs"], "patience": c["full_patience"]}}
+
+
+def build_tasks(families, seeds, full_seeds, strategies) -> list[dict]:
+    """Seed-major order: a partial grid still holds every strategy of the seeds it finished."""
+    tasks = []
+    for seed in seeds:
+        for fam in families:
+            if seed in full_seeds:
+                tasks.append({"kind": "full", "family": fam, "seed": seed})
+            tasks.append({"kind": "initial", "family": fam, "seed": seed})
+            tasks += [{"kind": "run", "family": fam, "seed": seed, "strategy": s} for s in strategies]
+    return tasks
+
+
+def collect(ctx: dict, families, seeds, full_seeds, strategies) -> dict:
+    """Results from disk in a fixed order: per family, strategies summarised over the seeds all finished."""
+    out = {}
+    for fam in families:
+        def load(task):
+            p = result_path(ctx, task)
+            return json.loads(p.read_text()) if p.is_file() else None
+        full = {s: r for s in full_seeds if (r := load({"kind": "full", "family": fam, "seed": s}))}
+        runs = {st: {s: load({"kind": "run", "family": fam, "seed": s, "strategy": st}) for s in seeds}
+                for st in strategies}
+        done = [s for s in seeds if all(runs[st][s] for st in strategies)]
+        if not done or not full:
+            continue
+        runs = {st: {s: runs[st][s] for s in done} for st in strategies}
+        fam_out = summarise_family(runs, full, ctx["pool_slices"][fam])
+        fam_out["seeds"] = done
+        fam_out["full_supervision"] = {s: {"labels": f["labels"], "metrics": f["metrics"], "training_curve": [
+            {k: v for k, v in e.items() if k != "seconds"} for e in f["training_curve"]]} for s, f in full.items()}
+        tri = {st: [runs[st][s]["triage"]["auroc"] for s in done] for st in strategies}
+        tri["full_supervision"] = [f["triage"]["auroc"] for f in full.values()]
+        fam_out["triage_auroc"] = {k: {"per_seed": v, "mean": mean_std(v)[0]} for k, v in tri.items()}
+        fam_out["triage_example"] = {"strategy": strategies[-1], "seed": done[0],
+                                     "rows": runs[strategies[-1]][done[0]]["triage"]["rows"]}
+        out[fam] = fam_out
+    return out
+
+
+def targets(results: dict, default: str = "clasp_pe", reference: str = "fg_random") -> dict:
+    """Issue 15's targets per family: >= 95 % of full Dice with <= 5 % of slices; AUBC above fg_random, p < 0.05."""
+    out = {}
+    for fam, r in results.items():
+        s = r["strategies"].get(default)
+        if s is None:
+            continue
+        reach = s["mean_curve_fraction_to_95pct_full"]
+        w = s.get(f"wilcoxon_vs_{reference}") or {}
+        out[fam] = {"strategy": default, "full_dice": r["full_supervision_dice"],
+                    "mean_curve_fraction_to_95pct_full": reach,
+                    "reaches_95pct_within_5pct": reach is not None and reach <= 0.05,
+                    "aubc": s["aubc_mean"], "aubc_fg_random": r["strategies"].get(reference, {}).get("aubc_mean"),
+                    "wilcoxon_p_greater": w.get("p_greater"),
+                    "aubc_beats_fg_random_p_lt_0_05": w.get("p_greater") is not None and w["p_greater"] < 0.05}
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    full_dice = _nanmean([f["metrics"]["dice"] for f in full.values()])
-    full_f1 = _nanmean([f["metrics"]["lesion_f1"] for f in full.values()])
-    cmap = plt.get_cmap("tab20")
-    for i, (name, s) in enumerate(sorted(summary.items(), key=lambda kv: -(kv[1]["auc_dice_mean"] or 0))):
-        x = 100 * np.asarray(s["mean"]["fractions"])
-        for ax, key in zip(axes, ("dice", "lesion_f1")):
-            m = np.asarray(s["mean"][key], float)
-            sd = np.asarray([v if v is not None else np.nan for v in s["std"][key]], float)
-            style = "-" if name not in ("random", "fg_random") else "--"
-            ax.plot(x, m, style, marker="o", ms=3, color=cmap(i % 20),
-                    label=f"{name} (AUC {s['auc_dice_mean']:.3f})" if key == "dice" else name)
-            ax.fill_between(x, m - sd, m + sd, color=cmap(i % 20), alpha=0.08)
-    for ax, ref, lab in zip(axes, (full_dice, full_f1), ("Dice (per subject, new lesions only)", "lesion-wise F1")):
-        if ref is not None:
-            ax.axhline(ref, color="k", lw=1.5, label="full supervision")
-            if lab.startswith("Dice"):
-                ax.axhline(0.95 * ref, color="k", lw=0.8, ls=":", label="95 % of full")
-        ax.set_xlabel("% of pool slices labelled")
-        ax.set_ylabel(lab)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(title, fontsize=10)
+    fams = list(results)
+    fig, axes = plt.subplots(2, len(fams), figsize=(6.5 * len(fams), 9), squeeze=False)
+    for j, fam in enumerate(fams):
+        r, ax = results[fam], axes[0][j]
+        for name, s in r["strategies"].items():
+            x = [100 * f for f in s["mean_curve"]["fractions"]]
+            ax.plot(x, s["mean_curve"]["dice"], "--" if name == "fg_random" else "-", marker="o",
+                    label=f"{name} (AUBC {s['aubc_mean']:.3f})")
+        ax.axhline(r["full_supervision_dice"], color="k", label="full supervision")
+        ax.axhline(0.95 * r["full_supervision_dice"], color="k", ls=":", label="95 % of full")
+        ax.set(title=f"{fam}: seeds {r['seeds']}", xlabel="% of pool slices labelled", ylabel="Dice (new lesions)")
+        ax.legend(fontsize=8)
+        ax = axes[1][j]
+        for seed, f in r["full_supervision"].items():
+            h = f["training_curve"]
+            ax.plot([e.get("train_loss") for e in h], label=f"seed {seed} train loss")
+            ax.plot([e.get("val_dice") for e in h], ls=":", label=f"seed {seed} val Dice")
+        ax.set(title="full supervision training curve", xlabel="epoch")
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def write_results(args, c, seeds, strategies, pool, test, n_pool, runs, full, timings, t0, final) -> None:
-    """Summarise what has finished so far and write the JSON (+ PNG and table when ``final``)."""
-    import torch
-
-    runs = {s: v for s, v in runs.items() if v}
-    done_seeds = [s for s in seeds if s in full and all(s in runs.get(st, {}) for st in strategies)]
-    runs = {st: {s: v[s] for s in done_seeds} for st, v in runs.items()}
-    full = {s: full[s] for s in done_seeds}
-    if not done_seeds:
-        return
-    seeds = done_seeds
-    summary = summarise(runs, full)
-    full_dice = _nanmean([f["metrics"]["dice"] for f in full.values()])
-    best = max(summary, key=lambda s: summary[s]["auc_dice_mean"] or -1)
-    fg_auc = summary.get("fg_random", {}).get("auc_dice_mean")
-    result = {
-        "benchmark": "learning_curve", "config_name": args.config, "config": c, "seeds": seeds,
-        "strategies": strategies, "pool": {"pairs": len(pool), "slices": n_pool}, "test_pairs": len(test),
-        "full_supervision": {str(k): {kk: v[kk] for kk in ("labels", "metrics", "train")} for k, v in full.items()},
-        "full_supervision_dice_mean": full_dice,
-        "summary": {k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} | {"per_seed": v["per_seed"]}
-                    for k, v in summary.items()},
-        "ranking_by_auc": sorted(summary, key=lambda s: -(summary[s]["auc_dice_mean"] or -1)),
-        "best_strategy": best,
-        "target_check": {
-            "target": ">= 95% of full-supervision Dice with <= 5% of slices labelled; AUC above fg_random",
-            "best_auc": summary[best]["auc_dice_mean"], "fg_random_auc": fg_auc,
-            "full_dice_mean": full_dice,
-            "mean_curve_fraction_to_95pct_full": {
-                s: fraction_to_reach(v["mean"]["fractions"], v["mean"]["dice"], 0.95 * full_dice)
-                for s, v in summary.items()},
-            "strategies_reaching_95pct_within_5pct_mean_curve": [s for s, v in summary.items() if (
-                r := fraction_to_reach(v["mean"]["fractions"], v["mean"]["dice"], 0.95 * full_dice)) is not None
-                and r <= 0.05],
-            "strategies_reaching_95pct_within_5pct_every_seed": [s for s, v in summary.items() if all(
-                r is not None and r <= 0.05 for r in v["fraction_to_95pct_full"])],
-            "strategies_with_auc_above_fg_random": [s for s, v in summary.items()
-                                                    if fg_auc is not None and v["auc_dice_mean"] > fg_auc],
-        },
-        "seconds": round(time.perf_counter() - t0, 1), "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                   f"{'cuda' if torch.cuda.is_available() else 'cpu'}, python {platform.python_version()}",
-    }
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    name = f"learning_curve_{args.config}{('_' + args.tag) if args.tag else ''}"
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    if not final:
-        return
-    plot(summary, full, out_dir / f"{name}.png",
-         f"{args.config}: {len(pool)} pool pairs / {len(test)} test pairs, seeds {seeds}; full supervision "
-         f"Dice {full_dice:.3f}")
-    print("\nstrategy               AUC(Dice)  final Dice  final F1  frac->95% full")
-    for s in result["ranking_by_auc"]:
-        v = summary[s]
-        print(f"{s:22s} {v['auc_dice_mean']:.3f}      {v['mean']['dice'][-1]:.3f}       "
-              f"{v['mean']['lesion_f1'][-1]:.3f}     {v['fraction_to_95pct_full']}")
-    print(f"full supervision Dice {full_dice:.3f}; total {result['seconds']:.0f} s -> {out_dir / name}.json/.png")
-
-
-def collect(work: Path, seeds, strategies, c, pool, test, runs, full, base) -> None:
-    """Fill ``runs``/``full`` from finished run folders (full supervision re-scored from its checkpoint)."""
-    from LongitudinalALLib.model import load_weights
-    from LongitudinalALLib.simulate import _metrics_row, evaluate
-
-    for seed in seeds:
-        fdir = work / f"full_s{seed}"
-        if (fdir / "full.json").is_file():
-            full[seed] = json.loads((fdir / "full.json").read_text())
-        elif (fdir / "checkpoints" / "round_1.safetensors").is_file():
-            state = json.loads((fdir / "state.json").read_text())
-            m = evaluate(load_weights(fdir / "checkpoints" / "round_1.safetensors"), test, base.threshold)
-            full[seed] = {"labels": state["rounds"][0]["budget"]["labelled"], "fraction": 1.0,
-                          "train": state["rounds"][0]["train"], "metrics": _metrics_row(m), "subjects": m.subjects}
-        for strat in strategies:
-            f = work / f"{strat}_s{seed}" / "simulation.json"
-            if f.is_file():
-                rec = json.loads(f.read_text())
-                if len(rec["rounds"]) >= c["rounds"]:
-                    runs[strat][seed] = rec
-    print(f"collected: full supervision for seeds {sorted(full)}; "
-          f"complete runs {sum(len(v) for v in runs.values())}", flush=True)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
-    from LongitudinalALLib.commands.simulate import MODELS
-    from LongitudinalALLib.simulate import (SimulationConfig, fork_simulation, load_cohort_cases, run_simulation,
-                                            train_full_supervision)
     from LongitudinalALLib.strategies import available_strategies
-    from LongitudinalALLib.training import TrainConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     c = dict(CONFIGS[args.config])
-    if args.rounds:
-        c["rounds"] = args.rounds
-    if args.n_pairs:
-        c["n_pairs"] = args.n_pairs
+    strategies = args.strategies or c["strategies"]
+    strategies = available_strategies() if strategies == "all" else (
+        strategies.split(",") if isinstance(strategies, str) else list(strategies))
+    if "fg_random" not in strategies:
+        strategies = ["fg_random", *strategies]  # the reference of the paired test
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(c["seeds"])
-    strategies = available_strategies() if args.strategies == "all" else args.strategies.split(",")
+    full_seeds = [s for s in c["full_seeds"] if s in seeds] or seeds[:1]
     work = Path(args.work) / args.config
     t0 = time.perf_counter()
-    cohort_dir = work / "cohort"
-    if not (cohort_dir / "manifest.json").is_file():
-        generate_cohort(cohort_dir, CohortOptions(n_pairs=c["n_pairs"], seed=1234, spacing_mm=c["spacing"]),
-                        overwrite=True)
-    kw = dict(size=c["size"], spacing_mm=c["spacing"], cache_dir=work / "prepared")
-    pool = load_cohort_cases(cohort_dir, ("train", "val"), **kw)
-    test = load_cohort_cases(cohort_dir, ("test",), **kw)
-    n_pool = sum(len(o.slices.images) for o in pool)
-    print(f"cohort {len(pool)} pool pairs ({n_pool} slices), {len(test)} test pairs; "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
-    # no wall-time cap: on a shared machine it would make the curve depend on the load
-    train = TrainConfig(epochs=c["epochs"], steps_per_epoch=c["steps"], min_steps=c["min_steps"],
-                        batch_size=c["batch"], crop_size=c["crop"], lr=c["lr"], patience=c["patience"],
-                        max_seconds=None)
-    base = SimulationConfig(strategy="fg_random", rounds=1, per_round=c["per_round"], initial=c["initial"],
-                            size=c["size"], spacing_mm=c["spacing"], model=MODELS[c["model"]], train=train)
-    runs: dict = {s: {} for s in strategies}
-    full: dict = {}
-    timings: dict = {}
-    if args.collect:
-        collect(work, seeds, strategies, c, pool, test, runs, full, base)
-        write_results(args, c, seeds, strategies, pool, test, n_pool, runs, full, timings, t0, final=True)
-        return 0
-    for seed in seeds:
-        ts = time.perf_counter()
-        full[seed] = train_full_supervision(work / f"full_s{seed}", pool, test, replace(base, seed=seed))
-        (work / f"full_s{seed}" / "full.json").write_text(json.dumps(full[seed], default=str))
-        timings[f"full_s{seed}"] = time.perf_counter() - ts
-        print(f"seed {seed}: full supervision Dice {full[seed]['metrics']['dice']:.3f} "
-              f"F1 {full[seed]['metrics']['lesion_f1']:.3f} ({timings[f'full_s{seed}']:.0f} s)", flush=True)
-        first = work / f"initial_s{seed}"
-        if not (first / "simulation.json").is_file() or \
-                len(json.loads((first / "simulation.json").read_text())["rounds"]) < 1:
-            run_simulation(first, pool, test, replace(base, seed=seed))
-        for strat in strategies:
-            ts = time.perf_counter()
-            skw = {"passes": c["mc_passes"]} if strat in MC_STRATEGIES else {}
-            cfg = replace(base, seed=seed, strategy=strat, rounds=c["rounds"], strategy_kwargs=skw)
-            dst = work / f"{strat}_s{seed}"
-            if not (dst / "simulation.json").is_file():
-                fork_simulation(first, dst, cfg)
-            runs[strat][seed] = run_simulation(dst, pool, test, cfg)
-            timings[f"{strat}_s{seed}"] = time.perf_counter() - ts
-            last = runs[strat][seed]["rounds"][-1]
-            print(f"seed {seed} {strat:22s} Dice {last['metrics']['dice']:.3f} F1 {last['metrics']['lesion_f1']:.3f} "
-                  f"at {100 * last['fraction']:.1f} % ({timings[f'{strat}_s{seed}']:.0f} s)", flush=True)
-        write_results(args, c, seeds, strategies, pool, test, n_pool, runs, full, timings, t0, final=True)
-    write_results(args, c, seeds, strategies, pool, test, n_pool, runs, full, timings, t0, final=True)
+    families = prepare_families(args.families.split(",") if args.families else c["families"], c, work)
+    ctx = grid_context(args, c, work, families, strategies)
+    if not args.collect:
+        run_grid(build_tasks(families, seeds, full_seeds, strategies), ctx, use_ray=args.ray,
+                 address=args.ray_address)
+    results = collect(ctx, families, seeds, full_seeds, strategies)
+    record = {"benchmark": "learning_curve", "config_name": args.config, "config": c, "strategies": strategies,
+              "families": {k: str(v) for k, v in families.items()}, "seeds": seeds, "full_seeds": full_seeds,
+              "results": results, "targets": targets(results),
+              "run": {"seconds": round(time.perf_counter() - t0, 1), "ray": args.ray,
+                      "machine": f"{platform.machine()}, {args.threads} torch threads per task, python "
+                                 f"{platform.python_version()}"}}
+    name = f"learning_curve_{args.config}{('_' + args.tag) if args.tag else ''}"
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / f"{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    if results:
+        plot(results, HERE / "results" / f"{name}.png")
+    for fam, r in results.items():
+        print(f"{fam}: full supervision Dice {r['full_supervision_dice']:.3f}, seeds {r['seeds']}")
+        for st, s in r["strategies"].items():
+            w = s.get("wilcoxon_vs_fg_random") or {}
+            print(f"  {st:22s} AUBC {s['aubc_mean']:.3f}+-{s['aubc_std']:.3f}  final Dice "
+                  f"{s['final_msseg2_mean']['dice']:.3f}  labels->95% {s['labels_to_95pct_full']}  "
+                  f"p(>fg_random) {w.get('p_greater')}  triage AUROC {r['triage_auroc'][st]['mean']}")
+    print(f"{time.perf_counter() - t0:.0f} s -> results/{name}.json")
     return 0
 
 

@@ -12,7 +12,7 @@ from LongitudinalALLib.strategies import QueryContext, available_strategies, des
 
 EXPECTED = {"random", "fg_random", "entropy_mean", "entropy_sum", "entropy_topk", "margin", "least_confidence",
             "mc_entropy", "bald", "powerbald", "coreset", "cluster_margin", "badge", "lmi_hybrid",
-            "diff_weighted_entropy", "cold_start"}
+            "diff_weighted_entropy", "cold_start", "clasp_pe"}
 N = 16
 
 

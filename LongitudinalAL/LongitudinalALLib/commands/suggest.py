@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--k", type=int, default=10, help="number of slices (default 10)")
     p.add_argument("--seed", type=int, default=0, help="session seed (first call; default 0)")
     p.add_argument("--json", action="store_true", help="print the suggestions as JSON")
+    p.add_argument("--per-subject-cap", type=int, default=None, help="most slices of one subject per query")
+    p.add_argument("--round-robin", action="store_true", help="take each subject's best slice in turn")
     add_wait_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -151,18 +153,21 @@ def run(args: argparse.Namespace) -> int:
             session = open_for_writing(args)
         else:
             session = _create(args, bar)
-        picked = session.suggest(args.k, args.strategy, progress=bar)
+        picked = session.suggest(args.k, args.strategy, progress=bar, selection={
+            "per_subject_cap": args.per_subject_cap, "round_robin": args.round_robin})
     finally:
         bar.close()
     strategy = session.state["suggestions"][-1]["strategy"]
     if args.json:
         print(json.dumps({"session": str(session.root), "strategy": strategy, "round": len(session.history),
-                          "budget": session.budget()["total"],
+                          "budget": session.budget()["total"], "budget_per_subject": session.budget()["per_case"],
                           "suggestions": [s.__dict__ for s in picked]}, indent=2))
         return 0
     b = session.budget()["total"]
     print(f"session {session.root}: round {len(session.history)}, strategy {strategy}, "
           f"{b['labelled']} of {b['slices']} slices labelled ({b['contoured']} contoured, {b['lesion_free']} lesion-free)")
+    for cid, c in session.budget()["per_case"].items() if len(session.case_ids) > 1 else ():
+        print(f"  {cid}: {c['labelled']} of {c['slices']} labelled ({c['contoured']} contoured)")
     print("rank  case            slice   score      centre RAS (mm)")
     for s in picked:
         r, a, z = s.center_ras

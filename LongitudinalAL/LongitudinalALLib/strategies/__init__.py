@@ -4,7 +4,7 @@
 the names. Importing this package registers every strategy module.
 """
 
-from . import bayesian, cold_start, diversity, lmi_al, random_, uncertainty  # noqa: F401  (registration)
+from . import bayesian, clasp_pe, cold_start, diversity, lmi_al, random_, uncertainty  # noqa: F401  (registration)
 from .base import (QueryContext, QueryStrategy, available_strategies, describe_strategies, get_strategy,
                    rank_candidates)
 

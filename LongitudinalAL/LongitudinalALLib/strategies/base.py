@@ -31,6 +31,7 @@ class QueryContext:
     label-free strategies (random, cold start). ``outputs`` may be given when
     the caller already ran the model on this pool. The cache assumes the
     predictor's weights do not change: call :meth:`clear_cache` after training.
+    ``round_index`` = trained rounds so far (for noise that decays with rounds).
     """
 
     images: np.ndarray
@@ -39,6 +40,7 @@ class QueryContext:
     predictor: Predictor | None = None
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     mc_seed: int = 0
+    round_index: int = 0
     outputs: PoolOutputs | None = None
     progress: ProgressCallback | None = None
     cancel: CancelToken | None = None

@@ -1,0 +1,105 @@
+"""Issue 15: no collapse before the first lesion (cold-start mix), and spreading a query over subjects.
+
+Real sessions on MNI anatomy (test_session.make_case), real scratch models.
+The collapse seen on the learning curve (seed 2: the initial set held no
+lesion, every uncertainty strategy stayed at Dice 0) is the state rebuilt here:
+labels that are all "no new lesion", then an uncertainty query.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_session import make_case, new_session
+
+from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.model import Predictor
+from LongitudinalALLib.strategies import QueryContext, get_strategy
+from LongitudinalALLib.strategies.selection import SelectionOptions, interleave, select_batch
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _lesion_positions(case) -> set[int]:
+    return set(np.flatnonzero(case.labels.reshape(len(case.labels), -1).any(1)).tolist())
+
+
+def _label_lesion_free(s, case, n=6):
+    """Answer ``n`` lesion-free slices with tissue: the collapsed seed's initial set."""
+    lesion = _lesion_positions(case)
+    fg = case.foreground.reshape(len(case.foreground), -1).mean(1)
+    free = [i for i in np.argsort(-fg) if i not in lesion][:n]
+    for i in free:
+        s.add_label(case.case_id, case.provenance[i].slice_index, np.zeros(case.images.shape[2:], np.uint8))
+
+
+def _pure_ranking(s, name, k):
+    images, fg, _ = s.pool_arrays()
+    lab = np.concatenate([s.labelled_mask(c) for c in s.case_ids])
+    ctx = QueryContext(images, fg, lab, predictor=Predictor(s.current_model(), device="cpu"))
+    return select_batch(get_strategy(name), ctx, k, np.zeros(len(lab)), True)[0]
+
+
+def test_interleave_keeps_the_share_in_every_prefix_and_never_repeats():
+    out = interleave(np.array([10, 11, 12, 13]), np.array([11, 20, 21, 22, 23, 24]), 2 / 3)
+    assert sorted(out.tolist()) == [10, 11, 12, 13, 20, 21, 22, 23, 24]
+    first = np.isin(out, [10, 11, 12, 13])
+    for m in range(1, 7):
+        assert abs(first[:m].sum() - 2 / 3 * m) <= 1
+    assert interleave(np.array([1]), np.array([2, 3]), 1.0).tolist() == [1, 2, 3]
+
+
+def test_no_collapse_before_the_first_lesion(tmp_path):
+    s = new_session(tmp_path, seed=2)
+    case = make_case("c0")
+    _label_lesion_free(s, case)
+    lesion = _lesion_positions(case)
+    cold = get_strategy("cold_start")
+    images, fg, _ = s.pool_arrays()
+    cold_picks = cold.select(QueryContext(images, fg, s.labelled_mask("c0")), math.ceil(0.5 * 4))
+    assert set(cold_picks.tolist()) & lesion  # the cold start sees the change
+    picked = [s.position("c0", p.slice_index) for p in s.suggest(4, "entropy_mean")]
+    assert set(cold_picks.tolist()) <= set(picked) and set(picked) & lesion  # mixed in: a lesion is asked for
+    # switched off, the same query is the plain uncertainty ranking
+    plain = [s.position("c0", p.slice_index) for p in s.suggest(4, "entropy_mean", selection={"cold_start_share": 0})]
+    assert plain == _pure_ranking(s, "entropy_mean", 4).tolist() and not set(plain) & lesion  # the collapse
+    # once a labelled slice holds a lesion the strategy runs alone
+    i = sorted(lesion)[0]
+    s.add_label("c0", case.provenance[i].slice_index, case.labels[i])
+    after = [s.position("c0", p.slice_index) for p in s.suggest(4, "entropy_mean")]
+    assert after == _pure_ranking(s, "entropy_mean", 4).tolist()
+
+
+def test_label_free_baselines_stay_pure(tmp_path):
+    s = new_session(tmp_path, seed=2)
+    _label_lesion_free(s, make_case("c0"))
+    a = [p.slice_index for p in s.suggest(4, "fg_random")]
+    s2 = new_session(tmp_path / "b", seed=2)
+    _label_lesion_free(s2, make_case("c0"))
+    b = [p.slice_index for p in s2.suggest(4, "fg_random", selection={"cold_start_share": 0})]
+    assert a == b
+
+
+def test_per_subject_cap_and_round_robin_spread_a_query(tmp_path):
+    s = new_session(tmp_path, n_cases=3, seed=1)
+    capped = s.suggest(6, "cold_start", selection={"per_subject_cap": 2})
+    assert sorted(np.unique([p.case_id for p in capped], return_counts=True)[1].tolist()) == [2, 2, 2]
+    robin = s.suggest(6, "cold_start", selection={"round_robin": True})
+    cases = [p.case_id for p in robin]
+    assert cases[:3] == cases[3:] and len(set(cases[:3])) == 3  # each subject's best in turn
+    uncapped = [p.case_id for p in s.suggest(6, "cold_start")]
+    assert max(uncapped.count(c) for c in set(uncapped)) > 2  # the cap changed the query
+    n = len(s.state["suggestions"])
+    with pytest.raises(InputError, match="cap of 1 slices per subject allows only 3 of the 6"):
+        s.suggest(6, "cold_start", selection={"per_subject_cap": 1})
+    with pytest.raises(InputError, match="Unknown selection options"):
+        s.suggest(6, "cold_start", selection={"cap": 1})
+    assert len(s.state["suggestions"]) == n  # refused queries write nothing
+
+
+@pytest.mark.parametrize("bad", [{"cold_start_share": 2}, {"per_subject_cap": 0}, {"round_robin": "yes"}])
+def test_bad_selection_options_are_one_clear_error(bad):
+    with pytest.raises(InputError):
+        SelectionOptions.from_dict(bad)
