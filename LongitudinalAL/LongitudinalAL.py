@@ -239,8 +239,8 @@ class LongitudinalALTest(ScriptedLoadableModuleTest):
         logic = LongitudinalALLogic(runner=run_in_process).sceneLogic
         options = RunOptions(prepare={"spacing_mm": 3.0, "size": 64, "n4": False}, k=3, strategy="entropy_mean",
                              model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
-                             init_weights="scratch", train={"epochs": 1, "batch_size": 2, "crop_size": None},
-                             prefer_cpu=True)
+                             init_weights="scratch", prefer_cpu=True,  # an exact 2-step budget: no floor
+                             train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "crop_size": None})
         suggestions = logic.run(baseline, followup, options)
         self.assertEqual(len(suggestions), 3)
         first = suggestions[0]
