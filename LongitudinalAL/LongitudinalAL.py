@@ -299,8 +299,8 @@ class LongitudinalALTest(ScriptedLoadableModuleTest):
         logic = LongitudinalALLogic().sceneLogic
         options = RunOptions(prepare={"spacing_mm": 3.0, "size": 64, "n4": False}, k=3, strategy="entropy_mean",
                              model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
-                             init_weights="scratch", train={"epochs": 1, "batch_size": 2, "crop_size": None},
-                             prefer_cpu=True)
+                             init_weights="scratch", prefer_cpu=True,  # an exact 2-step budget: no floor
+                             train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "crop_size": None})
         logic.jobs.start_run(baseline, followup, options)
         outcome = logic.jobs.wait()
         self.assertEqual(outcome.status, "done", outcome.message)
