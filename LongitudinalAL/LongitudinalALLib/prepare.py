@@ -16,6 +16,7 @@ from . import atomic
 from .errors import InputError
 from .io import check_overlap, load_image, same_grid, save_image, validate_image
 from .pairing import CaseSlices, pair_slices
+from .policy import case_id_from_path
 from .prepare_checks import check_scan, load_transform, same_scan_warning
 from .preprocess import foreground_mask, match_histogram, n4_correct, normalize_intensity, validate_mask
 from .progress import CancelToken, ProgressCallback, check_cancel, report
@@ -192,10 +193,4 @@ def _name(value, default: str) -> str:
 
 
 def _case_id(baseline) -> str:
-    if isinstance(baseline, (str, Path)):
-        name = Path(baseline).name
-        for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return name
-    return "case"
+    return case_id_from_path(baseline) if isinstance(baseline, (str, Path)) else "case"

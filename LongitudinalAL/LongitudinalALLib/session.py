@@ -31,6 +31,7 @@ import numpy as np
 
 from . import atomic, pool_store
 from .errors import CancelledError, InputError, SessionError
+from .policy import DEFAULT_STRATEGY
 from .progress import CancelToken, ProgressCallback, report
 from .session_lock import SessionLock
 from .session_recovery import read_label_file, reconcile
@@ -85,7 +86,7 @@ class ALSession:
 
     # ------------------------------------------------------------ create / open
     @classmethod
-    def create(cls, directory: str | Path, cases: list, *, strategy: str = "random", seed: int = 0,
+    def create(cls, directory: str | Path, cases: list, *, strategy: str = DEFAULT_STRATEGY, seed: int = 0,
                model_config: dict | None = None, init_weights: str = "bundled",
                val_fraction: float = 0.2, overwrite: bool = False, wait: float = 0.0) -> "ALSession":
         """Start a session on ``cases`` (list of CaseSlices); ``init_weights``: "bundled", "scratch" or a path."""

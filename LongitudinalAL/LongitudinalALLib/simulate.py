@@ -22,6 +22,7 @@ import numpy as np
 from . import atomic, pool_store
 from .errors import InputError
 from .metrics import CohortMetrics, subject_metrics, summarize
+from .policy import DEFAULT_STRATEGY, training_seed
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 from .session import ALSession
 from .training import TrainConfig
@@ -29,7 +30,7 @@ from .training import TrainConfig
 
 @dataclass
 class SimulationConfig:
-    strategy: str = "random"
+    strategy: str = DEFAULT_STRATEGY
     rounds: int = 3
     per_round: int = 10
     initial: int | None = None           # labels in round 1 (None: per_round)
@@ -157,7 +158,7 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
             missing = initial + (r - 1) * cfg.per_round - session.budget()["total"]["labelled"]
             if missing > 0:
                 _oracle_labels(session, r, missing, truth, cfg, cancel)
-            session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": cfg.seed * 1000 + r}),
+            session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": training_seed(cfg.seed, r)}),
                                 cancel=cancel)
         metrics = evaluate(session.current_model(), test, cfg.threshold, cancel)
         row = {"round": r, **_budget_row(session.history[r - 1]["budget"]), "train": session.history[r - 1]["train"],
@@ -205,7 +206,7 @@ def train_full_supervision(session_dir: str | Path, pool: list[OracleCase], test
         for p, lab in zip(oc.slices.provenance, oc.slices.labels):
             session._write_label(oc.slices.case_id, p.slice_index, lab)
     session._commit()
-    result = session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": cfg.seed * 1000}),
+    result = session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": training_seed(cfg.seed, 0)}),
                                  cancel=cancel)
     metrics = evaluate(session.current_model(), test, cfg.threshold, cancel)
     budget = session.budget()["total"]

@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+from ..policy import DEFAULT_STRATEGY, case_id_from_path
+
 HELP = "Run the first active-learning round on a pair (default: the bundled sample) and write a Slicer .mrb."
 
 
@@ -21,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", help="baseline scan (default: bundled sample)")
     parser.add_argument("--followup", help="follow-up scan (default: bundled sample)")
     parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    parser.add_argument("--strategy", default="diff_weighted_entropy",
-                        help="query strategy for the first round (default: diff_weighted_entropy)")
+    parser.add_argument("--strategy", default=DEFAULT_STRATEGY,
+                        help=f"query strategy for the first round (default: {DEFAULT_STRATEGY})")
     parser.add_argument("--k", type=int, default=10, help="number of suggestions (default: 10)")
     parser.add_argument("--spacing", type=float, default=1.0, help="in-plane model pixel size in mm (default: 1.0)")
     parser.add_argument("--size", type=int, default=256, help="model slice size in pixels (default: 256)")
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     logic = LongitudinalALSceneLogic(scene, slicer_session.app, work_root=out / "work")
     options = RunOptions(prepare={"spacing_mm": args.spacing, "size": args.size, "n4": False if args.no_n4 else None},
                          strategy=args.strategy, k=args.k, seed=args.seed, prefer_cpu=args.cpu,
-                         case_id=baseline.name.split(".")[0] if args.baseline else "sample")
+                         case_id=case_id_from_path(baseline) if args.baseline else "sample")
     bar = TqdmProgress()
     try:
         suggestions = logic.run(baseline_node, followup_node, options, progress=bar)

@@ -6,6 +6,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from ..policy import case_id_from_path
+
 HELP = ("Register FOLLOWUP to BASELINE (N4, mask, normalise, rigid+affine), write the registered "
         "follow-up, difference, mask, transform (.tfm) and qc.json to --out.")
 
@@ -48,7 +50,7 @@ def check_size(size: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import check_output_dir, image_suffix
+    from ..io import check_output_dir
     from ..errors import RegistrationError
     from ..prepare import PrepareOptions, prepare_pair, write_prepared
     from ..progress import TqdmProgress
@@ -57,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     check_size(args.size)
     check_output_dir(args.out)
     base, foll = load_scans(args.baseline, args.followup, args.series)
-    name = Path(args.baseline).name
-    case_id = args.case_id or (name[: -len(image_suffix(name))] if image_suffix(name) else name)
+    case_id = args.case_id or case_id_from_path(args.baseline)
     options = PrepareOptions(modality=args.modality, n4=False if args.no_n4 else None, mask=args.mask,
                              deformable=args.deformable, axis=args.axis, size=args.size,
                              spacing_mm=args.spacing, seed=args.seed,

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from ..policy import DEFAULT_STRATEGY
 from .train import add_train_options, train_config
 
 HELP = ("Simulate active learning on a cohort with ground truth: the oracle labels the suggested "
@@ -20,7 +21,7 @@ MODELS = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", required=True, help="cohort folder (from make-cohort)")
-    p.add_argument("--strategy", default="random", help="query strategy (default random)")
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, help=f"query strategy (default {DEFAULT_STRATEGY})")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     p.add_argument("--per-round", type=int, default=10, help="slices labelled per round (default 10)")
     p.add_argument("--initial", type=int, default=None, help="slices in round 1 (default: --per-round)")

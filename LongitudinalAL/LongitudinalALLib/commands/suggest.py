@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..policy import DEFAULT_STRATEGY, case_id_from_path
 from .session_args import add_wait_option, open_for_writing
 
 HELP = "Create or reopen an active-learning session and print the slices most worth labelling next."
@@ -75,7 +76,7 @@ def _check_choices(args: argparse.Namespace) -> None:
     from ..model.weights import read_weights_info
     from ..strategies import get_strategy
 
-    get_strategy(args.strategy or "entropy_mean")
+    get_strategy(args.strategy or DEFAULT_STRATEGY)
     if args.weights not in ("bundled", "scratch"):
         read_weights_info(args.weights)
 
@@ -97,8 +98,7 @@ def _create(args: argparse.Namespace, progress):
     elif args.baseline and args.followup:
         from ..prepare import PrepareOptions, prepare_pair, write_prepared
 
-        name = Path(args.baseline).name.split(".")[0]
-        case_id = check_case_id(args.case_id or name)
+        case_id = check_case_id(args.case_id or case_id_from_path(args.baseline))
         options = PrepareOptions(modality=args.modality, axis=args.axis, size=args.size, spacing_mm=args.spacing,
                                  seed=args.seed)
         base, foll = load_scans(args.baseline, args.followup, args.series)
@@ -109,7 +109,7 @@ def _create(args: argparse.Namespace, progress):
     else:
         raise InputError(f"{root} holds no session yet, and no inputs were given.",
                          "Give --baseline and --followup (or --pair) to create it.")
-    session = ALSession.create(root, [case], strategy=args.strategy or "entropy_mean", seed=args.seed,
+    session = ALSession.create(root, [case], strategy=args.strategy or DEFAULT_STRATEGY, seed=args.seed,
                                init_weights=args.weights)
     session.state["prepared"] = {case.case_id: _relative_to(Path(prepared_dir), root)}
     session._commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..policy import training_seed
 from .session_args import add_wait_option, open_for_writing
 
 HELP = "Train one round on every labelled slice of a session, starting from its latest model."
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = train_config(args, seed=0)  # checked before the session is opened (open may repair files)
     session = open_for_writing(args)
-    cfg.seed = args.seed if args.seed is not None else session.state["seed"] * 1000 + len(session.history) + 1
+    cfg.seed = args.seed if args.seed is not None else training_seed(session.state["seed"], len(session.history) + 1)
     bar = TqdmProgress(disable=args.quiet or args.json)
     try:
         result = session.train_round(cfg, progress=bar)

@@ -25,6 +25,7 @@ import SimpleITK as sitk
 
 from .. import atomic
 from ..errors import InputError, SessionError
+from ..policy import DEFAULT_STRATEGY, training_seed
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from . import staging
 from .suggestions import build_suggestions, image_ijk_to_ras
@@ -77,7 +78,7 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
     qc = _qc_dict(pair.qc)
     atomic.write_json(prepared / "qc.json", qc)
     s = spec.get("session", {})
-    ALSession.create(work / "session", [pair.slices], strategy=s.get("strategy", "entropy_mean"),
+    ALSession.create(work / "session", [pair.slices], strategy=s.get("strategy", DEFAULT_STRATEGY),
                      seed=int(s.get("seed", 0)), model_config=s.get("model_config"),
                      init_weights=s.get("init_weights", "bundled"))
     result = job_suggest(spec, progress, cancel)
@@ -150,7 +151,8 @@ def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
     overrides = dict(spec.get("train", {}))
     if spec.get("prefer_cpu"):
         overrides["device"] = "cpu"
-    config = TrainConfig.from_dict({"seed": session.state["seed"], **overrides})
+    config = TrainConfig.from_dict({"seed": training_seed(session.state["seed"], len(session.history) + 1),
+                                    **overrides})
     result = session.train_round(config, progress=progress, cancel=cancel)
     out = job_suggest(spec, progress, cancel)
     out["train"] = result.summary()

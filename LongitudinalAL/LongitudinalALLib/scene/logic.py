@@ -20,6 +20,7 @@ import SimpleITK as sitk
 
 from .. import atomic
 from ..errors import InputError, LongitudinalALError, SessionError
+from ..policy import DEFAULT_STRATEGY
 from ..progress import CancelToken, ProgressCallback
 from . import archive, labels, outputs, persistence, session_scene, viewer, volumes
 from .session_scene import get_node, get_value, set_node, set_value
@@ -37,7 +38,7 @@ class RunOptions:
     """User options of one run (small defaults suit the GUI; tests pass tiny ones)."""
 
     prepare: dict[str, Any] = field(default_factory=lambda: {"spacing_mm": 1.0, "size": 256})
-    strategy: str = "entropy_mean"
+    strategy: str = DEFAULT_STRATEGY
     k: int = 10
     seed: int = 0
     model_config: dict[str, Any] | None = None   # None: the bundled model

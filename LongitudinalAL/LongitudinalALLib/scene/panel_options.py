@@ -9,11 +9,13 @@ a test checks this list against the registered strategies.
 
 from __future__ import annotations
 
+from .. import policy
+
 #: query strategies offered in the panel (== strategies.available_strategies(), checked by a test)
-STRATEGIES = ("entropy_mean", "entropy_sum", "entropy_topk", "least_confidence", "margin",
+STRATEGIES = ("clasp_pe", "entropy_mean", "entropy_sum", "entropy_topk", "least_confidence", "margin",
               "diff_weighted_entropy", "mc_entropy", "bald", "powerbald", "badge", "coreset",
               "cluster_margin", "lmi_hybrid", "cold_start", "fg_random", "random")
-DEFAULT_STRATEGY = "entropy_mean"
+DEFAULT_STRATEGY = policy.DEFAULT_STRATEGY
 
 #: (minimum, maximum) of the numeric options; the .ui's spin boxes carry the same ranges
 SPACING_MM = (0.5, 5.0)
