@@ -34,6 +34,22 @@ class Grid:
         return {"spacing": list(self.spacing), "tilt_deg": list(self.tilt_deg)}
 
 
+@dataclass
+class GridPair:
+    """One pair: int16 scans on their own grids and the uint8 new-lesion truth on the baseline grid."""
+
+    pair_id: str
+    grid_type: str
+    baseline: sitk.Image
+    followup: sitk.Image
+    truth: sitk.Image
+    params: dict
+
+    @property
+    def has_new(self) -> bool:
+        return bool(sitk.GetArrayViewFromImage(self.truth).any())
+
+
 def _tilt_matrix(tilt_deg: tuple[float, float]) -> np.ndarray:
     ax, ay = np.deg2rad(tilt_deg)
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -109,3 +125,22 @@ def brain_centre_lps(image: sitk.Image, brain: np.ndarray) -> tuple[float, float
     """Physical (LPS) centre of a (K, J, I) brain mask on ``image``'s grid."""
     c = np.array(ndimage.center_of_mass(brain))[::-1]
     return image.TransformContinuousIndexToPhysicalPoint([float(v) for v in c])
+
+
+def scan_pair(anat, clean: tuple[np.ndarray, np.ndarray], new_fraction: np.ndarray, grids: tuple[Grid, Grid],
+              poses: tuple[dict, dict], bias: tuple[dict | None, dict | None], noise_sigma: tuple[float, float],
+              noise_seed: tuple[int, int]) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """Acquire both visits' clean (K, J, I) anatomy-grid images on their own grids and poses.
+
+    ``poses``: {"rotation_deg_xyz", "translation_mm_xyz"} about the brain centre. Returns the
+    int16 baseline, int16 follow-up and the uint8 truth (``new_fraction`` seen on the baseline, >= 0.5).
+    """
+    src = anat.to_image(np.zeros(anat.shape, np.float32))
+    centre = brain_centre_lps(src, anat.brain)
+    refs = [grid_reference(src, g) for g in grids]
+    tfs = [pose_transform(q["rotation_deg_xyz"], q["translation_mm_xyz"], centre) for q in poses]
+    scans = [finish(acquire(anat.to_image(clean[v]), refs[v], tfs[v]), refs[v], bias[v], noise_sigma[v],
+                    noise_seed[v]) for v in (0, 1)]
+    truth = sitk.GetImageFromArray((acquire(anat.to_image(new_fraction), refs[0], tfs[0]) >= 0.5).astype(np.uint8))
+    truth.CopyInformation(refs[0])
+    return scans[0], scans[1], truth

@@ -25,15 +25,13 @@ The truth is the new-lesion fraction seen on the baseline grid, >= 0.5.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
 from .anatomy import load_anatomy
 from .deform import rotation_zyx, smooth_random_field
-from .grids import Grid, acquire, brain_centre_lps, finish, grid_reference, pose_transform
+from .grids import Grid, GridPair, scan_pair
 
 FAMILY_VERSION = "heldout-v1"
 ANATOMY = "colin27"
@@ -45,20 +43,7 @@ GRID_TYPES: dict[str, tuple[tuple[float, float, float], tuple[float, float, floa
 SEED = 13_000
 
 
-@dataclass
-class HeldoutPair:
-    """One pair: int16 scans on their own grids and the uint8 new-lesion truth on the baseline grid."""
-
-    pair_id: str
-    grid_type: str
-    baseline: sitk.Image
-    followup: sitk.Image
-    truth: sitk.Image
-    params: dict
-
-    @property
-    def has_new(self) -> bool:
-        return bool(sitk.GetArrayViewFromImage(self.truth).any())
+HeldoutPair = GridPair
 
 
 def sample_params(index: int, grid_type: str) -> dict:
@@ -147,22 +132,14 @@ def make_pair(index: int, grid_type: str, anatomy_spacing_mm: float = 1.0) -> He
     anat = load_anatomy(ANATOMY, anatomy_spacing_mm)
     sp = np.array(anat.spacing[::-1], float)
     frac_b, frac_f, bright = lesion_maps(p, anat.wm, anat.brain, sp)
-    src = anat.to_image(np.zeros(anat.shape, np.float32))
-    centre = brain_centre_lps(src, anat.brain)
     b_sp, f_sp, _ = GRID_TYPES[grid_type]
-    ref_b = grid_reference(src, Grid(b_sp))
-    ref_f = grid_reference(src, Grid(f_sp, tuple(p["tilt_deg"])))
-    poses = [pose_transform(q["rotation_deg_xyz"], q["translation_mm_xyz"], centre) for q in p["pose"]]
-    scans, refs = [], (ref_b, ref_f)
-    for v, frac in enumerate((frac_b, frac_f)):
-        clean = anat.to_image(_visit_image(anat, p["visits"][v], frac, bright))
-        acquired = acquire(clean, refs[v], poses[v])
-        wm_level = p["visits"][v]["scale"] * (1.0 / max(p["visits"][v]["gm"], 1.0)) ** p["visits"][v]["gamma"]
-        scans.append(finish(acquired, refs[v], p["bias"][v], p["noise_rel"][v] * wm_level, p["noise_seed"][v]))
-    new = anat.to_image(np.clip(frac_f - frac_b, 0, 1).astype(np.float32))
-    truth = sitk.GetImageFromArray((acquire(new, ref_b, poses[0]) >= 0.5).astype(np.uint8))
-    truth.CopyInformation(ref_b)
-    return HeldoutPair(p["pair_id"], grid_type, scans[0], scans[1], truth, p)
+    clean = tuple(_visit_image(anat, p["visits"][v], frac, bright) for v, frac in enumerate((frac_b, frac_f)))
+    wm_level = [q["scale"] * (1.0 / max(q["gm"], 1.0)) ** q["gamma"] for q in p["visits"]]
+    baseline, followup, truth = scan_pair(
+        anat, clean, np.clip(frac_f - frac_b, 0, 1).astype(np.float32),
+        (Grid(b_sp), Grid(f_sp, tuple(p["tilt_deg"]))), tuple(p["pose"]), tuple(p["bias"]),
+        (p["noise_rel"][0] * wm_level[0], p["noise_rel"][1] * wm_level[1]), tuple(p["noise_seed"]))
+    return HeldoutPair(p["pair_id"], grid_type, baseline, followup, truth, p)
 
 
 def checksum(pair: HeldoutPair) -> str:
