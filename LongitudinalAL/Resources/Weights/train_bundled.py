@@ -31,8 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", required=True, help="scratch folder for the prepared pairs")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "change_unet.safetensors"))
-    p.add_argument("--n-pairs", type=int, default=36, help="training pairs (3 per deformed subject)")
-    p.add_argument("--n-val", type=int, default=6, help="validation pairs (other subjects)")
+    p.add_argument("--n-pairs", type=int, default=36, help="training pairs after the validation ones (3 per subject)")
+    p.add_argument("--n-val", type=int, default=3, help="validation pairs: the first ones (whole subjects)")
     p.add_argument("--family-seed", type=int, default=1313, help="data seed of the randomised family")
     p.add_argument("--matching", choices=("histogram", "pairwise"), default="histogram")
     p.add_argument("--init", default="", help="weights to start from ('bundled' or a path; empty = random)")
@@ -43,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=12)
+    p.add_argument("--lesion-fraction", type=float, default=0.35, help="share of each batch from lesion slices")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, default=0.0, help="stop training after this long (0 = no limit)")
     p.add_argument("--prepare-only", action="store_true", help="prepare and cache the pairs, then stop")
@@ -112,7 +113,6 @@ def select(cases, rng: np.random.Generator, empty_ratio: float) -> tuple[np.ndar
 def main(argv=None) -> int:
     args = parse_args(argv)
     from LongitudinalALLib.model import ModelConfig, build_model, count_parameters, load_weights, save_weights
-    from LongitudinalALLib.model.weights import bundled_weights_path
     from LongitudinalALLib.errors import InputError
     from LongitudinalALLib.progress import CancelToken
     from LongitudinalALLib.training import TrainConfig, train_model
@@ -135,8 +135,8 @@ def main(argv=None) -> int:
     if args.prepare_only:
         return 0
     rng = np.random.default_rng(args.seed)
-    train_p = [p for p in paths[:args.n_pairs] if p is not None]
-    val_p = [p for p in paths[args.n_pairs:] if p is not None]
+    val_p = [p for p in paths[:args.n_val] if p is not None]  # the first subjects validate
+    train_p = [p for p in paths[args.n_val:] if p is not None]
     x, y, fg = select([case_slices(p, args.matching) for p in train_p], rng, args.empty_ratio)
     xv, yv, _ = select([case_slices(p, args.matching) for p in val_p], rng, args.empty_ratio)
     paths = train_p + val_p
@@ -145,9 +145,10 @@ def main(argv=None) -> int:
           f"validation slices {len(xv)}; lesion-free pairs {n_free}/{len(paths)}", flush=True)
 
     cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                      crop_size=args.crop, lr=args.lr, patience=args.patience, seed=args.seed)
+                      crop_size=args.crop, lr=args.lr, patience=args.patience, seed=args.seed,
+                      lesion_fraction=args.lesion_fraction)
     torch.manual_seed(args.seed)
-    init = str(bundled_weights_path()) if args.init == "bundled" else args.init
+    init = str(Path(__file__).resolve().parent / "change_unet.safetensors") if args.init == "bundled" else args.init
     model = load_weights(init) if init else build_model(ModelConfig())
     cancel = CancelToken()
     timer = threading.Timer(args.minutes * 60, cancel.cancel) if args.minutes > 0 else None
@@ -166,8 +167,8 @@ def main(argv=None) -> int:
         timer.cancel()
     summary = {
         "command": "python LongitudinalAL/Resources/Weights/train_bundled.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "data": {"family": "cohort/randomise.py", "family_seed": args.family_seed, "n_train_pairs": args.n_pairs,
-                 "n_val_pairs": args.n_val, "lesion_free_pairs": n_free, "refused_pairs": failed, "matching": args.matching,
+        "data": {"family": "cohort/randomise.py", "family_seed": args.family_seed, "n_train_pairs": len(train_p),
+                 "n_val_pairs": len(val_p), "lesion_free_pairs": n_free, "refused_pairs": failed, "matching": args.matching,
                  "init": args.init or "random", "seconds": round(t_data, 1)},
         "slices": {"size": 256, "spacing_mm": 1.0, "axis": "axial", "train": int(len(x)), "val": int(len(xv))},
         "train_config": cfg.to_dict(), "time_limit_minutes": args.minutes,
