@@ -16,6 +16,7 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer")
 
 from LongitudinalALLib.errors import CancelledError, InputError  # noqa: E402
+from LongitudinalALLib import triage  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions  # noqa: E402
 from LongitudinalALLib.scene.worker import WorkerProcess  # noqa: E402
@@ -71,6 +72,16 @@ def test_run_creates_outputs_and_shows_the_first_suggestion(run_state):
         assert logic.node(role) is not None, role
     assert logic.node("difference").GetDisplayNode().GetColorNode().GetName() == outputs.DIVERGING_NAME
     assert logic.node("table").GetNumberOfRows() == OPTIONS.k
+    # the table shows the pair's triage score (issue 15): the model's new-lesion probability of this follow-up
+    table = logic.node("table").GetTable()
+    column = list(outputs.TABLE_COLUMNS).index("pair P(new lesion)")
+    shown = {table.GetValue(r, column).ToDouble() for r in range(OPTIONS.k)}
+    session = logic._session()
+    case = session.case(suggestions[0].case_id)
+    probs = sitk.GetArrayFromImage(sitk.ReadImage(str(logic.work_dir / "maps" / "probability.nrrd")))
+    expected = triage.pair_probability(case.geometry.to_slices(probs.astype(np.float32), order=1), case.foreground)
+    assert len(shown) == 1 and 0.0 <= shown.pop() <= 1.0
+    assert table.GetValue(0, column).ToDouble() == pytest.approx(expected, abs=0.05)
     assert logic.node("points").GetNumberOfControlPoints() == OPTIONS.k
     # the registered follow-up is on the (prepared) baseline grid
     prepared = sitk.ReadImage(str(logic.work_dir / "prepared" / "baseline.nrrd"))
@@ -99,7 +110,7 @@ def test_accept_stores_labels_and_survives_a_deleted_segmentation(run_state):
     drawn = _draw_on_slice(logic, first)
     accepted = logic.accept_current()
     assert accepted.status == "accepted" and accepted.extra["lesion_pixels"] > 0
-    assert logic.node("table").GetCellText(0, 7) == "accepted"
+    assert logic.node("table").GetCellText(0, list(outputs.TABLE_COLUMNS).index("status")) == "accepted"
     assert logic.current_index == 1  # moved on to the next pending suggestion
     session = ALSession.open(logic.work_dir / "session")
     case = session.case(first.case_id)

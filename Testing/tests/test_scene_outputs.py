@@ -90,7 +90,8 @@ def test_difference_table_points_segmentation(env, pair):
     assert table.GetNumberOfRows() == 2 and table.GetCellText(0, 2) == str(lesion_k)
     assert float(table.GetCellText(0, 5)) == pytest.approx(sugg[0].ras[2], abs=1e-4)
     sugg[0].status = "accepted"
-    assert outputs.update_suggestions_table(sugg, env.scene, node=table).GetCellText(0, 7) == "accepted"
+    status = list(outputs.TABLE_COLUMNS).index("status")
+    assert outputs.update_suggestions_table(sugg, env.scene, node=table).GetCellText(0, status) == "accepted"
     points = outputs.update_suggestion_points(sugg, env.scene)
     assert points.GetNumberOfControlPoints() == 2
     np.testing.assert_allclose(points.GetNthControlPointPositionWorld(0), sugg[0].ras, atol=1e-6)

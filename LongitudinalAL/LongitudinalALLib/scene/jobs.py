@@ -91,6 +91,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     """Rank unlabelled slices with the session's strategy; write maps and suggestions.json."""
     import torch
 
+    from .. import triage
     from ..model import Predictor, binary_entropy, select_device
     from ..session import ALSession
 
@@ -123,11 +124,14 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
         scores[row] = p.score
     suggestions = build_suggestions(np.array(rows, dtype=int), scores, case_id, difference, foreground,
                                     image_ijk_to_ras(baseline), case.provenance, case.geometry.axis)
+    pair_probability = triage.pair_probability(probs, case.foreground)  # issue 15's triage score of this pair
+    for x in suggestions:
+        x.extra["pair_probability"] = pair_probability
     dicts = [x.to_dict() for x in suggestions]
     atomic.write_json(out_dir / "suggestions.json", dicts)
     report(progress, "Mapping", 1.0, f"{len(dicts)} suggestions")
     return {"suggestions": dicts, "maps": maps, "round": len(session.history), "budget": session.budget()["total"],
-            "device": str(device), "case_id": case_id}
+            "device": str(device), "case_id": case_id, "pair_probability": pair_probability}
 
 
 def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,

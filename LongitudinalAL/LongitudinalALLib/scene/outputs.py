@@ -22,7 +22,9 @@ from .suggestions import Suggestion
 DIVERGING_NAME = "LongitudinalAL DivergingBlueRed"
 LESION_SEGMENT = "new lesion"
 PREDICTION_SEGMENT = "model prediction"
-TABLE_COLUMNS = ("rank", "case", "slice", "R", "A", "S", "score", "status")
+#: "pair P(new lesion)": the triage score of the suggestion's pair (triage.pair_probability), so a
+#: user sees at a glance whether this follow-up likely holds any new lesion at all
+TABLE_COLUMNS = ("rank", "case", "slice", "R", "A", "S", "score", "pair P(new lesion)", "status")
 
 
 def _alive(node) -> bool:
@@ -129,14 +131,16 @@ def update_suggestions_table(suggestions: list[Suggestion], scene, name: str = "
     if not _alive(node):
         node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
         node.RemoveAllColumns()
-        for col, kind in zip(TABLE_COLUMNS, ("int", "string", "int", "double", "double", "double", "double", "string")):
+        for col, kind in zip(TABLE_COLUMNS, ("int", "string", "int", "double", "double", "double", "double", "double",
+                                              "string")):
             node.AddColumn(_vtk_array(kind, col))
         node.SetUseColumnTitleAsColumnHeader(True)
         node.AddDefaultStorageNode()
     table = node.GetTable()
     table.SetNumberOfRows(len(suggestions))
     for row, s in enumerate(suggestions):
-        values = (s.rank, s.case_id, s.slice_index, *s.ras, s.score, s.status)
+        values = (s.rank, s.case_id, s.slice_index, *s.ras, s.score,
+                  float(s.extra.get("pair_probability", float("nan"))), s.status)
         for col, value in enumerate(values):
             table.SetValue(row, col, value)
     table.Modified()
