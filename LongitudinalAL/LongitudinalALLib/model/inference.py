@@ -302,6 +302,7 @@ class Predictor:
         dropout: bool = True,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        rows: np.ndarray | None = None,
     ) -> MCStatistics:
         """Stream T = ``passes`` dropout passes batch by batch into per-slice statistics.
 
@@ -311,6 +312,9 @@ class Predictor:
         results are reproducible and do not change when a batch is retried after
         an out-of-memory error. ``dropout=False`` runs the same code with dropout
         off (every pass identical, mutual information 0): a control for tests.
+        ``rows`` (M,) slice indices: only those run (T passes cost T deterministic passes
+        each, so a shortlist is what keeps MC strategies interactive); every other
+        slice's statistics are NaN, "not scored". Same rows, same seed: same numbers.
         """
         if passes < 2:
             raise InputError(f"Monte-Carlo dropout needs at least 2 passes, got {passes}.", "Use e.g. passes=10.")
@@ -320,7 +324,10 @@ class Predictor:
         n = len(images)
         pred_h, exp_h, mi = (np.zeros(n, dtype=np.float64) for _ in range(3))
         mean_prob = np.zeros((n, *images.shape[2:]), dtype=np.float32) if keep_mean_prob else None
-        rows = np.arange(n) if foreground is None else np.flatnonzero(foreground.reshape(n, -1).any(axis=1))
+        asked = self._asked_rows(n, rows)
+        for stat in (pred_h, exp_h, mi):
+            stat[~asked] = np.nan
+        rows = np.flatnonzero(asked if foreground is None else asked & foreground.reshape(n, -1).any(axis=1))
         rng_devices = []
         if self.device.type == "cuda":
             rng_devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
@@ -355,6 +362,19 @@ class Predictor:
         with mc_dropout(self.model, enabled=dropout):
             self._run_batches(images, step, "MC dropout", progress, cancel, rows=rows, replicated=True)
         return MCStatistics(pred_h, exp_h, mi, mean_prob, passes, reduce.key)
+
+    @staticmethod
+    def _asked_rows(n: int, rows: np.ndarray | None) -> np.ndarray:
+        """(N,) bool: the slices ``rows`` names (all when None); bad indices are an InputError."""
+        if rows is None:
+            return np.ones(n, dtype=bool)
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or (rows.size and (rows.dtype.kind not in "iu" or rows.min() < 0 or rows.max() >= n)):
+            raise InputError(f"MC rows must be slice indices in [0, {n}), got {rows!r:.80}.",
+                             "Pass the positions of the slices to score, e.g. a shortlist.")
+        asked = np.zeros(n, dtype=bool)
+        asked[rows] = True
+        return asked
 
     def mc_dropout(self, images: np.ndarray, passes: int = 10, reduce: str | PixelReduction = "mean", **kwargs) -> MCStatistics:
         """Alias of :meth:`mc_statistics` under the name used in docs/architecture.md."""
