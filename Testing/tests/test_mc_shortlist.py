@@ -122,3 +122,15 @@ def test_rank_candidates_puts_nan_after_numbers_ordered_by_the_unscored_key(pool
     assert rank_candidates(ctx, scores, 0.0).tolist() == [4, 1, 3, 0, 2, 5]
     ctx.unscored_key = np.array([0.1, 0, 0.3, 0, 0, 0.2])
     assert rank_candidates(ctx, scores, 0.0).tolist() == [4, 1, 3, 2, 5, 0]
+
+
+def test_mc_progress_counts_the_shortlist_and_shows_an_estimate(pool):
+    images, fg, pred = pool
+    seen: list[tuple[str, float, str]] = []
+    ctx = QueryContext(images, fg, np.zeros(N, bool), pred, mc_shortlist=8,
+                       progress=lambda stage, f, msg="": seen.append((stage, f, msg)))
+    ctx.mc(2, "mean")
+    mc = [(f, msg) for stage, f, msg in seen if stage == "MC dropout"]
+    assert [f for f, _ in mc] == pytest.approx([0.5, 1.0])  # 8 slices in batches of 4
+    assert mc[0][1].startswith("4/8 slices, about ") and mc[0][1].endswith(" left")
+    assert mc[-1][1] == "8/8 slices, about 0 s left"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -113,6 +114,12 @@ def content_window(images: np.ndarray, stride: int, margin: int = 16) -> tuple[s
         hi = min(size, -(-(idx[-1] + 1 + margin) // stride) * stride)
         spans.append(slice(int(lo), int(hi)))
     return spans[0], spans[1]
+
+
+def eta_text(began: float, done: int, total: int) -> str:
+    """'about 40 s left' from the rate so far (what a progress bar shows beside the fraction)."""
+    left = (time.perf_counter() - began) / max(1, done) * (total - done)
+    return f"about {left:.0f} s left" if left < 90 else f"about {left / 60:.0f} min left"
 
 
 @functools.lru_cache(maxsize=1)
@@ -213,7 +220,7 @@ class Predictor:
         n = len(images) if rows is None else len(rows)
         window = content_window(images if rows is None else images[rows], self.model.cfg.total_stride) \
             if self.crop_to_content else (slice(None), slice(None))
-        start = 0
+        start, began = 0, time.perf_counter()
         while start < n:
             check_cancel(cancel, stage)
             stop = min(n, start + self.batch_size)
@@ -237,7 +244,7 @@ class Predictor:
                 self.batch_size = max(1, (stop - start) // 2)
                 continue
             start = stop
-            report(progress, stage, start / n, f"{start}/{n} slices")
+            report(progress, stage, start / n, f"{start}/{n} slices, {eta_text(began, start, n)}")
 
     # ------------------------------------------------------------------ outputs
     def predict(
