@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -113,6 +114,12 @@ def content_window(images: np.ndarray, stride: int, margin: int = 16) -> tuple[s
         hi = min(size, -(-(idx[-1] + 1 + margin) // stride) * stride)
         spans.append(slice(int(lo), int(hi)))
     return spans[0], spans[1]
+
+
+def eta_text(began: float, done: int, total: int) -> str:
+    """'about 40 s left' from the rate so far (what a progress bar shows beside the fraction)."""
+    left = (time.perf_counter() - began) / max(1, done) * (total - done)
+    return f"about {left:.0f} s left" if left < 90 else f"about {left / 60:.0f} min left"
 
 
 @functools.lru_cache(maxsize=1)
@@ -213,7 +220,7 @@ class Predictor:
         n = len(images) if rows is None else len(rows)
         window = content_window(images if rows is None else images[rows], self.model.cfg.total_stride) \
             if self.crop_to_content else (slice(None), slice(None))
-        start = 0
+        start, began = 0, time.perf_counter()
         while start < n:
             check_cancel(cancel, stage)
             stop = min(n, start + self.batch_size)
@@ -237,7 +244,7 @@ class Predictor:
                 self.batch_size = max(1, (stop - start) // 2)
                 continue
             start = stop
-            report(progress, stage, start / n, f"{start}/{n} slices")
+            report(progress, stage, start / n, f"{start}/{n} slices, {eta_text(began, start, n)}")
 
     # ------------------------------------------------------------------ outputs
     def predict(
@@ -302,6 +309,7 @@ class Predictor:
         dropout: bool = True,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        rows: np.ndarray | None = None,
     ) -> MCStatistics:
         """Stream T = ``passes`` dropout passes batch by batch into per-slice statistics.
 
@@ -311,6 +319,9 @@ class Predictor:
         results are reproducible and do not change when a batch is retried after
         an out-of-memory error. ``dropout=False`` runs the same code with dropout
         off (every pass identical, mutual information 0): a control for tests.
+        ``rows`` (M,) slice indices: only those run (T passes cost T deterministic passes
+        each, so a shortlist is what keeps MC strategies interactive); every other
+        slice's statistics are NaN, "not scored". Same rows, same seed: same numbers.
         """
         if passes < 2:
             raise InputError(f"Monte-Carlo dropout needs at least 2 passes, got {passes}.", "Use e.g. passes=10.")
@@ -320,7 +331,10 @@ class Predictor:
         n = len(images)
         pred_h, exp_h, mi = (np.zeros(n, dtype=np.float64) for _ in range(3))
         mean_prob = np.zeros((n, *images.shape[2:]), dtype=np.float32) if keep_mean_prob else None
-        rows = np.arange(n) if foreground is None else np.flatnonzero(foreground.reshape(n, -1).any(axis=1))
+        asked = self._asked_rows(n, rows)
+        for stat in (pred_h, exp_h, mi):
+            stat[~asked] = np.nan
+        rows = np.flatnonzero(asked if foreground is None else asked & foreground.reshape(n, -1).any(axis=1))
         rng_devices = []
         if self.device.type == "cuda":
             rng_devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
@@ -355,6 +369,19 @@ class Predictor:
         with mc_dropout(self.model, enabled=dropout):
             self._run_batches(images, step, "MC dropout", progress, cancel, rows=rows, replicated=True)
         return MCStatistics(pred_h, exp_h, mi, mean_prob, passes, reduce.key)
+
+    @staticmethod
+    def _asked_rows(n: int, rows: np.ndarray | None) -> np.ndarray:
+        """(N,) bool: the slices ``rows`` names (all when None); bad indices are an InputError."""
+        if rows is None:
+            return np.ones(n, dtype=bool)
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or (rows.size and (rows.dtype.kind not in "iu" or rows.min() < 0 or rows.max() >= n)):
+            raise InputError(f"MC rows must be slice indices in [0, {n}), got {rows!r:.80}.",
+                             "Pass the positions of the slices to score, e.g. a shortlist.")
+        asked = np.zeros(n, dtype=bool)
+        asked[rows] = True
+        return asked
 
     def mc_dropout(self, images: np.ndarray, passes: int = 10, reduce: str | PixelReduction = "mean", **kwargs) -> MCStatistics:
         """Alias of :meth:`mc_statistics` under the name used in docs/architecture.md."""

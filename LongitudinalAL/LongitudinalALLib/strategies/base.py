@@ -6,6 +6,13 @@ foreground are never preferred: they are ranked after every slice with tissue
 and only returned when nothing else is left. The :class:`QueryContext` runs
 the model at most once per kind of output (deterministic pass; MC dropout per
 (passes, reduction)), so several strategies on one pool share forward passes.
+
+Monte-Carlo dropout costs T deterministic passes per slice. On a large pool the
+context therefore runs it only on a shortlist: the unlabelled slices with the
+highest deterministic entropy (the pass the other strategies need anyway), sized
+so that T passes over it cost about ``MC_BUDGET`` deterministic passes over the
+pool (issue 14: any strategy within 3x the deterministic ones). Slices outside
+the shortlist get NaN MC statistics and rank after it, by deterministic entropy.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from ..model.inference import MCStatistics, PoolOutputs, Predictor
 from ..model.reductions import PixelReduction, as_reduction
 from ..progress import CancelToken, ProgressCallback
 
+MC_BUDGET = 2.0        # auto shortlist: T x M slices of MC work ~ this many passes over the pool
+MC_MIN_SHORTLIST = 32  # ... but never fewer than this many slices (k=10 with lmi_hybrid wants ~50)
+
 
 @dataclass
 class QueryContext:
@@ -32,6 +42,8 @@ class QueryContext:
     the caller already ran the model on this pool. The cache assumes the
     predictor's weights do not change: call :meth:`clear_cache` after training.
     ``round_index`` = trained rounds so far (for noise that decays with rounds).
+    ``mc_shortlist``: how many slices MC dropout runs on: "auto" (see the module
+    docstring), an int, or None for every slice with tissue (the pre-issue-14 path).
     """
 
     images: np.ndarray
@@ -44,6 +56,7 @@ class QueryContext:
     outputs: PoolOutputs | None = None
     progress: ProgressCallback | None = None
     cancel: CancelToken | None = None
+    mc_shortlist: int | str | None = "auto"
     _mc_cache: dict[tuple[int, str, int], MCStatistics] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +76,12 @@ class QueryContext:
         if not isinstance(self.rng, np.random.Generator):
             self.rng = np.random.default_rng(self.rng)
         self._fg_fraction = self.foreground.reshape(n, -1).mean(axis=1)
+        if not (self.mc_shortlist in (None, "auto") or (isinstance(self.mc_shortlist, (int, np.integer))
+                                                        and not isinstance(self.mc_shortlist, bool)
+                                                        and self.mc_shortlist >= 1)):
+            raise InputError(f"MC shortlist {self.mc_shortlist!r} is not 'auto', None or a positive integer.",
+                             "Use mc_shortlist='auto' (default), e.g. 64, or None to score every slice.")
+        self.unscored_key: np.ndarray | None = None  # (N,) orders slices whose scores are NaN
 
     @property
     def n(self) -> int:
@@ -80,6 +99,7 @@ class QueryContext:
 
     def clear_cache(self) -> None:
         self.outputs = None
+        self.unscored_key = None
         self._mc_cache.clear()
 
     def require_predictor(self, who: str) -> Predictor:
@@ -100,14 +120,45 @@ class QueryContext:
         return self.model_outputs(who).probs
 
     def mc(self, passes: int, reduction: str | PixelReduction, who: str = "this strategy") -> MCStatistics:
-        """Monte-Carlo dropout statistics over foreground pixels (cached per passes/reduction/seed)."""
+        """Monte-Carlo dropout statistics over foreground pixels (cached per passes/reduction/seed).
+
+        Only the :meth:`mc_rows` shortlist is run; the other slices' statistics are NaN.
+        """
         red = as_reduction(reduction)
         key = (int(passes), red.key, int(self.mc_seed))
         if key not in self._mc_cache:
-            self._mc_cache[key] = self.require_predictor(who).mc_statistics(
+            predictor = self.require_predictor(who)
+            self._mc_cache[key] = predictor.mc_statistics(
                 self.images, passes=passes, reduction=red, foreground=self.foreground, seed=self.mc_seed,
-                progress=self.progress, cancel=self.cancel)
+                progress=self.progress, cancel=self.cancel, rows=self.mc_rows(passes, red, who))
         return self._mc_cache[key]
+
+    def shortlist_size(self, passes: int) -> int | None:
+        """M slices for MC dropout with T = ``passes``, or None for all (see the module docstring)."""
+        if self.mc_shortlist is None:
+            return None
+        if self.mc_shortlist == "auto":
+            tissue = int((self._fg_fraction > 0).sum())
+            return max(MC_MIN_SHORTLIST, int(np.ceil(MC_BUDGET * tissue / max(1, int(passes)))))
+        return int(self.mc_shortlist)
+
+    def mc_rows(self, passes: int, reduction: str | PixelReduction, who: str = "this strategy") -> np.ndarray | None:
+        """Sorted (M,) indices MC dropout runs on, or None for every slice with tissue.
+
+        When every slice with tissue fits, all run (labelled ones too, as before).
+        Otherwise the M unlabelled slices with tissue and the highest deterministic
+        entropy (same reduction); that entropy then orders the rest (``unscored_key``).
+        """
+        size = self.shortlist_size(passes)
+        if size is None or int((self._fg_fraction > 0).sum()) <= size:
+            return None
+        from ..model.reductions import binary_entropy
+        from .uncertainty import reduce_pixels  # uncertainty imports this module
+
+        proxy = reduce_pixels(self, self.probs(who), lambda p, _: binary_entropy(p), as_reduction(reduction))
+        self.unscored_key = proxy
+        cand = np.flatnonzero(~self.labelled & (self._fg_fraction > 0))
+        return np.sort(cand[np.argsort(-proxy[cand], kind="stable")[:size]])
 
 
 class QueryStrategy(ABC):
@@ -160,12 +211,19 @@ def check_k(k: int) -> int:
 
 
 def rank_candidates(ctx: QueryContext, scores: np.ndarray, min_foreground: float) -> np.ndarray:
-    """All unlabelled indices: those with foreground by descending score, then the rest (stable)."""
+    """All unlabelled indices: those with foreground by descending score, then the rest (stable).
+
+    NaN scores (slices outside an MC shortlist) come after every number, ordered by
+    ``ctx.unscored_key`` (deterministic entropy) when the context has one.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (ctx.n,):
         raise ValueError(f"scores have shape {scores.shape}, expected ({ctx.n},)")
-    s = np.where(np.isnan(scores), -np.inf, scores)
-    order = np.argsort(-s, kind="stable")
+    nan = np.isnan(scores)
+    s = np.where(nan, -np.inf, scores)
+    key = getattr(ctx, "unscored_key", None)
+    tie = np.where(nan, -np.asarray(key, dtype=np.float64), 0.0) if key is not None else np.zeros(ctx.n)
+    order = np.lexsort((tie, -s, nan))
     order = order[~ctx.labelled[order]]
     has_fg = ctx.foreground_fraction[order] >= min_foreground
     return np.concatenate([order[has_fg], order[~has_fg]]).astype(np.int64)

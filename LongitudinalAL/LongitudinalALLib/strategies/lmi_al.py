@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InputError
 from ..model.reductions import PixelReduction, as_reduction, binary_entropy
-from .base import QueryContext, QueryStrategy, check_k, register
+from .base import QueryContext, QueryStrategy, check_k, rank_candidates, register
 from .change import difference_scale
 from .diversity import context_device, k_center_greedy
 from .uncertainty import reduce_pixels
@@ -77,7 +77,8 @@ class LMIHybridStrategy(QueryStrategy):
         k = check_k(k)
         scores = self.score(ctx)
         eligible, _ = self.split_candidates(ctx)
-        cand = eligible[np.argsort(-scores[eligible], kind="stable")][: self.factor * k]
+        # ranked like every strategy: slices outside an MC shortlist (NaN) follow by deterministic entropy
+        cand = rank_candidates(ctx, scores, self.min_foreground)[: min(len(eligible), self.factor * k)]
         emb = ctx.model_outputs(self.name).embeddings
         picks = k_center_greedy(emb, cand, np.flatnonzero(ctx.labelled), k, context_device(ctx), first=0)
         return self.fill(ctx, picks, k, scores)
