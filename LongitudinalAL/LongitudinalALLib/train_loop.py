@@ -21,7 +21,8 @@ from .metrics import dice_foreground
 from .progress import CancelToken, ProgressCallback, report
 from .train_plan import StepPlan, TimeBudget
 
-REPLAN_EVERY = 5   # steps between re-plans of the budget against the wall-time cap
+REPLAN_EVERY = 1   # steps between re-plans against the wall-time cap: on a loaded machine one step can take
+                   # tens of seconds, so waiting for 5 let a 20 s cap run for minutes
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -110,3 +110,20 @@ def test_no_lesion_labels_is_not_a_collapse():
     y[:] = 0
     r = train_model(_collapsed_model(), x, y, config=_cfg(min_total_steps=4), train_foreground=fg)
     assert r.collapse["checked"] is False and not r.collapse["detected"] and not r.warnings
+
+
+def test_the_time_cap_is_checked_after_every_step(monkeypatch):
+    """A loaded machine: every step takes 10 s of the clock; a 15 s cap must stop after 2 steps, not 5."""
+    from LongitudinalALLib import train_plan
+
+    clock = [0.0]
+    monkeypatch.setattr(train_plan.time, "perf_counter", lambda: clock[0])
+    budget = train_plan.TimeBudget(15.0, 200)
+    from LongitudinalALLib.train_loop import REPLAN_EVERY
+    steps = 0
+    while steps < budget.total_steps:
+        clock[0] += 10.0
+        steps += 1
+        if steps % REPLAN_EVERY == 0:
+            budget.replan(steps)
+    assert steps == 2 and budget.capped
