@@ -150,7 +150,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     out = {"command": "python Testing/benchmarks/bench_model_heldout.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "machine": describe_machine(), "weights": args.weights, "metrics_note":
-           "metrics.py lesion F1 as on this branch (any-overlap detection rule)", "grid_types": {}}
+           "metrics.py lesion F1 with the MSSEG-2 detection rule (animaSegPerfAnalyzer alpha/beta/gamma)", "grid_types": {}}
     for gt in args.grid_types.split(","):
         pairs = [prepared(i, gt) for i in range(args.n)]
         res = {"diff_signal": {}, "models": {}}
