@@ -55,6 +55,13 @@ class LongitudinalALSceneLogic:
         self.work_root = Path(work_root) if work_root else persistence.default_work_root()
         self.runner: Runner = runner or run_in_process
         self.archive_limits = archive.ArchiveLimits()  # caps for sessions restored from scene files
+        self.scene_closes = 0  # File > Close Scene count: a job started before a close is never applied
+        self._close_tag = scene.AddObserver(scene.StartCloseEvent, self._on_scene_close)
+
+    def _on_scene_close(self, caller=None, event=None) -> None:
+        self.scene_closes += 1
+        if getattr(self, "_jobs", None) is not None:
+            self._jobs.cancel()  # its result could only go into the next scene
 
     # ------------------------------------------------------------ state
     @property
@@ -113,11 +120,9 @@ class LongitudinalALSceneLogic:
             with atomic.atomic_path(path) as tmp:
                 sitk.WriteImage(volumes.node_to_sitk(node, role), str(tmp), True)
             paths[role] = str(path)
-        param = self.param
-        set_node(param, "baseline", baseline)
-        set_node(param, "followup", followup)
-        set_value(param, "options", asdict(options))
-        return self._spec(work, options) | paths | {"prepare": dict(options.prepare), "case_id": options.case_id}
+        scene_inputs = {"baseline": baseline.GetID(), "followup": followup.GetID(), "options": asdict(options)}
+        return self._spec(work, options) | paths | {"prepare": dict(options.prepare), "case_id": options.case_id,
+                                                    "scene_inputs": scene_inputs}  # written only when applied
 
     def _spec(self, work: Path, options: RunOptions) -> dict[str, Any]:
         return {"work_dir": str(work), "prefer_cpu": options.prefer_cpu, "train": dict(options.train),
@@ -127,9 +132,13 @@ class LongitudinalALSceneLogic:
     def apply_prepare_result(self, spec: dict[str, Any], result: dict[str, Any]) -> list[Suggestion]:
         """Create the output nodes from a finished "prepare" job and show the first suggestion."""
         work = Path(spec["work_dir"])
-        set_value(self.param, "sessionDir", str(work))
-        prepared = work / "prepared"
         scene, param = self.scene, self.param
+        inputs = spec.get("scene_inputs", {})
+        for role in ("baseline", "followup"):
+            set_node(param, role, scene.GetNodeByID(inputs.get(role) or ""))
+        set_value(param, "options", inputs.get("options", {}))
+        set_value(param, "sessionDir", str(work))
+        prepared = work / "prepared"
         set_node(param, "transform", outputs.update_transform_node(
             sitk.ReadTransform(str(prepared / "transform.tfm")), scene, node=self.node("transform")))
         set_node(param, "registered", outputs.update_registered_volume(
