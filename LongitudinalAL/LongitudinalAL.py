@@ -216,7 +216,7 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._guard(lambda: self.logic.sceneLogic.show_suggestion(row))
 
     def onSceneStartClose(self, caller=None, event=None):
-        self.jobs.cancel()  # a running job must not be applied to the next scene
+        """The logic cancels a running job (never applied to the next scene); polling then reports it."""
         self.ui.segmentEditorWidget.setSegmentationNode(None)
         self.ui.segmentEditorWidget.removeViewObservations()
 
@@ -227,8 +227,9 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.refresh()
 
     def onSceneImported(self, caller=None, event=None):
+        """The module-level restorer (scene/restore.py) already restored the session and showed any error."""
         self.selectEditorNode()
-        self._guard(self.logic.sceneLogic.ensure_session)
+        self.refresh()
 
     def refresh(self):
         scene = self.logic.sceneLogic

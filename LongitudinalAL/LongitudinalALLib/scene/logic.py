@@ -59,7 +59,7 @@ class LongitudinalALSceneLogic:
         self._close_tag = scene.AddObserver(scene.StartCloseEvent, self._on_scene_close)
 
     def _on_scene_close(self, caller=None, event=None) -> None:
-        self.scene_closes += 1
+        self.scene_closes = getattr(self, "scene_closes", 0) + 1  # also fired while Python shuts down
         if getattr(self, "_jobs", None) is not None:
             self._jobs.cancel()  # its result could only go into the next scene
 
