@@ -9,6 +9,7 @@ cancelled Run leaves its options unwritten, a failed apply leaves no new node.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -71,6 +72,8 @@ def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
     assert (after.run_text, after.run_enabled, after.labelling_enabled) == ("Run", True, True)
     assert "registration" in jobs.log_text() and "Mapping 100%" in jobs.log_text()  # progress reached the log
     assert list((logic.work_root / "logs").glob("*prepare*.log"))  # the worker log is kept
+    assert logic.status()["device"] == "cpu"  # the device used is shown in the panel
+    assert json.loads((logic.work_root / "devices.json").read_text())["devices"][-1] == "cpu"  # for the next start
 
 
 def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran):
@@ -155,3 +158,4 @@ def test_a_finished_train_round_is_committed_and_applied(ran):
     assert (logic.work_dir / "maps" / "probability.nrrd").is_file()
     assert not shutil.os.path.exists(staged)
     assert len(logic.suggestions) == OPTIONS.k
+    assert get_json(logic.param, "lastTraining")["device"] == "cpu"  # the round record names where it ran

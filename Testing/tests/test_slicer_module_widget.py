@@ -23,7 +23,8 @@ from slicer_app_standins import RecordingWidget, install_real_parameter_node_wra
 from test_scene_logic import OPTIONS  # noqa: E402
 
 UI_NAMES = ("runButton", "acceptButton", "retrainButton", "previousButton", "nextButton", "progressBar",
-            "statusLabel", "logTextEdit", "suggestionTable", "segmentEditorWidget", "suggestionLabel", "deviceLabel")
+            "statusLabel", "logTextEdit", "suggestionTable", "segmentEditorWidget", "suggestionLabel", "deviceLabel",
+            "storedSessionsList")
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def widget(tmp_path, monkeypatch):
     files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp_path / "pair")
     w._parameterNode = types.SimpleNamespace(
         baseline=volumes.load_volume(files[0], hs.scene, "baseline"), followup=None, spacingMm=3.0, size=64,
-        deformable=False, strategy="entropy_mean", k=4, useCpu=True)
+        deformable=False, strategy="entropy_mean", k=4, device="cpu")
     w.followup = volumes.load_volume(files[1], hs.scene, "follow-up")
     w.errors = errors
     return w
@@ -116,3 +117,20 @@ def test_closing_the_scene_during_a_run_leaves_a_usable_panel_that_says_why(widg
     assert widget.errors == [] and "scene was closed" in widget.ui.statusLabel.calls["setText"][0]
     assert widget.ui.runButton.text == "Run" and widget.ui.runButton.enabled
     assert widget.logic.sceneLogic.suggestions == []
+
+
+def test_the_stored_sessions_section_deletes_the_selected_one_after_one_confirmation(widget, monkeypatch):
+    from LongitudinalALLib.scene import persistence
+
+    root = widget.logic.sceneLogic.work_root
+    kept, gone = persistence.new_work_folder(root), persistence.new_work_folder(root)
+    asked = []
+    monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda text, *a, **k: asked.append(text) or True,
+                        raising=False)
+    widget.onStoredList()
+    assert {folder for folder, _ in widget.storedRows} == {kept, gone}
+    widget.ui.storedSessionsList.currentRow = [folder for folder, _ in widget.storedRows].index(gone)
+    widget.onRemoveStored()
+    assert len(asked) == 1 and not gone.exists() and kept.is_dir() and widget.errors == []
+    assert "Deleted" in widget.ui.statusLabel.calls["setText"][0]
+    assert [folder for folder, _ in widget.storedRows] == [kept]  # the list was refreshed

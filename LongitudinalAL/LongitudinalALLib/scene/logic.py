@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from .. import atomic
 from ..errors import InputError, LongitudinalALError, SessionError
 from ..progress import CancelToken, ProgressCallback
-from . import archive, labels, outputs, persistence, session_scene, viewer, volumes
+from . import archive, labels, outputs, panel_options, persistence, session_scene, viewer, volumes
 from .session_scene import get_node, get_value, set_node, set_value
 from .suggestions import ACCEPTED, PENDING, Suggestion
 from .worker import Runner, run_in_process
@@ -44,6 +44,7 @@ class RunOptions:
     init_weights: str = "bundled"
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     prefer_cpu: bool = False
+    device: str = ""  # "cuda", "mps" or "cpu" (panel_options.available_devices); "": the best one
     case_id: str = "case"
     foreground: str = "difference"  # or "uncertainty"
     opacity: float = 0.5
@@ -125,7 +126,8 @@ class LongitudinalALSceneLogic:
                                                     "scene_inputs": scene_inputs}  # written only when applied
 
     def _spec(self, work: Path, options: RunOptions) -> dict[str, Any]:
-        return {"work_dir": str(work), "prefer_cpu": options.prefer_cpu, "train": dict(options.train),
+        return {"work_dir": str(work), "prefer_cpu": options.prefer_cpu, "device": options.device,
+                "devices_file": str(self.work_root / panel_options.DEVICES_FILE), "train": dict(options.train),
                 "session": {"strategy": options.strategy, "k": options.k, "seed": options.seed,
                             "model_config": options.model_config, "init_weights": options.init_weights}}
 
