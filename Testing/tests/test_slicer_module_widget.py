@@ -119,10 +119,10 @@ def test_closing_the_scene_during_a_run_leaves_a_usable_panel_that_says_why(widg
     assert widget.logic.sceneLogic.suggestions == []
 
 
-def test_the_stored_sessions_section_deletes_the_selected_one_after_one_confirmation(widget, monkeypatch):
+def test_the_stored_sessions_section_deletes_the_selected_one_after_one_confirmation(widget, monkeypatch, tmp_path):
     from LongitudinalALLib.scene import persistence
 
-    root = widget.logic.sceneLogic.work_root
+    root = widget.logic.sceneLogic.work_root = tmp_path / "stored"  # not the work root other tests share
     kept, gone = persistence.new_work_folder(root), persistence.new_work_folder(root)
     asked = []
     monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda text, *a, **k: asked.append(text) or True,
