@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,22 @@ class RunOptions:
     opacity: float = 0.5
 
 
+class _CloseCounter:
+    """Scene StartCloseEvent observer holding the logic weakly (no logic-scene cycle; a scene
+    destroyed during garbage collection or at exit never calls into a half-freed logic)."""
+
+    def __init__(self, logic) -> None:
+        self.logic = weakref.ref(logic)
+
+    def __call__(self, caller=None, event=None) -> None:
+        logic = self.logic()
+        if logic is None:
+            return
+        logic.scene_closes += 1
+        if getattr(logic, "_jobs", None) is not None:
+            logic._jobs.cancel()  # its result could only go into the next scene
+
+
 class LongitudinalALSceneLogic:
     def __init__(self, scene, app, work_root: str | Path | None = None, runner: Runner | None = None) -> None:
         self.scene, self.app = scene, app
@@ -57,12 +74,7 @@ class LongitudinalALSceneLogic:
         self.runner: Runner = runner or run_in_process
         self.archive_limits = archive.ArchiveLimits()  # caps for sessions restored from scene files
         self.scene_closes = 0  # File > Close Scene count: a job started before a close is never applied
-        self._close_tag = scene.AddObserver(scene.StartCloseEvent, self._on_scene_close)
-
-    def _on_scene_close(self, caller=None, event=None) -> None:
-        self.scene_closes = getattr(self, "scene_closes", 0) + 1  # also fired while Python shuts down
-        if getattr(self, "_jobs", None) is not None:
-            self._jobs.cancel()  # its result could only go into the next scene
+        scene.AddObserver(scene.StartCloseEvent, _CloseCounter(self))
 
     # ------------------------------------------------------------ state
     @property
