@@ -59,7 +59,8 @@ class _CloseCounter:
         self.logic = weakref.ref(logic)
 
     def __call__(self, caller=None, event=None) -> None:
-        logic = self.logic()
+        ref = getattr(self, "logic", None)  # gone while Python shuts down (the scene fires on exit)
+        logic = ref() if ref is not None else None
         if logic is None:
             return
         logic.scene_closes += 1
