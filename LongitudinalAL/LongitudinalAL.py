@@ -18,9 +18,13 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from LongitudinalALLib.scene import panel_options
+from LongitudinalALLib.scene import panel_options, stored_panel
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
 from LongitudinalALLib.scene.outputs import LESION_SEGMENT, segment_id
+from LongitudinalALLib.scene.persistence import default_work_root
+
+#: compute devices offered (best first), found without importing torch (a worker's cached answer or a probe)
+DEVICES = panel_options.available_devices(default_work_root())
 
 
 class LongitudinalAL(ScriptedLoadableModule):
@@ -77,7 +81,7 @@ class LongitudinalALParameterNode:
     strategy: Annotated[str, Choice(list(panel_options.STRATEGIES))] = panel_options.DEFAULT_STRATEGY
     k: Annotated[int, WithinRange(*panel_options.K_PER_ROUND)] = 10
     deformable: bool = False
-    useCpu: bool = False
+    device: Annotated[str, Choice(list(DEVICES))] = DEVICES[0]
 
 
 class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -112,6 +116,8 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                              (self.ui.nextButton, lambda: self.onStep(1))):
             button.connect("clicked(bool)", slot)
         self.ui.suggestionTable.connect("clicked(QModelIndex)", lambda index: self.onShow(index.row()))
+        self.ui.storedCollapsibleButton.connect("contentsCollapsed(bool)", lambda collapsed: self.onStoredList())
+        self.ui.removeStoredButton.connect("clicked(bool)", self.onRemoveStored)
         scene = slicer.mrmlScene
         self.addObserver(scene, scene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(scene, scene.EndCloseEvent, self.onSceneEndClose)
@@ -164,7 +170,7 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def options(self):
         p = self._parameterNode
         return RunOptions(prepare={"spacing_mm": p.spacingMm, "size": p.size, "deformable": p.deformable},
-                          strategy=p.strategy, k=p.k, prefer_cpu=p.useCpu)
+                          strategy=p.strategy, k=p.k, device=p.device)
 
     def onRunOrCancel(self):
         if self.jobs.busy:
@@ -215,8 +221,21 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onShow(self, row):
         self._guard(lambda: self.logic.sceneLogic.show_suggestion(row))
 
+    def onStoredList(self):
+        """Fill "Stored sessions" (name, date, rounds, labels, size); see scene/stored_panel.py."""
+        self.storedRows = stored_panel.listing(self.logic.sceneLogic)
+        self.ui.storedSessionsList.clear()
+        for _, line in self.storedRows:
+            self.ui.storedSessionsList.addItem(line)
+
+    def onRemoveStored(self):
+        row, rows = self.ui.storedSessionsList.currentRow, getattr(self, "storedRows", [])
+        self._guard(lambda: self.ui.statusLabel.setText(stored_panel.remove(
+            self.logic.sceneLogic, rows, row, lambda text: slicer.util.confirmYesNoDisplay(text))))
+        self.onStoredList()
+
     def onSceneStartClose(self, caller=None, event=None):
-        self.jobs.cancel()  # a running job must not be applied to the next scene
+        """The logic cancels a running job (never applied to the next scene); polling then reports it."""
         self.ui.segmentEditorWidget.setSegmentationNode(None)
         self.ui.segmentEditorWidget.removeViewObservations()
 
@@ -227,8 +246,9 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.refresh()
 
     def onSceneImported(self, caller=None, event=None):
+        """The module-level restorer (scene/restore.py) already restored the session and showed any error."""
         self.selectEditorNode()
-        self._guard(self.logic.sceneLogic.ensure_session)
+        self.refresh()
 
     def refresh(self):
         scene = self.logic.sceneLogic
@@ -265,23 +285,13 @@ class LongitudinalALLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         self.sceneLogic.pack_for_save()
 
 
-def torch_installed():
-    """Whether torch can be imported, without importing it (extension build machines have none)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 class LongitudinalALTest(ScriptedLoadableModuleTest):
     """Full loop on the sample pair through the panel's own path (background jobs in worker processes):
     run, label, accept, retrain, save, reopen, continue. Skipped where torch is not installed."""
 
     def runTest(self):
         slicer.mrmlScene.Clear()
-        if not torch_installed():
+        if not panel_options.torch_installed():
             self.delayDisplay("LongitudinalAL: torch is not installed here; the full loop is skipped")
             return
         self.test_full_loop()

@@ -1,12 +1,15 @@
 """The Logic's background job, the path the panel takes: start, poll, apply, cancel (real worker processes).
 
 Covers review D3 (a cancelled round commits nothing), D6 (a failing apply never
-leaves the panel busy), D14 (a cancel is an outcome, not an error) and
-"Run becomes Cancel while a job runs".
+leaves the panel busy), D14 (a cancel is an outcome, not an error), D16 (a job
+that ends after File > Close Scene is not applied to the next scene), "Run
+becomes Cancel while a job runs", and the runner gaps left by slicer-app: a
+cancelled Run leaves its options unwritten, a failed apply leaves no new node.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -18,6 +21,7 @@ slicer = pytest.importorskip("slicer")
 from LongitudinalALLib.scene import headless, labels, volumes  # noqa: E402
 from LongitudinalALLib.scene.job_runner import CANCELLED, DONE, FAILED  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
+from LongitudinalALLib.scene.session_scene import get_json, get_node  # noqa: E402
 from LongitudinalALLib.session import ALSession  # noqa: E402
 
 import scene_testdata  # noqa: E402
@@ -68,6 +72,8 @@ def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
     assert (after.run_text, after.run_enabled, after.labelling_enabled) == ("Run", True, True)
     assert "registration" in jobs.log_text() and "Mapping 100%" in jobs.log_text()  # progress reached the log
     assert list((logic.work_root / "logs").glob("*prepare*.log"))  # the worker log is kept
+    assert logic.status()["device"] == "cpu"  # the device used is shown in the panel
+    assert json.loads((logic.work_root / "devices.json").read_text())["devices"][-1] == "cpu"  # for the next start
 
 
 def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran):
@@ -81,6 +87,46 @@ def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran):
     assert outcome.status == FAILED and "prepare" in outcome.message and "\n" not in outcome.message
     assert not jobs.busy and jobs.state(True).run_text == "Run"  # usable again (D6)
     assert logic.work_dir == before and not shutil.os.path.exists(work)  # nothing half-made is kept
+
+
+def test_a_cancelled_run_leaves_the_options_and_inputs_of_the_last_run(ran):
+    logic, jobs = ran["logic"], ran["jobs"]
+    before = get_json(logic.param, "options")
+    other = type(OPTIONS)(**{**before, "k": OPTIONS.k + 3, "strategy": "random"})
+    jobs.start_run(ran["followup"], ran["baseline"], other)  # swapped inputs, other options
+    jobs.cancel()
+    assert jobs.wait().status == CANCELLED
+    assert get_json(logic.param, "options") == before and logic.options.k == OPTIONS.k
+    assert get_node(logic.param, "baseline") is ran["baseline"]
+
+
+def test_a_failed_prepare_apply_leaves_no_new_node_in_the_scene(ran):
+    logic, jobs, scene = ran["logic"], ran["jobs"], ran["hs"].scene
+    scene.RemoveNode(logic.node("transform"))  # e.g. the user deleted it: the next apply makes a new one
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    jobs.start_run(ran["baseline"], ran["followup"], OPTIONS)
+    work = jobs._job[1]["work_dir"]
+    _finished_in_child(jobs)
+    shutil.os.remove(f"{work}/prepared/followup_registered.nrrd")  # fails after the transform node was made
+    outcome = jobs.wait()
+    assert outcome.status == FAILED
+    assert {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())} == before
+    assert logic.node("registered") is not None and len(logic.suggestions) == OPTIONS.k  # the last run stays
+
+
+def test_a_job_that_ends_after_the_scene_was_closed_is_not_applied(tmp_path):
+    files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp_path / "pair")
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp_path / "work")
+    jobs = logic.jobs
+    jobs.start_run(*(volumes.load_volume(f, hs.scene, r) for f, r in zip(files, ("baseline", "follow-up"))), OPTIONS)
+    work = jobs._job[1]["work_dir"]
+    hs.scene.Clear(0)  # File > Close Scene while the job runs
+    outcome = jobs.wait()
+    assert outcome.status == CANCELLED and outcome.error is None
+    assert "scene was closed" in outcome.message and "\n" not in outcome.message
+    assert logic.suggestions == [] and logic.node("segmentation") is None  # nothing in the new scene
+    assert not shutil.os.path.exists(work) and jobs.state(False).run_text == "Run"
 
 
 def test_a_train_round_cancelled_before_it_was_applied_commits_nothing(ran):
@@ -112,3 +158,4 @@ def test_a_finished_train_round_is_committed_and_applied(ran):
     assert (logic.work_dir / "maps" / "probability.nrrd").is_file()
     assert not shutil.os.path.exists(staged)
     assert len(logic.suggestions) == OPTIONS.k
+    assert get_json(logic.param, "lastTraining")["device"] == "cpu"  # the round record names where it ran

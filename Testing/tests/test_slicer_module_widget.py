@@ -23,7 +23,8 @@ from slicer_app_standins import RecordingWidget, install_real_parameter_node_wra
 from test_scene_logic import OPTIONS  # noqa: E402
 
 UI_NAMES = ("runButton", "acceptButton", "retrainButton", "previousButton", "nextButton", "progressBar",
-            "statusLabel", "logTextEdit", "suggestionTable", "segmentEditorWidget", "suggestionLabel", "deviceLabel")
+            "statusLabel", "logTextEdit", "suggestionTable", "segmentEditorWidget", "suggestionLabel", "deviceLabel",
+            "storedSessionsList")
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def widget(tmp_path, monkeypatch):
     files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp_path / "pair")
     w._parameterNode = types.SimpleNamespace(
         baseline=volumes.load_volume(files[0], hs.scene, "baseline"), followup=None, spacingMm=3.0, size=64,
-        deformable=False, strategy="entropy_mean", k=4, useCpu=True)
+        deformable=False, strategy="entropy_mean", k=4, device="cpu")
     w.followup = volumes.load_volume(files[1], hs.scene, "follow-up")
     w.errors = errors
     return w
@@ -77,3 +78,59 @@ def test_run_becomes_cancel_and_a_cancel_is_not_an_error(widget, monkeypatch):
     assert widget.ui.runButton.text == "Run" and widget.ui.runButton.enabled
     assert "stop" in widget.timer.calls  # polling ends with the job
     assert "cancelling" in widget.ui.logTextEdit.calls["setPlainText"][0]
+
+
+def test_an_imported_scene_is_restored_once_and_its_error_shown_once(widget, monkeypatch):
+    """D16: the module-level restorer (scene/restore.py) restores on import; the Widget only refreshes."""
+    from LongitudinalALLib.errors import SessionError
+    from LongitudinalALLib.scene.restore import ImportRestorer
+
+    calls = []
+
+    def ensure_session():
+        calls.append(1)
+        raise SessionError("The session stored in this scene is not valid.", "Reopen an earlier copy.")
+
+    monkeypatch.setattr(widget.logic.sceneLogic, "ensure_session", ensure_session)
+    restorer = ImportRestorer(widget.logic.sceneLogic, slicer.util.errorDisplay)
+    scene = widget.logic.sceneLogic.scene
+    tag = scene.AddObserver(scene.EndImportEvent, widget.onSceneImported)  # as setup() connects it
+    scene.InvokeEvent(scene.EndImportEvent)
+    scene.RemoveObserver(tag)
+    restorer.remove()
+    assert len(calls) == 1 and len(widget.errors) == 1 and "not valid" in widget.errors[0]
+    assert widget.ui.runButton.enabled and widget.ui.runButton.text == "Run"
+
+
+def test_closing_the_scene_during_a_run_leaves_a_usable_panel_that_says_why(widget, monkeypatch):
+    """D16: a job still running at File > Close Scene is not applied to the new scene."""
+    widget._parameterNode.followup = widget.followup
+    monkeypatch.setattr(widget, "options", lambda: OPTIONS)
+    widget.onRunOrCancel()
+    assert widget.jobs.busy
+    widget.logic.sceneLogic.scene.Clear(0)
+    deadline = time.monotonic() + 60
+    while widget.jobs.busy:
+        assert time.monotonic() < deadline
+        widget.onPoll()
+        time.sleep(0.05)
+    assert widget.errors == [] and "scene was closed" in widget.ui.statusLabel.calls["setText"][0]
+    assert widget.ui.runButton.text == "Run" and widget.ui.runButton.enabled
+    assert widget.logic.sceneLogic.suggestions == []
+
+
+def test_the_stored_sessions_section_deletes_the_selected_one_after_one_confirmation(widget, monkeypatch, tmp_path):
+    from LongitudinalALLib.scene import persistence
+
+    root = widget.logic.sceneLogic.work_root = tmp_path / "stored"  # not the work root other tests share
+    kept, gone = persistence.new_work_folder(root), persistence.new_work_folder(root)
+    asked = []
+    monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda text, *a, **k: asked.append(text) or True,
+                        raising=False)
+    widget.onStoredList()
+    assert {folder for folder, _ in widget.storedRows} == {kept, gone}
+    widget.ui.storedSessionsList.currentRow = [folder for folder, _ in widget.storedRows].index(gone)
+    widget.onRemoveStored()
+    assert len(asked) == 1 and not gone.exists() and kept.is_dir() and widget.errors == []
+    assert "Deleted" in widget.ui.statusLabel.calls["setText"][0]
+    assert [folder for folder, _ in widget.storedRows] == [kept]  # the list was refreshed

@@ -31,8 +31,20 @@ from .network import ChangeSegNet, mc_dropout
 from .reductions import PixelReduction, as_reduction, binary_entropy
 
 
-def select_device(prefer_cpu: bool = False) -> torch.device:
-    """CUDA when present (and not ``prefer_cpu``), else CPU."""
+def available_devices() -> list[str]:
+    """Device types this torch can use, best first (e.g. ``["cuda", "cpu"]``)."""
+    mps = getattr(torch.backends, "mps", None)
+    found = {"cuda": torch.cuda.is_available(), "mps": bool(mps is not None and mps.is_available()), "cpu": True}
+    return [name for name, ok in found.items() if ok]
+
+
+def select_device(prefer_cpu: bool = False, name: str | None = None) -> torch.device:
+    """The named device (``cuda``/``mps``/``cpu``, checked), else CUDA when present and not ``prefer_cpu``, else CPU."""
+    if name:
+        if name not in available_devices():
+            raise InputError(f"The device {name!r} is not available here (this torch offers "
+                             f"{', '.join(available_devices())}).", "Pick another device in the panel.")
+        return torch.device(name)
     if not prefer_cpu and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")

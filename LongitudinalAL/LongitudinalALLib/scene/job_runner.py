@@ -21,7 +21,7 @@ from typing import Any, Callable
 from ..errors import CancelledError, LongitudinalALError
 from ..progress import ProgressCallback
 from . import staging
-from .session_scene import set_value
+from .scene_rollback import SceneRollback
 from .worker import WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class JobRunner:
         self.logic = scene_logic
         self.launch = launch or (lambda job, spec: WorkerProcess(job, spec, log_dir=self.log_dir).start())
         self._job: tuple[str, dict, Any] | None = None
+        self._closes_at_start = 0  # the logic's scene-close count when the job started
         self.lines: list[str] = []
         self.last_log = ""
 
@@ -79,6 +80,7 @@ class JobRunner:
         if self.busy:
             raise LongitudinalALError(f"A {self._job[0]} job is already running.", "Wait for it, or press Cancel.")
         self.lines = [f"{job} started"]
+        self._closes_at_start = getattr(self.logic, "scene_closes", 0)
         self._job = (job, spec, self.launch(job, spec))
         log.info("LongitudinalAL: %s job started", job)
 
@@ -98,21 +100,25 @@ class JobRunner:
             return None
         self._job = None  # whatever happens below, the panel is free again
         self.last_log = handle.log_tail() if hasattr(handle, "log_tail") else ""
+        if getattr(self.logic, "scene_closes", 0) != self._closes_at_start:  # D16: never into the next scene
+            self._discard(job, spec)
+            return self._outcome(job, CANCELLED, f"The scene was closed while the {job} job ran, so its result "
+                                 "was not applied. Press Run to start again in this scene.")
         if handle.error is not None:
             self._discard(job, spec)
             if isinstance(handle.error, CancelledError):
                 return self._outcome(job, CANCELLED, f"The {job} job was cancelled; nothing was changed.")
             return self._outcome(job, FAILED, str(handle.error), handle.error)
-        previous = self._current_work_dir()
+        rollback = SceneRollback(self.logic.scene, self.logic.param)
         try:
             if job == "prepare":
                 self.logic.apply_prepare_result(spec, handle.result)
             else:
                 self.logic.apply_train_result(self._commit_train(spec, handle.result))
         except Exception as err:  # noqa: BLE001 - any failure to apply must still end the job
-            if previous is not None:  # the scene keeps pointing at the last good session
-                set_value(self.logic.param, "sessionDir", str(previous))
+            rollback.undo()  # no half-made nodes; the scene keeps pointing at the last good session
             self._discard(job, spec)
+            self._repack_previous()
             log.exception("LongitudinalAL: applying the %s result failed", job)
             detail = " ".join(str(err).split())[:300]
             message = str(err) if isinstance(err, LongitudinalALError) else (
@@ -173,6 +179,15 @@ class JobRunner:
             staging.discard(Path(spec["staged"]) if spec.get("staged") else None)
         elif job == "prepare" and Path(spec["work_dir"]) != self._current_work_dir():
             shutil.rmtree(spec["work_dir"], ignore_errors=True)
+
+    def _repack_previous(self) -> None:
+        """The scene's archive may already hold the failed result: pack the last good session again."""
+        if self._current_work_dir() is None:
+            return
+        try:
+            self.logic.persist()
+        except Exception:  # noqa: BLE001 - the failure itself is what the user is told about
+            log.exception("LongitudinalAL: repacking the previous session failed")
 
     def _current_work_dir(self) -> Path | None:
         try:

@@ -99,7 +99,8 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     out_dir = Path(spec.get("out_dir") or work)  # a staged train job writes beside its staged session
     session = ALSession.open(spec.get("session_dir") or work / "session")
     s = spec.get("session", {})
-    device = select_device(bool(spec.get("prefer_cpu", False)))
+    device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
+    record_devices(Path(spec.get("devices_file") or work.parent / "devices.json"))
     predictor = Predictor(session.current_model(), device=device)  # the user's device, loaded once
     images, foreground_slices, _ = session.pool_arrays()
     outputs = predictor.predict_all(images, foreground_slices, progress=progress, cancel=cancel)  # one pass
@@ -153,13 +154,15 @@ def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
         spec = {**spec, "session_dir": str(session_dir), "out_dir": str(out_dir)}
     session = ALSession.open(session_dir)
     overrides = dict(spec.get("train", {}))
-    if spec.get("prefer_cpu"):
+    if spec.get("device"):  # the user's choice in the panel
+        overrides["device"] = spec["device"]
+    elif spec.get("prefer_cpu"):
         overrides["device"] = "cpu"
     config = TrainConfig.from_dict({"seed": training_seed(session.state["seed"], len(session.history) + 1),
                                     **overrides})
     result = session.train_round(config, progress=progress, cancel=cancel)
     out = job_suggest(spec, progress, cancel)
-    out["train"] = result.summary()
+    out["train"] = {**result.summary(), "device": out["device"]}  # the round record names where it ran
     if spec.get("staged"):
         out["staged"] = spec["staged"]
     return out
@@ -171,10 +174,23 @@ def job_device(spec: dict[str, Any], progress: ProgressCallback | None = None,
     import torch
 
     from ..model import select_device
+    from ..model.inference import available_devices
 
-    device = select_device(bool(spec.get("prefer_cpu", False)))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    return {"device": str(device), "name": name, "torch": torch.__version__}
+    device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+    if spec.get("devices_file"):
+        record_devices(Path(spec["devices_file"]))
+    return {"device": str(device), "name": name, "torch": torch.__version__, "devices": available_devices()}
+
+
+def record_devices(path: Path) -> None:
+    """Write torch's device list where the panel reads it without torch (panel_options.available_devices)."""
+    from ..model.inference import available_devices
+
+    try:
+        atomic.write_json(path, {"devices": available_devices()})
+    except OSError:  # a read-only work root only costs the panel its cached answer
+        pass
 
 
 def read_suggestions(work_dir: Path) -> list[dict]:

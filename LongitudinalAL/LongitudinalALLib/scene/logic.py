@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from .. import atomic
 from ..errors import InputError, LongitudinalALError, SessionError
 from ..policy import DEFAULT_STRATEGY
 from ..progress import CancelToken, ProgressCallback
-from . import archive, labels, outputs, persistence, session_scene, viewer, volumes
+from . import archive, labels, outputs, panel_options, persistence, session_scene, viewer, volumes
 from .session_scene import get_node, get_value, set_node, set_value
 from .suggestions import ACCEPTED, PENDING, Suggestion
 from .worker import Runner, run_in_process
@@ -45,9 +46,27 @@ class RunOptions:
     init_weights: str = "bundled"
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     prefer_cpu: bool = False
+    device: str = ""  # "cuda", "mps" or "cpu" (panel_options.available_devices); "": the best one
     case_id: str = "case"
     foreground: str = "difference"  # or "uncertainty"
     opacity: float = 0.5
+
+
+class _CloseCounter:
+    """Scene StartCloseEvent observer holding the logic weakly (no logic-scene cycle; a scene
+    destroyed during garbage collection or at exit never calls into a half-freed logic)."""
+
+    def __init__(self, logic) -> None:
+        self.logic = weakref.ref(logic)
+
+    def __call__(self, caller=None, event=None) -> None:
+        ref = getattr(self, "logic", None)  # gone while Python shuts down (the scene fires on exit)
+        logic = ref() if ref is not None else None
+        if logic is None:
+            return
+        logic.scene_closes += 1
+        if getattr(logic, "_jobs", None) is not None:
+            logic._jobs.cancel()  # its result could only go into the next scene
 
 
 class LongitudinalALSceneLogic:
@@ -56,6 +75,8 @@ class LongitudinalALSceneLogic:
         self.work_root = Path(work_root) if work_root else persistence.default_work_root()
         self.runner: Runner = runner or run_in_process
         self.archive_limits = archive.ArchiveLimits()  # caps for sessions restored from scene files
+        self.scene_closes = 0  # File > Close Scene count: a job started before a close is never applied
+        scene.AddObserver(scene.StartCloseEvent, _CloseCounter(self))
 
     # ------------------------------------------------------------ state
     @property
@@ -114,23 +135,26 @@ class LongitudinalALSceneLogic:
             with atomic.atomic_path(path) as tmp:
                 sitk.WriteImage(volumes.node_to_sitk(node, role), str(tmp), True)
             paths[role] = str(path)
-        param = self.param
-        set_node(param, "baseline", baseline)
-        set_node(param, "followup", followup)
-        set_value(param, "options", asdict(options))
-        return self._spec(work, options) | paths | {"prepare": dict(options.prepare), "case_id": options.case_id}
+        scene_inputs = {"baseline": baseline.GetID(), "followup": followup.GetID(), "options": asdict(options)}
+        return self._spec(work, options) | paths | {"prepare": dict(options.prepare), "case_id": options.case_id,
+                                                    "scene_inputs": scene_inputs}  # written only when applied
 
     def _spec(self, work: Path, options: RunOptions) -> dict[str, Any]:
-        return {"work_dir": str(work), "prefer_cpu": options.prefer_cpu, "train": dict(options.train),
+        return {"work_dir": str(work), "prefer_cpu": options.prefer_cpu, "device": options.device,
+                "devices_file": str(self.work_root / panel_options.DEVICES_FILE), "train": dict(options.train),
                 "session": {"strategy": options.strategy, "k": options.k, "seed": options.seed,
                             "model_config": options.model_config, "init_weights": options.init_weights}}
 
     def apply_prepare_result(self, spec: dict[str, Any], result: dict[str, Any]) -> list[Suggestion]:
         """Create the output nodes from a finished "prepare" job and show the first suggestion."""
         work = Path(spec["work_dir"])
-        set_value(self.param, "sessionDir", str(work))
-        prepared = work / "prepared"
         scene, param = self.scene, self.param
+        inputs = spec.get("scene_inputs", {})
+        for role in ("baseline", "followup"):
+            set_node(param, role, scene.GetNodeByID(inputs.get(role) or ""))
+        set_value(param, "options", inputs.get("options", {}))
+        set_value(param, "sessionDir", str(work))
+        prepared = work / "prepared"
         set_node(param, "transform", outputs.update_transform_node(
             sitk.ReadTransform(str(prepared / "transform.tfm")), scene, node=self.node("transform")))
         set_node(param, "registered", outputs.update_registered_volume(

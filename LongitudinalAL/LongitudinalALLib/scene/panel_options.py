@@ -21,3 +21,55 @@ DEFAULT_STRATEGY = policy.DEFAULT_STRATEGY
 SPACING_MM = (0.5, 5.0)
 SIZE_PX = (64, 512)
 K_PER_ROUND = (1, 100)
+
+#: compute devices in the order the panel offers them (best first); "cpu" is always there
+DEVICE_ORDER = ("cuda", "mps", "cpu")
+#: file in the work root where a worker job records what torch really found (read on the next start)
+DEVICES_FILE = "devices.json"
+
+
+def available_devices(work_root=None) -> tuple[str, ...]:
+    """Devices to offer, best first, without importing torch.
+
+    Why: the GUI process never imports torch. A worker job writes torch's own
+    answer to ``work_root/devices.json`` (see ``jobs.record_devices``); until one
+    has run, a cheap probe guesses: CUDA when torch is installed and an NVIDIA
+    driver is present, MPS on Apple silicon.
+    """
+    import json
+    from pathlib import Path
+
+    if work_root is not None:
+        try:
+            found = json.loads((Path(work_root) / DEVICES_FILE).read_text(encoding="utf-8"))["devices"]
+            devices = tuple(d for d in DEVICE_ORDER if d in found)
+            if "cpu" in devices:
+                return devices
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no job has run yet (or the file is damaged): probe
+    return tuple(d for d in DEVICE_ORDER if _probe(d))
+
+
+def torch_installed() -> bool:
+    """Whether torch can be imported, without importing it (extension build machines have none)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _probe(device: str) -> bool:
+    import os
+    import platform
+    import shutil
+    import sys
+
+    if device == "cpu":
+        return True
+    if not torch_installed():
+        return False
+    if device == "cuda":
+        return bool(shutil.which("nvidia-smi")) or os.path.exists("/proc/driver/nvidia/version")
+    return sys.platform == "darwin" and platform.machine() == "arm64"

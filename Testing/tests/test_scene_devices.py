@@ -1,0 +1,71 @@
+"""Device choice (cuda / mps / cpu): listed without torch in the GUI, passed through to the worker jobs.
+
+Covers issue 11's device item: the panel offers only what is available (best
+first, from a worker's cached answer or a cheap probe), the user's pick goes
+through RunOptions into every job spec, and an unavailable device is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from LongitudinalALLib.errors import InputError  # noqa: E402
+from LongitudinalALLib.scene import headless, jobs, panel_options  # noqa: E402
+from slicer_app_standins import install_real_parameter_node_wrapper, load_module_file, ui_bound_widgets  # noqa: E402
+
+
+def test_offered_devices_follow_the_cached_worker_answer_else_a_probe(tmp_path, monkeypatch):
+    (tmp_path / panel_options.DEVICES_FILE).write_text(json.dumps({"devices": ["cpu", "tpu", "cuda"]}))
+    assert panel_options.available_devices(tmp_path) == ("cuda", "cpu")  # best first, unknown names dropped
+    (tmp_path / panel_options.DEVICES_FILE).write_text("{damaged")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # no torch installed: only the CPU
+    assert panel_options.available_devices(tmp_path) == ("cpu",)
+    assert panel_options.available_devices(None) == ("cpu",)
+
+
+def test_the_device_job_records_what_torch_found_for_the_panel(tmp_path):
+    out = jobs.job_device({"devices_file": str(tmp_path / "devices.json"), "device": "cpu"})
+    assert out["device"] == "cpu" and "cpu" in out["devices"]
+    assert panel_options.available_devices(tmp_path) == tuple(d for d in ("cuda", "mps", "cpu") if d in out["devices"])
+
+
+def test_an_unavailable_device_is_refused_in_one_line(monkeypatch):
+    import torch
+
+    from LongitudinalALLib.model import select_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError) as info:
+        select_device(name="cuda")
+    assert "cuda" in str(info.value) and "\n" not in str(info.value) and "panel" in str(info.value)
+    assert select_device(name="cpu").type == "cpu"
+
+
+def test_the_panel_lists_available_devices_and_the_choice_reaches_the_job_spec(tmp_path, monkeypatch):
+    (tmp_path / panel_options.DEVICES_FILE).write_text(json.dumps({"devices": ["cpu", "mps"]}))
+    monkeypatch.setenv("LONGITUDINALAL_WORK_ROOT", str(tmp_path))
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    install_real_parameter_node_wrapper(monkeypatch, slicer)
+    module = load_module_file(monkeypatch, hs.scene, hs.app)
+    widgets = ui_bound_widgets(__import__("qt"), __import__("ctk"), slicer)
+    wrapped = module.LongitudinalALParameterNode(hs.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode"))
+    wrapped.connectGui(types.SimpleNamespace(**widgets))
+    combo = widgets["deviceComboBox"]
+    assert combo.items == ["mps", "cpu"] and combo.items[combo.currentIndex] == "mps"  # the best is the default
+    combo.currentIndex = combo.items.index("cpu")
+    combo.currentIndexChanged.emit()
+    assert wrapped.device == "cpu"
+    with pytest.raises(ValueError):
+        wrapped.device = "cuda"  # not available here, so not offered
+    widget = module.LongitudinalALWidget.__new__(module.LongitudinalALWidget)
+    widget._parameterNode = wrapped
+    options = widget.options()
+    logic = module.LongitudinalALLogic().sceneLogic
+    spec = logic._spec(tmp_path / "session-001", options)
+    assert options.device == "cpu" and spec["device"] == "cpu"
+    assert spec["devices_file"] == str(tmp_path / panel_options.DEVICES_FILE)  # where the worker records its answer
