@@ -18,7 +18,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from LongitudinalALLib.scene import panel_options, stored_panel
+from LongitudinalALLib.scene import panel_options, stored_panel, transform_review
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
 from LongitudinalALLib.scene.outputs import LESION_SEGMENT, segment_id
 from LongitudinalALLib.scene.persistence import default_work_root
@@ -113,7 +113,7 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for button, slot in ((self.ui.runButton, self.onRunOrCancel), (self.ui.acceptButton, self.onAccept),
                              (self.ui.retrainButton, self.onRetrain),
                              (self.ui.previousButton, lambda: self.onStep(-1)),
-                             (self.ui.nextButton, lambda: self.onStep(1))):
+                             (self.ui.nextButton, lambda: self.onStep(1)), (self.ui.repairButton, self.onRepair)):
             button.connect("clicked(bool)", slot)
         self.ui.suggestionTable.connect("clicked(QModelIndex)", lambda index: self.onShow(index.row()))
         self.ui.storedCollapsibleButton.connect("contentsCollapsed(bool)", lambda collapsed: self.onStoredList())
@@ -186,6 +186,9 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             self.jobs.start_run(p.baseline, p.followup, self.options())
             self.timer.start()
+
+    def onRepair(self):  # a flagged registration, corrected in the Transforms module: pair from it
+        self._guard(lambda: (transform_review.start_repair(self.logic.sceneLogic), self.timer.start()))
 
     def onRetrain(self):
         self._guard(lambda: (self.jobs.start_train(), self.timer.start()))
@@ -266,7 +269,10 @@ class LongitudinalALWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             editor.setCurrentSegmentID(segment_id(segmentation, LESION_SEGMENT))
         has = bool(scene.suggestions)
         self.ui.suggestionLabel.text = f"{scene.current_index + 1} / {len(scene.suggestions)}" if has else "-"
-        self.ui.deviceLabel.text = scene.status().get("device") or self.ui.deviceLabel.text
+        status = scene.status()
+        self.ui.deviceLabel.text = status.get("device") or self.ui.deviceLabel.text
+        self.ui.registrationWarningLabel.text = status.get("registration_warning", "")
+        self.ui.repairButton.enabled = bool(status.get("registration_warning")) and not self.jobs.busy
 
 
 class LongitudinalALLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):

@@ -130,7 +130,7 @@ def test_module_file_imports_qt_only_inside_the_widget_and_stays_small():
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if any(m.split(".")[0] in ("qt", "ctk") for m in mods):
                 assert id(node) in inside, f"qt imported outside the Widget at line {node.lineno}"
-    assert len(MODULE_PY.read_text().splitlines()) <= 340  # the project's ~400-line rule, with headroom
+    assert len(MODULE_PY.read_text().splitlines()) <= 350  # the project's ~400-line rule, with headroom
     names = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
     assert {"LongitudinalAL", "LongitudinalALWidget", "LongitudinalALLogic", "LongitudinalALTest",
             "registerSampleData"} <= names

@@ -9,6 +9,8 @@ Run and Cancel were separate buttons (Run now becomes Cancel).
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import time
 import types
 
@@ -19,12 +21,11 @@ slicer = pytest.importorskip("slicer")
 from LongitudinalALLib.scene import headless, volumes  # noqa: E402
 
 import scene_testdata  # noqa: E402
-from slicer_app_standins import RecordingWidget, install_real_parameter_node_wrapper, load_module_file  # noqa: E402
+from slicer_app_standins import UI_FILE, RecordingWidget, install_real_parameter_node_wrapper, load_module_file  # noqa: E402
 from test_scene_logic import OPTIONS  # noqa: E402
 
-UI_NAMES = ("runButton", "acceptButton", "retrainButton", "previousButton", "nextButton", "progressBar",
-            "statusLabel", "logTextEdit", "suggestionTable", "segmentEditorWidget", "suggestionLabel", "deviceLabel",
-            "storedSessionsList")
+#: every named widget of the real .ui: the Widget can only reach what the panel file defines
+UI_NAMES = tuple(e.get("name") for e in ET.parse(UI_FILE).getroot().iter("widget") if e.get("name"))
 
 
 @pytest.fixture

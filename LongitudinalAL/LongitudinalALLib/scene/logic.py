@@ -23,7 +23,7 @@ from .. import atomic
 from ..errors import InputError, LongitudinalALError, SessionError
 from ..policy import DEFAULT_STRATEGY
 from ..progress import CancelToken, ProgressCallback
-from . import archive, labels, outputs, panel_options, persistence, session_scene, viewer, volumes
+from . import archive, labels, outputs, panel_options, persistence, session_scene, transform_review, viewer, volumes
 from .session_scene import get_node, get_value, set_node, set_value
 from .suggestions import ACCEPTED, PENDING, Suggestion
 from .worker import Runner, run_in_process
@@ -161,6 +161,7 @@ class LongitudinalALSceneLogic:
             sitk.ReadImage(str(prepared / "followup_registered.nrrd")), scene, node=self.node("registered")))
         set_node(param, "difference", outputs.update_difference_volume(
             sitk.ReadImage(str(prepared / "difference.nrrd")), scene, node=self.node("difference")))
+        transform_review.apply_qc(self, result.get("qc"))
         return self._apply_suggest_result(result)
 
     def _apply_suggest_result(self, result: dict[str, Any]) -> list[Suggestion]:
@@ -378,7 +379,8 @@ class LongitudinalALSceneLogic:
         if param is None:
             return {}
         return {"device": get_value(param, "device"), "round": get_value(param, "round"),
-                "suggestions": len(self.suggestions), "current": self.current_index}
+                "suggestions": len(self.suggestions), "current": self.current_index,
+                "registration_warning": transform_review.warning(self)}
 
     def restore_session(self) -> Path:
         """Unpack the session stored in the scene into a new folder under the work root, and check it."""

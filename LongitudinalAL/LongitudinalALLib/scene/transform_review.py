@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .session_scene import get_value, set_value
 
 WARNING_PARAM = "registrationWarning"
 
@@ -58,3 +59,32 @@ class detached:
     def __exit__(self, *exc: Any) -> None:
         if self.volume is not None:
             self.volume.SetAndObserveTransformNodeID(self.parent_id)
+
+
+def apply_qc(logic, qc: dict[str, Any] | None) -> str:
+    """Store the panel warning of a finished prepare job; under a flag, the follow-up is put under
+    the transform node, so that an edit in the Transforms module moves it visibly."""
+    warning = qc_warning(qc)
+    set_value(logic.param, WARNING_PARAM, warning)
+    followup, transform = logic.node("followup"), logic.node("transform")
+    if warning and followup is not None and transform is not None:
+        followup.SetAndObserveTransformNodeID(transform.GetID())
+    return warning
+
+
+def warning(logic) -> str:
+    return get_value(logic.param, WARNING_PARAM) or ""
+
+
+def start_repair(logic) -> Path:
+    """Save the (edited) transform node and start prepare from it, without registering; returns the .tfm."""
+    baseline, followup = logic.node("baseline"), logic.node("followup")
+    if baseline is None or followup is None:
+        raise InputError("The baseline or follow-up volume of the last run is gone from the scene.",
+                         "Load them again and press Run.")
+    path = save_transform(logic.node("transform"), logic.work_dir / "inputs" / "edited_transform.tfm")
+    options = logic.options
+    options.prepare = {**options.prepare, "initial_transform": str(path)}
+    with detached(followup):  # the export must be the original follow-up: prepare applies the transform
+        logic.jobs.start_run(baseline, followup, options)
+    return path
