@@ -8,7 +8,6 @@ term alone has nothing to say. Dice is computed over the whole batch
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
@@ -26,10 +25,3 @@ def build_loss(kind: str = "dicefocal", *, lambda_dice: float = 1.0, lambda_othe
     if kind == "dicebce":
         return DiceCELoss(sigmoid=True, batch=True, lambda_dice=lambda_dice, lambda_ce=lambda_other)
     raise ValueError(f"unknown loss kind {kind!r}; use 'dicefocal' or 'dicebce'")
-
-
-def soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Soft foreground Dice of a batch, for logging: logits/target (B,1,H,W)."""
-    prob = torch.sigmoid(logits)
-    inter = (prob * target).sum()
-    return (2 * inter + eps) / (prob.sum() + target.sum() + eps)

@@ -248,11 +248,6 @@ def slice_dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return out
 
 
-def pooled_dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of all slices pooled together (foreground only, 1 when all empty)."""
-    return dice_foreground(pred, truth)
-
-
 def slice_detection(pred: np.ndarray, truth: np.ndarray, min_pixels: int = 1) -> dict[str, float]:
     """Slice-level detection: does a slice contain new lesion? (N, H, W) masks in."""
     p = _as_bool(pred).reshape(len(pred), -1).sum(1) >= min_pixels

@@ -43,12 +43,6 @@ def misalignment_transform(params: dict, centre_lps: tuple[float, float, float])
     return t
 
 
-def transform_record(t: sitk.AffineTransform) -> dict:
-    """JSON form of an affine transform: matrix (row-major), translation, centre (LPS mm)."""
-    return {"matrix": list(t.GetMatrix()), "translation": list(t.GetTranslation()),
-            "center": list(t.GetCenter())}
-
-
 def apply_misalignment(image: sitk.Image, transform: sitk.Transform) -> sitk.Image:
     """Resample ``image`` through ``transform`` on its own grid (linear, 0 outside)."""
     return sitk.Resample(image, image, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)

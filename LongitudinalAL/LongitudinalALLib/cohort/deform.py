@@ -64,12 +64,6 @@ def warp(array: np.ndarray, coords: np.ndarray, order: int = 1) -> np.ndarray:
                                    output=np.float32)
 
 
-def random_rotation_zyx(rng: np.random.Generator, max_deg: float) -> tuple[np.ndarray, list[float]]:
-    """A (3, 3) rotation from three uniform angles in [-max_deg, max_deg]; returns (matrix, angles)."""
-    angles = [float(v) for v in rng.uniform(-max_deg, max_deg, 3)]
-    return rotation_zyx(angles), angles
-
-
 def rotation_zyx(angles_deg: list[float]) -> np.ndarray:
     """Rotation about the z, y then x axis (angles in degrees), acting on (z, y, x) vectors."""
     a, b, c = np.deg2rad(angles_deg)

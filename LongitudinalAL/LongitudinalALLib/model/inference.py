@@ -301,11 +301,6 @@ class Predictor:
         self._run_batches(images, step, "Predicting", progress, cancel)
         return PoolOutputs(probs, emb, grads)
 
-    def predict_with_embeddings(self, images: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 3, H, W) -> (probs (N, H, W), embeddings (N, D)) float32."""
-        out = self.predict_all(images, **kwargs)
-        return out.probs, out.embeddings
-
     def gradient_embeddings(self, images: np.ndarray, foreground: np.ndarray | None = None, **kwargs) -> np.ndarray:
         """(N, 3, H, W) -> BADGE gradient embeddings (N, head_features + 1) float32."""
         return self.predict_all(images, foreground, **kwargs).gradient_embeddings

@@ -193,11 +193,6 @@ def record_devices(path: Path) -> None:
         pass
 
 
-def read_suggestions(work_dir: Path) -> list[dict]:
-    path = Path(work_dir) / "suggestions.json"
-    return json.loads(path.read_text()) if path.is_file() else []
-
-
 JOBS: dict[str, Callable[..., dict[str, Any]]] = {
     "prepare": job_prepare, "suggest": job_suggest, "train": job_train, "device": job_device,
 }

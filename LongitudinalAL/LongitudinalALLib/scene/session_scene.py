@@ -28,10 +28,6 @@ ARCHIVE_ROLE = "lal.sessionArchive"
 DIR_NAME_ATTRIBUTE = "LongitudinalAL.sessionDirName"
 DIGEST_ATTRIBUTE = "LongitudinalAL.contentSha256"
 _RESTORED = re.compile(r"^restored-(.+)-[a-z0-9_]{8}$")  # unpack_session's folders (tempfile.mkdtemp suffix)
-#: node reference roles used by the logic
-ROLES = ("baseline", "followup", "registered", "difference", "score", "transform", "table", "points",
-         "segmentation")
-
 
 def parameter_node(scene, create: bool = True):
     """The module's singleton parameter node (the one Slicer's ScriptedLoadableModuleLogic uses)."""

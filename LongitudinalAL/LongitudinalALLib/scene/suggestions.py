@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 #: status values shown in the suggestions table
-PENDING, ACCEPTED, SKIPPED = "pending", "accepted", "skipped"
+PENDING, ACCEPTED = "pending", "accepted"
 
 _AXIS_TO_ARRAY_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 
