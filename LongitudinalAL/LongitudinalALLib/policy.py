@@ -14,8 +14,6 @@ from pathlib import Path
 #: ClaSP-PE-style selection: beat foreground-aware random on both benchmark families (issue 15)
 DEFAULT_STRATEGY = "clasp_pe"
 
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
 
 def training_seed(session_seed: int, round_number: int) -> int:
     """Seed of the training run that makes round ``round_number`` (1, 2, ...; 0 = full supervision)."""
@@ -24,10 +22,9 @@ def training_seed(session_seed: int, round_number: int) -> int:
 
 def case_id_from_path(path: str | Path) -> str:
     """A case id from a scan's file name: suffix dropped, characters unsafe in file names replaced by '_'."""
+    from .io import image_suffix  # here, not at import: the Slicer panel imports this module
+
     name = Path(path).name
-    for suffix in _IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    name = name[: len(name) - len(image_suffix(name))]
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._-")
     return name[:128] or "case"

@@ -20,13 +20,18 @@ MAX_INPLANE_MM = 4.0  # the two finest axes; 2D clinical scans have 0.4-2 mm in-
 
 def check_scan(image: sitk.Image, name: str) -> None:
     """Reject grids too coarse to register and images that hold a mask or label map (io.reject_label_map)."""
+    check_grid(image, name)
+    reject_label_map(image, name)
+
+
+def check_grid(image: sitk.Image, name: str) -> None:
+    """Reject grids too coarse to register (two axes coarser than MAX_INPLANE_MM)."""
     spacing = sorted(image.GetSpacing())
     if spacing[1] > MAX_INPLANE_MM:
         shown = " x ".join(f"{s:.1f}" for s in image.GetSpacing())
         raise InputError(f"{name}: voxels are {shown} mm, too coarse to register a brain "
                          f"(two axes must be {MAX_INPLANE_MM:.0f} mm or finer).",
                          "Give the original acquisition, not a downsampled copy.")
-    reject_label_map(image, name)
 
 
 def same_scan_warning(baseline: sitk.Image, followup: sitk.Image) -> list[str]:

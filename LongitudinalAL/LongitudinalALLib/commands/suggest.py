@@ -127,12 +127,12 @@ def _relative_to(folder: Path, root: Path) -> str:
 def load_scans(baseline: str, followup: str, series: list[str] | None):
     """Both scans, checked, with any DICOM series choice printed (to stderr: stdout may be JSON)."""
     from ..io import load_scan
-    from ..prepare_checks import check_scan
+    from ..prepare_checks import check_grid
 
     notes: list[str] = []
     images = [load_scan(p, series=series or (), notes=notes) for p in (baseline, followup)]
     for path, image in zip((baseline, followup), images):
-        check_scan(image, str(path))  # named by its path here; prepare_pair only knows "baseline"
+        check_grid(image, str(path))  # named by its path here (load_scan did the label-map check)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     return images
