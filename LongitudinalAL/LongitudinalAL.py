@@ -14,8 +14,12 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
 from LongitudinalALLib.scene import panel_options, stored_panel, transform_review
@@ -61,7 +65,7 @@ def registerSampleData():
     """Register our sample pair and Slicer's MRBrainTumor1/2 in the Sample Data module."""
     import SampleData
 
-    from LongitudinalALLib.resources import icon_path
+    from LongitudinalALLib.core.resources import icon_path
     from LongitudinalALLib.scene.sample_data import mr_brain_tumor_source, sample_source
 
     icon = str(icon_path())

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from LongitudinalALLib.resources import sample_data_dir
+    from LongitudinalALLib.core.resources import sample_data_dir
     from LongitudinalALLib.scene import headless, snapshot, volumes
     from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
 

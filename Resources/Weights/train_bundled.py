@@ -55,7 +55,7 @@ def prepared_pair(work: Path, seed: int, index: int, subjects: dict) -> Path:
     import SimpleITK as sitk
 
     from LongitudinalALLib.cohort import randomise
-    from LongitudinalALLib.prepare import prepare_pair
+    from LongitudinalALLib.imaging.prepare import prepare_pair
 
     path = work / "prepared" / f"r{seed}_{index:04d}.npz"
     if path.is_file():
@@ -78,8 +78,8 @@ def case_slices(path: Path, matching: str):
     """CaseSlices of a cached pair, the follow-up matched as the product would (``matching``)."""
     import SimpleITK as sitk
 
-    from LongitudinalALLib.intensity_match import match_registered
-    from LongitudinalALLib.pairing import pair_slices
+    from LongitudinalALLib.imaging.intensity_match import match_registered
+    from LongitudinalALLib.imaging.pairing import pair_slices
 
     with np.load(path) as z:
         d = {k: z[k] for k in z.files}
@@ -111,9 +111,9 @@ def select(cases, rng: np.random.Generator, empty_ratio: float) -> tuple[np.ndar
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from LongitudinalALLib.core.errors import InputError
     from LongitudinalALLib.model import ModelConfig, build_model, count_parameters, load_weights, save_weights
-    from LongitudinalALLib.errors import InputError
-    from LongitudinalALLib.training import TrainConfig, train_model
+    from LongitudinalALLib.model.training import TrainConfig, train_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -36,10 +36,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from LongitudinalALLib.prepare import PrepareOptions, prepare_pair
-    from LongitudinalALLib.resources import sample_data_dir
-    from LongitudinalALLib.session import ALSession
-    from LongitudinalALLib.training import TrainConfig
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.core.resources import sample_data_dir
+    from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair
+    from LongitudinalALLib.model.training import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)

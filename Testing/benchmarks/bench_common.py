@@ -271,7 +271,7 @@ def write_results(name: str, payload: dict[str, Any], out_dir: str | os.PathLike
            "written_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            **payload}
     try:
-        from LongitudinalALLib import atomic
+        from LongitudinalALLib.core import atomic
 
         atomic.write_json(path, doc)
     except ImportError:  # the peer virtualenvs need not hold the product

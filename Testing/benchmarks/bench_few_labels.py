@@ -24,7 +24,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from test_training_few_labels import TINY, _pick as pick  # noqa: E402  (the test's scenario, imports no new API)
+from test_training_few_labels import TINY  # noqa: E402  (the test's scenario, imports no new API)
+from test_training_few_labels import _pick as pick
 
 
 def main(argv=None) -> int:
@@ -35,11 +36,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.simulate import evaluate, load_cohort_cases
     from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
     from LongitudinalALLib.cohort.pair import SimulationOptions
-    from LongitudinalALLib.session import ALSession
-    from LongitudinalALLib.simulate import evaluate, load_cohort_cases
-    from LongitudinalALLib.training import TrainConfig
+    from LongitudinalALLib.model.training import TrainConfig
 
     torch.set_num_threads(1)
     work = Path(args.work)

@@ -105,7 +105,7 @@ class StageRecorder:
 def prepare_product(baseline: Path, followup: Path, size: int,
                     spacing_mm: float = 1.0) -> tuple[dict[str, float], Any, dict]:
     """prepare.prepare_pair on the two files; stage seconds from its progress reports."""
-    from LongitudinalALLib.prepare import PrepareOptions, prepare_pair
+    from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair
 
     rec = StageRecorder()
     pair = prepare_pair(str(baseline), str(followup), PrepareOptions(size=size, spacing_mm=spacing_mm),
@@ -124,9 +124,9 @@ def prepare_fallback(baseline: Path, followup: Path, size: int,
     """
     from types import SimpleNamespace
 
-    from LongitudinalALLib import preprocess
-    from LongitudinalALLib.io import load_image
-    from LongitudinalALLib.registration import register
+    from LongitudinalALLib.imaging import preprocess
+    from LongitudinalALLib.imaging.io import load_image
+    from LongitudinalALLib.imaging.registration.pipeline import register
 
     clock = bc.StageClock()
     with clock.stage("load"):
@@ -172,8 +172,8 @@ def suggest(slices: Any, device: torch.device, strategy_name: str, k: int, tiny:
             batch_size: int | None, proposed: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
     """Model + scoring + selection. ``proposed``: the changes suggested in the README (bf16 autocast
     on CPU, channels_last on CUDA, only slices with >= 1 % foreground scored) - not product code."""
+    from LongitudinalALLib.active.strategies import QueryContext, get_strategy
     from LongitudinalALLib.model import Predictor
-    from LongitudinalALLib.strategies import QueryContext, get_strategy
 
     clock = bc.StageClock(device)
     with clock.stage("model"):

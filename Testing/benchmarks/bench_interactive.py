@@ -59,7 +59,7 @@ def load1() -> float | None:
 def first_suggestion(slices: Any, predictor: Any, name: str, k: int, shortlist: Any,
                      labelled: np.ndarray | None = None) -> dict[str, Any]:
     """Seconds for score + select on a fresh context (no cached model outputs)."""
-    from LongitudinalALLib.strategies import QueryContext, get_strategy
+    from LongitudinalALLib.active.strategies import QueryContext, get_strategy
 
     n = len(slices.images)
     lab = np.zeros(n, bool) if labelled is None else labelled
@@ -85,7 +85,7 @@ def accept_round(slices: Any, model: Any, device: torch.device, picks: np.ndarra
                  overrides: dict[str, Any], tiny: bool) -> dict[str, Any]:
     """Train a copy of ``model`` on the picks (warm start), then re-suggest with entropy_mean."""
     from LongitudinalALLib.model import Predictor
-    from LongitudinalALLib.training import TrainConfig, train_model
+    from LongitudinalALLib.model.training import TrainConfig, train_model
 
     net = copy.deepcopy(model)
     base = {"crop_size": 16, "min_total_steps": 4} if tiny else {}

@@ -104,9 +104,9 @@ def grid_context(args, c: dict, work: Path, families: dict, strategies: list[str
     """Everything a task needs, as JSON-able data (it travels to Ray workers); pools prepared here, once."""
     import math
 
+    from LongitudinalALLib.active.simulate import SimulationConfig, load_cohort_cases
     from LongitudinalALLib.commands.simulate import MODELS
-    from LongitudinalALLib.simulate import SimulationConfig, load_cohort_cases
-    from LongitudinalALLib.training import TrainConfig
+    from LongitudinalALLib.model.training import TrainConfig
 
     # no wall-time cap: on a shared machine it would make the curve depend on the load
     train = TrainConfig(epochs=c["epochs"], min_steps=c["min_steps"], batch_size=c["batch"],
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from LongitudinalALLib.strategies import available_strategies
+    from LongitudinalALLib.active.strategies import available_strategies
 
     torch.set_num_threads(args.threads)
     c = dict(CONFIGS[args.config])

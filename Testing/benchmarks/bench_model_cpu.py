@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from LongitudinalALLib import atomic
+from LongitudinalALLib.core import atomic
 from LongitudinalALLib.model import ModelConfig, Predictor, build_model, count_parameters, save_weights
 
 RESULTS = Path(__file__).resolve().parent / "results" / "model_cpu.json"

@@ -41,7 +41,7 @@ MATCHINGS = ("histogram", "pairwise")
 def prepared(index: int, grid_type: str) -> dict:
     """The held-out pair through the product's prepare_pair (cached): volumes and truth on the baseline grid."""
     from LongitudinalALLib.cohort import heldout
-    from LongitudinalALLib.prepare import prepare_pair
+    from LongitudinalALLib.imaging.prepare import prepare_pair
 
     path = CACHE / f"{heldout.FAMILY_VERSION}_{grid_type}_{index:03d}.npz"
     if not path.is_file():
@@ -68,7 +68,7 @@ def _image(a: np.ndarray, d: dict) -> sitk.Image:
 
 def variant(d: dict, matching: str):
     """(baseline, follow-up, foreground) images for one matching; pairwise remaps the follow-up."""
-    from LongitudinalALLib.intensity_match import match_registered
+    from LongitudinalALLib.imaging.intensity_match import match_registered
 
     base, reg, fg = (_image(d[k], d) for k in ("baseline", "registered", "foreground"))
     if matching == "pairwise":
@@ -90,10 +90,10 @@ def diff_signal(d: dict, matching: str) -> dict:
 
 def score(model, d: dict, matching: str) -> dict:
     """MSSEG-2 style metrics and the first-suggestion hit rate of one model on one pair."""
-    from LongitudinalALLib.metrics import subject_metrics
+    from LongitudinalALLib.active.strategies.uncertainty import binary_entropy
+    from LongitudinalALLib.imaging.pairing import pair_slices
     from LongitudinalALLib.model import Predictor
-    from LongitudinalALLib.pairing import pair_slices
-    from LongitudinalALLib.strategies.uncertainty import binary_entropy
+    from LongitudinalALLib.model.metrics import subject_metrics
 
     base, reg, fg = variant(d, matching)
     c = pair_slices(base, reg, fg, d["pair_id"], labels=d["truth"])

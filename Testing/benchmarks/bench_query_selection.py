@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc  # noqa: E402
 
-from LongitudinalALLib.strategies.diversity import k_center_greedy, kmeans_pp_seeding  # noqa: E402
+from LongitudinalALLib.active.strategies.diversity import k_center_greedy, kmeans_pp_seeding  # noqa: E402
 
 
 # ---------------------------------------------------------------------- data

@@ -32,10 +32,10 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "Testing" / "tests"))
 
-from clinical_grids import (GRID_TYPES, REPORT_SEED_START, available_anatomies, displacement_error,  # noqa: E402
-                            make_clinical_pair)
-from LongitudinalALLib import atomic  # noqa: E402
-from LongitudinalALLib.prepare import PrepareOptions, prepare_pair  # noqa: E402
+from clinical_grids import GRID_TYPES, REPORT_SEED_START, available_anatomies, displacement_error, make_clinical_pair  # noqa: E402
+
+from LongitudinalALLib.core import atomic  # noqa: E402
+from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair  # noqa: E402
 
 WORKER = Path(__file__).with_name("ants_worker.py")
 SILENT_MM = 2.0  # a pair worse than this must be flagged by QC

@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "Testing" / "tests"))
 
 from clinical_grids import GRID_TYPES, REPORT_SEED_START, displacement_error, make_clinical_pair  # noqa: E402
-from LongitudinalALLib import atomic  # noqa: E402
-from LongitudinalALLib.preprocess import foreground_mask, n4_correct, normalize_intensity  # noqa: E402
-from LongitudinalALLib.registration import register  # noqa: E402
+
+from LongitudinalALLib.core import atomic  # noqa: E402
+from LongitudinalALLib.imaging.preprocess import foreground_mask, n4_correct, normalize_intensity  # noqa: E402
+from LongitudinalALLib.imaging.registration.pipeline import register  # noqa: E402
 
 
 def probes(truth: sitk.Transform, centre: np.ndarray, rng: np.random.Generator) -> dict[str, sitk.Transform]:

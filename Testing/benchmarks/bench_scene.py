@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "Testing" / "benchmarks" / "results" / "scene.json")
     args = parser.parse_args(argv)
 
-    from LongitudinalALLib.resources import sample_data_dir
+    from LongitudinalALLib.core.resources import sample_data_dir
     from LongitudinalALLib.scene import headless, labels, outputs, volumes
     from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
 

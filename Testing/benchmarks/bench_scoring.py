@@ -122,11 +122,12 @@ def run_baal(pool_path: Path, weights_path: Path, device: torch.device, passes: 
 
 def baal_worker(args: argparse.Namespace) -> None:
     """Runs inside .venv-baal: baal's own MC-dropout prediction and BALD heuristic."""
+    from importlib.metadata import version
+
     import baal
     from baal.active.heuristics import BALD
     from baal.bayesian.dropout import MCDropoutModule
     from baal.modelwrapper import ModelWrapper, TrainingArgs
-    from importlib.metadata import version
 
     from LongitudinalALLib.model import load_weights
 

@@ -50,8 +50,9 @@ def _deflate_everything(directory: Path) -> bytes:
 
 def build_session(work: Path, spacing_mm: float, size: int, rounds: int) -> None:
     import scene_testdata
-    from LongitudinalALLib.pairing import pair_slices
-    from LongitudinalALLib.session import ALSession
+
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.imaging.pairing import pair_slices
 
     baseline = scene_testdata.mni_t1(spacing_mm)
     followup = baseline + 0.0

@@ -34,7 +34,7 @@ def result_path(ctx: dict, task: dict) -> Path:
 
 
 def _cases(ctx: dict, family: str):
-    from LongitudinalALLib.simulate import load_cohort_cases
+    from LongitudinalALLib.active.simulate import load_cohort_cases
 
     kw = dict(size=ctx["config"]["size"], spacing_mm=ctx["config"]["spacing"],
               cache_dir=Path(ctx["work"]) / family / "prepared")
@@ -43,8 +43,8 @@ def _cases(ctx: dict, family: str):
 
 
 def _triage(model, test) -> dict:
+    from LongitudinalALLib.active.triage import auroc, triage_cases
     from LongitudinalALLib.model import Predictor
-    from LongitudinalALLib.triage import auroc, triage_cases
 
     rows = triage_cases([oc.slices for oc in test], Predictor(model, device="cpu"))
     truth = {oc.slices.case_id: bool(oc.truth_volume.any()) for oc in test}
@@ -56,9 +56,9 @@ def execute(task: dict, ctx: dict, *after) -> str:
     """Run one task unless its result is on disk; returns its folder (``after``: Ray ordering only)."""
     import torch
 
+    from LongitudinalALLib.active.simulate import fork_simulation, run_simulation, train_full_supervision
     from LongitudinalALLib.model import load_weights
-    from LongitudinalALLib.simulate import fork_simulation, run_simulation, train_full_supervision
-    from LongitudinalALLib.training import TrainConfig
+    from LongitudinalALLib.model.training import TrainConfig
 
     torch.set_num_threads(int(ctx.get("threads", 1)))
     out = task_dir(ctx, task)
@@ -92,8 +92,8 @@ def execute(task: dict, ctx: dict, *after) -> str:
 
 
 def _base_config(ctx: dict, family: str):
-    from LongitudinalALLib.simulate import SimulationConfig
-    from LongitudinalALLib.training import TrainConfig
+    from LongitudinalALLib.active.simulate import SimulationConfig
+    from LongitudinalALLib.model.training import TrainConfig
 
     b = dict(ctx["base"][family])
     return SimulationConfig(**{**b, "train": TrainConfig.from_dict(b["train"])})

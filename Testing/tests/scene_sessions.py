@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from LongitudinalALLib.pairing import pair_slices
-from LongitudinalALLib.scene import jobs, volumes
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.imaging.pairing import pair_slices
+from LongitudinalALLib.jobs import jobs
+from LongitudinalALLib.scene import volumes
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
-from LongitudinalALLib.session import ALSession
 
 #: LPS direction matrices (row-major 3x3)
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)

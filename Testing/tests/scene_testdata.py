@@ -69,7 +69,7 @@ def write_pair(directory: Path, spacing_mm: float = 3.0) -> tuple[Path, Path, Pa
 
 def sample_pair_files() -> tuple[Path, Path, Path | None] | None:
     """(baseline, follow-up, new-lesion mask) of the bundled sample pair, if it is there."""
-    from LongitudinalALLib.resources import sample_data_dir
+    from LongitudinalALLib.core.resources import sample_data_dir
 
     d = sample_data_dir()
     base, follow = d / "baseline.nii.gz", d / "followup.nii.gz"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LongitudinalALLib.cli import main
-from LongitudinalALLib.session import ALSession
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.commands.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,7 +72,7 @@ def test_suggest_label_train_round_trip(tmp_path, pair_dir, capsys):
 
 
 def test_suggest_from_prepared_folder(tmp_path, pair_dir, capsys):
-    from LongitudinalALLib.prepare import PrepareOptions, prepare_pair, write_prepared
+    from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair, write_prepared
 
     prepared = tmp_path / "prepared"
     pair = prepare_pair(str(pair_dir / "baseline.nii.gz"), str(pair_dir / "followup.nii.gz"),
@@ -162,7 +162,7 @@ def test_session_stores_prepared_relative_and_survives_a_move(tmp_path, pair_dir
     rc, out, err = _run(capsys, "label", "--session", str(tmp_path / "moved" / "s"), "--mask",
                         str(pair_dir / "new_lesions.nii.gz"), "--json")
     assert rc == 0, err
-    from LongitudinalALLib.pool_store import load_case
+    from LongitudinalALLib.active.pool_store import load_case
 
     case = load_case(tmp_path / "moved" / "s" / "pool", case_id)
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(pair_dir / "new_lesions.nii.gz"))) > 0

@@ -6,7 +6,7 @@ import stat
 import numpy as np
 import pytest
 
-from LongitudinalALLib import atomic
+from LongitudinalALLib.core import atomic
 
 
 def test_write_json_and_npz_round_trip(tmp_path):

@@ -9,6 +9,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_model_heldout as bench  # noqa: E402
+
 from LongitudinalALLib.model import ModelConfig, build_model  # noqa: E402
 
 

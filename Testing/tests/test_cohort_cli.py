@@ -12,12 +12,12 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from LongitudinalALLib import cli
 from LongitudinalALLib.cohort.anatomy import AnatomyUnavailableWarning, available_anatomies, colin27_dir
 from LongitudinalALLib.cohort.contact_sheet import lesion_slices
 from LongitudinalALLib.cohort.generator import regenerate_pair
 from LongitudinalALLib.cohort.manifest import load_manifest, pair_files, pairs_in_split
-from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.commands import cli
+from LongitudinalALLib.core.errors import InputError
 
 FAST = ["--spacing", "2", "--quiet"]
 
@@ -155,8 +155,8 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
 
 def test_progress_reported_and_cancel_leaves_no_manifest(tmp_path):
     from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
-    from LongitudinalALLib.errors import CancelledError
-    from LongitudinalALLib.progress import CancelToken
+    from LongitudinalALLib.core.errors import CancelledError
+    from LongitudinalALLib.core.progress import CancelToken
 
     token = CancelToken()
     seen: list[tuple[str, float, str]] = []

@@ -9,9 +9,9 @@ import shlex
 import numpy as np
 import SimpleITK as sitk
 
-from LongitudinalALLib import cli
 from LongitudinalALLib.cohort.manifest import load_manifest, pair_files
-from LongitudinalALLib.resources import sample_data_dir
+from LongitudinalALLib.commands import cli
+from LongitudinalALLib.core.resources import sample_data_dir
 
 IMAGES = ("baseline.nii.gz", "followup.nii.gz", "new_lesions.nii.gz", "brain_mask.nii.gz", "wm_mask.nii.gz")
 

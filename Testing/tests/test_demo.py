@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("slicer")
 
-from LongitudinalALLib import cli  # noqa: E402
+from LongitudinalALLib.commands import cli  # noqa: E402
 from LongitudinalALLib.scene import headless  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
 

@@ -3,7 +3,7 @@
 import numpy as np
 import SimpleITK as sitk
 
-from LongitudinalALLib.intensity_match import _isotonic, match_registered
+from LongitudinalALLib.imaging.intensity_match import _isotonic, match_registered
 
 
 def _image(a):

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from anatomy_fixtures import mni_t1
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.io import check_overlap, load_image, save_image, validate_image
+
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.imaging.io import check_overlap, load_image, save_image, validate_image
 
 
 def _oblique_scan() -> sitk.Image:
@@ -198,7 +198,7 @@ def test_damaged_gzip_middle_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- D17 row 21: label map given as a scan
 def test_label_map_given_as_scan_is_named(tmp_path):
-    from LongitudinalALLib.io import load_scan
+    from LongitudinalALLib.imaging.io import load_scan
 
     p = tmp_path / "lesion_mask.nii.gz"
     sitk.WriteImage(sitk.Cast(mni_t1(4) > 150, sitk.sitkUInt8), str(p))
@@ -210,7 +210,7 @@ def test_label_map_given_as_scan_is_named(tmp_path):
 
 # ---------------------------------------------------------------- D13 / D17 row 30: DICOM folders
 def test_dicom_folder_with_several_series_says_which_and_takes_series(tmp_path):
-    from LongitudinalALLib.dicom_series import read_dicom_series
+    from LongitudinalALLib.imaging.dicom_series import read_dicom_series
 
     big = sitk.Cast(mni_t1(4) * 10.0 - 1000.0, sitk.sitkInt16)
     _write_dicom_series(big, tmp_path / "a", uid="1.2.3.100", description="T1 MPRAGE")
@@ -244,7 +244,7 @@ def test_dicom_series_mixing_matrix_sizes_is_explained(tmp_path):
 
 # ---------------------------------------------------------------- D12: output folders
 def test_output_dir_that_is_a_file_or_below_a_file(tmp_path):
-    from LongitudinalALLib.io import check_output_dir
+    from LongitudinalALLib.imaging.io import check_output_dir
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -258,7 +258,7 @@ def test_output_dir_on_a_full_disk(tmp_path, monkeypatch):
     import errno
     import tempfile
 
-    from LongitudinalALLib.io import check_output_dir
+    from LongitudinalALLib.imaging.io import check_output_dir
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -269,7 +269,7 @@ def test_output_dir_on_a_full_disk(tmp_path, monkeypatch):
 
 
 def test_prepare_series_option_reaches_the_dicom_reader(tmp_path, capsys):
-    from LongitudinalALLib.cli import main
+    from LongitudinalALLib.commands.cli import main
 
     img = sitk.Cast(mni_t1(4) * 10.0, sitk.sitkInt16)
     _write_dicom_series(img, tmp_path / "dcm", uid="1.2.3.400")

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from LongitudinalALLib.cli import main
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.session import ALSession
 from test_session import _mni_volumes, new_session
+
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.commands.cli import main
+from LongitudinalALLib.core.errors import InputError
 
 
 def _released(s: ALSession) -> ALSession:
@@ -208,7 +208,7 @@ def test_output_closed_early_ends_quietly(tmp_path):
 
     s = _released(new_session(tmp_path, strategy="random"))
     env = dict(os.environ, PYTHONPATH=str(Path(LongitudinalALLib.__file__).parents[1]))
-    code = "import sys; from LongitudinalALLib.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from LongitudinalALLib.commands.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "suggest", "--session", str(s.root), "-k", "5", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     proc.stdout.close()  # the reader is gone before anything is written, like `head` after two lines

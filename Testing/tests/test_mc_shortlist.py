@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.active.strategies import QueryContext, get_strategy, rank_candidates
+from LongitudinalALLib.active.strategies.base import MC_MIN_SHORTLIST
+from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model import ModelConfig, Predictor, build_model
 from LongitudinalALLib.model.reductions import binary_entropy
-from LongitudinalALLib.strategies import QueryContext, get_strategy, rank_candidates
-from LongitudinalALLib.strategies.base import MC_MIN_SHORTLIST
 
 N = 40
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from LongitudinalALLib import metrics
+from LongitudinalALLib.model import metrics
 
 
 def _ball(shape, center, r):

@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from LongitudinalALLib.errors import CancelledError, InputError
-from LongitudinalALLib.model.inference import cpu_has_native_bf16, Predictor, gradient_embedding_from_features, select_device
+from LongitudinalALLib.core.errors import CancelledError, InputError
+from LongitudinalALLib.core.progress import CancelToken
+from LongitudinalALLib.model.inference import (
+    Predictor,
+    cpu_has_native_bf16,
+    gradient_embedding_from_features,
+    select_device,
+)
 from LongitudinalALLib.model.network import ChangeSegNet, ModelConfig, build_model
 from LongitudinalALLib.model.reductions import binary_entropy
-from LongitudinalALLib.progress import CancelToken
 
 SMALL = ModelConfig(channels=(4, 8, 16), strides=(2, 2), head_features=4)
 

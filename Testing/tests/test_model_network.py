@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.model.network import (ModelConfig, build_model, count_parameters, dropout_modules,
-                                             mc_dropout)
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.model.network import (
+    ModelConfig,
+    build_model,
+    count_parameters,
+    dropout_modules,
+    mc_dropout,
+)
 
 SMALL = ModelConfig(channels=(4, 8, 16), strides=(2, 2), head_features=4)
 

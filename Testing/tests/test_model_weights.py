@@ -8,10 +8,16 @@ import struct
 import pytest
 import torch
 
-from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model.network import ModelConfig, build_model
-from LongitudinalALLib.model.weights import (load_bundled_model, load_weights, read_weights_info, save_weights,
-                                             sha256_file, sidecar_path)
+from LongitudinalALLib.model.weights import (
+    load_bundled_model,
+    load_weights,
+    read_weights_info,
+    save_weights,
+    sha256_file,
+    sidecar_path,
+)
 
 SMALL = ModelConfig(channels=(4, 8, 16), strides=(2, 2), head_features=4)
 

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from LongitudinalALLib.os_errors import user_os_error
+from LongitudinalALLib.core.os_errors import user_os_error
 
 
 @pytest.mark.parametrize("code, words", [

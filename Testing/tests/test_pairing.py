@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from anatomy_fixtures import mni_brain_mask, mni_t1
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.pairing import AXES, SliceGeometry, pair_slices
+
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.imaging.pairing import AXES, SliceGeometry, pair_slices
 
 
 def _ras_coordinates(image: sitk.Image) -> np.ndarray:

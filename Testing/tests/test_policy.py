@@ -6,13 +6,14 @@ import argparse
 
 import pytest
 
-from LongitudinalALLib import policy
+from LongitudinalALLib.active import policy
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.simulate import SimulationConfig
+from LongitudinalALLib.active.strategies import available_strategies
 from LongitudinalALLib.commands import demo, simulate, suggest
+from LongitudinalALLib.imaging import io
 from LongitudinalALLib.scene import panel_options
 from LongitudinalALLib.scene.logic import RunOptions
-from LongitudinalALLib.session import ALSession
-from LongitudinalALLib.simulate import SimulationConfig
-from LongitudinalALLib.strategies import available_strategies
 
 
 def _default(module, option="--strategy"):
@@ -34,9 +35,9 @@ def test_every_front_door_defaults_to_the_one_strategy():
 @pytest.mark.parametrize("path, expected", [("/data/sub-01_FLAIR.nii.gz", "sub-01_FLAIR"), ("a b(2).nrrd", "a_b_2_"),
                                             ("scan.v2.mha", "scan.v2"), ("..hidden.nii", "hidden"), ("/x/.nii", "case")])
 def test_case_id_from_a_path_is_a_safe_file_name(path, expected):
-    from LongitudinalALLib.pool_store import check_case_id
-    assert policy.case_id_from_path(path) == expected
-    check_case_id(policy.case_id_from_path(path))
+    from LongitudinalALLib.active.pool_store import check_case_id
+    assert io.case_id_from_path(path) == expected
+    check_case_id(io.case_id_from_path(path))
 
 
 def test_training_seed_differs_per_round_and_session():

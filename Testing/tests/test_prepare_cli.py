@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from anatomy_fixtures import brain_center, make_followup, mean_displacement_error, mni_brain_mask, mni_t1, random_affine
-from LongitudinalALLib import cli
-from LongitudinalALLib.errors import CancelledError, InputError
-from LongitudinalALLib.prepare import OUTPUT_FILES, PrepareOptions, prepare_pair, write_prepared
-from LongitudinalALLib.progress import CancelToken
+
+from LongitudinalALLib.commands import cli
+from LongitudinalALLib.core.errors import CancelledError, InputError
+from LongitudinalALLib.core.progress import CancelToken
+from LongitudinalALLib.imaging.prepare import OUTPUT_FILES, PrepareOptions, prepare_pair, write_prepared
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_same_scan_twice_warns(pair_files, tmp_path, capsys):
 
 def test_scene_prepare_job_takes_the_initial_transform_option(tmp_path):
     """The Slicer module re-runs pairing from a corrected transform node saved to a file, without registering."""
-    from LongitudinalALLib.scene.jobs import _prepare_options
+    from LongitudinalALLib.jobs.jobs import _prepare_options
 
     options = _prepare_options({"initial_transform": str(tmp_path / "corrected.tfm"), "n4": False})
     assert options.initial_transform == str(tmp_path / "corrected.tfm") and options.use_n4 is False

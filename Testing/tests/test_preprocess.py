@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from anatomy_fixtures import mni_brain_mask, mni_t1, smooth_bias
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.preprocess import (foreground_mask, match_histogram, n4_correct, normalize_intensity,
-                                          validate_mask)
+
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.imaging.preprocess import (
+    foreground_mask,
+    match_histogram,
+    n4_correct,
+    normalize_intensity,
+    validate_mask,
+)
 
 
 def _from_array(array: np.ndarray, like: sitk.Image) -> sitk.Image:

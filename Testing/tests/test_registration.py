@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from anatomy_fixtures import brain_center, make_followup, mean_displacement_error, mni_brain_mask, mni_t1, random_affine
-from LongitudinalALLib.errors import CancelledError
-from LongitudinalALLib.preprocess import foreground_mask, normalize_intensity
-from LongitudinalALLib.progress import CancelToken
-from LongitudinalALLib.registration import RegistrationQC, RegistrationSettings, register
-from LongitudinalALLib.registration_qc import judge
+
+from LongitudinalALLib.core.errors import CancelledError
+from LongitudinalALLib.core.progress import CancelToken
+from LongitudinalALLib.imaging.preprocess import foreground_mask, normalize_intensity
+from LongitudinalALLib.imaging.registration.pipeline import RegistrationQC, RegistrationSettings, register
+from LongitudinalALLib.imaging.registration.qc import judge
 
 
 def _pair(resolution: int, seed: int):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from clinical_grids import GridSpec, Motion, available_anatomies, displacement_error, make_clinical_pair
-from LongitudinalALLib.preprocess import foreground_mask, normalize_intensity
-from LongitudinalALLib.registration import register
-from LongitudinalALLib.registration_pyramid import shrink_factors
+
+from LongitudinalALLib.imaging.preprocess import foreground_mask, normalize_intensity
+from LongitudinalALLib.imaging.registration.pipeline import register
+from LongitudinalALLib.imaging.registration.pyramid import shrink_factors
 
 AXIAL_3MM = GridSpec((1.8, 1.8, 3.0), (100, 120, 50))
 OBLIQUE_3_3MM = GridSpec((1.9, 1.9, 3.3), (96, 116, 46), max_tilt_deg=20.0)
@@ -120,8 +120,8 @@ def test_left_right_flipped_follow_up_is_flagged_by_the_mirrored_alternative():
 
 def test_disagreeing_backward_run_restarts_the_forward_one_and_the_better_is_kept():
     """The stability check: a forward result 10 mm off is replaced by the refined inverse backward result."""
-    from LongitudinalALLib.registration import RegistrationSettings, _affine_from, _reconcile
-    from LongitudinalALLib.registration_pyramid import Pyramid
+    from LongitudinalALLib.imaging.registration.pipeline import RegistrationSettings, _affine_from, _reconcile
+    from LongitudinalALLib.imaging.registration.pyramid import Pyramid
 
     pair = make_clinical_pair("reconcile", 8, "mni", grids=(AXIAL_3MM, OBLIQUE_3_3MM))
     fixed, moving = Pyramid(*_prepared(pair.baseline)), Pyramid(*_prepared(pair.followup))

@@ -22,12 +22,12 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib import atomic  # noqa: E402
+import scene_sessions  # noqa: E402
+
+from LongitudinalALLib.core import atomic  # noqa: E402
 from LongitudinalALLib.scene import archive, headless, session_scene  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
 from LongitudinalALLib.scene.restore import ImportRestorer  # noqa: E402
-
-import scene_sessions  # noqa: E402
 
 PAYLOAD = b"echo PWNED_BY_MRB\n"
 

@@ -14,9 +14,11 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.errors import InputError  # noqa: E402
-from LongitudinalALLib.scene import headless, jobs, panel_options  # noqa: E402
 from slicer_app_standins import install_real_parameter_node_wrapper, load_module_file, ui_bound_widgets  # noqa: E402
+
+from LongitudinalALLib.core.errors import InputError  # noqa: E402
+from LongitudinalALLib.jobs import jobs  # noqa: E402
+from LongitudinalALLib.scene import headless, panel_options
 
 
 def test_offered_devices_follow_the_cached_worker_answer_else_a_probe(tmp_path, monkeypatch):

@@ -18,14 +18,14 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
+import scene_testdata  # noqa: E402
+from test_scene_logic import OPTIONS  # noqa: E402
+
+from LongitudinalALLib.active.session import ALSession  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, volumes  # noqa: E402
 from LongitudinalALLib.scene.job_runner import CANCELLED, DONE, FAILED  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
 from LongitudinalALLib.scene.session_scene import get_json, get_node  # noqa: E402
-from LongitudinalALLib.session import ALSession  # noqa: E402
-
-import scene_testdata  # noqa: E402
-from test_scene_logic import OPTIONS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

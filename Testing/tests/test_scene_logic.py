@@ -15,14 +15,14 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.errors import CancelledError, InputError  # noqa: E402
-from LongitudinalALLib import triage  # noqa: E402
+import scene_testdata  # noqa: E402
+
+from LongitudinalALLib.active import triage  # noqa: E402
+from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.core.errors import CancelledError, InputError  # noqa: E402
+from LongitudinalALLib.jobs.worker import WorkerProcess  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions  # noqa: E402
-from LongitudinalALLib.scene.worker import WorkerProcess  # noqa: E402
-from LongitudinalALLib.session import ALSession  # noqa: E402
-
-import scene_testdata  # noqa: E402
 
 OPTIONS = RunOptions(prepare={"spacing_mm": 3.0, "size": 64, "n4": False}, strategy="entropy_mean", k=4,
                      model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},

@@ -17,11 +17,11 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.scene import headless, persistence, session_scene  # noqa: E402
-from LongitudinalALLib.session import ALSession  # noqa: E402
-
 from slicer_app_standins import install_real_parameter_node_wrapper  # noqa: E402
 from test_scene_persistence import _mrb_pointing_at, _small_session  # noqa: E402
+
+from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.scene import headless, persistence, session_scene  # noqa: E402
 
 MODULE_FILE = Path(__file__).resolve().parents[2] / "LongitudinalAL" / "LongitudinalAL.py"
 

@@ -15,8 +15,9 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.scene import headless, volumes  # noqa: E402
 from slicer_app_standins import install_real_parameter_node_wrapper, load_module_file  # noqa: E402
+
+from LongitudinalALLib.scene import headless, volumes  # noqa: E402
 
 
 def test_module_self_test_runs_the_full_loop(tmp_path, monkeypatch):

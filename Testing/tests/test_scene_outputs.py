@@ -10,10 +10,10 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
-from LongitudinalALLib.scene.suggestions import Suggestion, build_suggestions, slice_axis_of  # noqa: E402
-
 import scene_testdata  # noqa: E402
+
+from LongitudinalALLib.active.suggestions import Suggestion, build_suggestions, slice_axis_of  # noqa: E402
+from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 
 
 @pytest.fixture(scope="module")

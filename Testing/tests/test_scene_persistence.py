@@ -17,14 +17,15 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.errors import InputError, SessionError  # noqa: E402
-from LongitudinalALLib.pairing import pair_slices  # noqa: E402
-from LongitudinalALLib.scene import archive, headless, jobs, labels, outputs, session_scene, volumes  # noqa: E402
-from LongitudinalALLib.scene.logic import ARCHIVE_EXCLUDE  # noqa: E402
-from LongitudinalALLib.session import ALSession  # noqa: E402
-
 import scene_sessions  # noqa: E402
 from test_scene_archive import open_like_slicer  # noqa: E402
+
+from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.core.errors import InputError, SessionError  # noqa: E402
+from LongitudinalALLib.imaging.pairing import pair_slices  # noqa: E402
+from LongitudinalALLib.jobs import jobs  # noqa: E402
+from LongitudinalALLib.scene import archive, headless, labels, outputs, session_scene, volumes
+from LongitudinalALLib.scene.logic import ARCHIVE_EXCLUDE  # noqa: E402
 
 
 def _small_session(folder, axis="axial"):

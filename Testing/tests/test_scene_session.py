@@ -7,10 +7,10 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib import atomic  # noqa: E402
-from LongitudinalALLib.errors import SessionError  # noqa: E402
+from LongitudinalALLib.active.suggestions import Suggestion  # noqa: E402
+from LongitudinalALLib.core import atomic  # noqa: E402
+from LongitudinalALLib.core.errors import SessionError  # noqa: E402
 from LongitudinalALLib.scene import headless, session_scene  # noqa: E402
-from LongitudinalALLib.scene.suggestions import Suggestion  # noqa: E402
 
 
 def _fill_session_dir(path):

@@ -15,11 +15,11 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
-from LongitudinalALLib.scene.suggestions import slice_axis_of  # noqa: E402
-from LongitudinalALLib.session import ALSession  # noqa: E402
-
 import scene_sessions  # noqa: E402
+
+from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.active.suggestions import slice_axis_of  # noqa: E402
+from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 
 GEOMETRIES = [("sagittal", scene_sessions.IDENTITY), ("coronal", scene_sessions.IDENTITY),
               ("axial", scene_sessions.K_INFERIOR)]

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from LongitudinalALLib import atomic
-from LongitudinalALLib.scene import staging
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.jobs import staging
 
 
 def _session(root):
@@ -43,14 +43,14 @@ def test_stage_shares_files_and_commit_moves_only_the_new_round(tmp_path):
 
 def test_commit_waits_for_the_live_sessions_writer(tmp_path):
     """A CLI `label` holding the live session: the staged round is not copied in under it."""
-    from LongitudinalALLib.errors import SessionError
+    from LongitudinalALLib.core.errors import SessionError
 
     session, staged = _session(tmp_path / "live"), tmp_path / "staged"
     staging.stage(session, staged)
     (staged / "state.json").write_text('{"rounds": [1]}')
     before = (session / "state.json").read_bytes()
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path[:0] = sys.argv[2:]; from LongitudinalALLib.session_lock import SessionLock; "
+        "import sys, time; sys.path[:0] = sys.argv[2:]; from LongitudinalALLib.active.session_lock import SessionLock; "
         "l = SessionLock(sys.argv[1]); print('held', flush=True); time.sleep(30)"), str(session), *sys.path],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -11,7 +11,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.errors import InputError, SessionError  # noqa: E402
+from LongitudinalALLib.core.errors import InputError, SessionError  # noqa: E402
 from LongitudinalALLib.scene import headless, persistence, stored_panel  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
 from LongitudinalALLib.scene.session_scene import set_value  # noqa: E402

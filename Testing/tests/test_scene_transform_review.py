@@ -11,12 +11,12 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
+import scene_testdata  # noqa: E402
+from test_scene_logic import OPTIONS  # noqa: E402
+
 from LongitudinalALLib.scene import headless, transform_review, volumes  # noqa: E402
 from LongitudinalALLib.scene.job_runner import DONE  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
-
-import scene_testdata  # noqa: E402
-from test_scene_logic import OPTIONS  # noqa: E402
 
 
 def _shift(node, dx_mm: float) -> None:

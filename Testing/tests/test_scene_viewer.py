@@ -7,10 +7,10 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.errors import InputError  # noqa: E402
-from LongitudinalALLib.scene import headless, viewer  # noqa: E402
-
 import scene_sessions  # noqa: E402
+
+from LongitudinalALLib.core.errors import InputError  # noqa: E402
+from LongitudinalALLib.scene import headless, viewer  # noqa: E402
 
 
 def _on_plane(slice_logic, ras) -> float:

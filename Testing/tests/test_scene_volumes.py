@@ -9,7 +9,7 @@ import vtk
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.errors import InputError  # noqa: E402
+from LongitudinalALLib.core.errors import InputError  # noqa: E402
 from LongitudinalALLib.scene import headless, volumes  # noqa: E402
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from LongitudinalALLib.errors import CancelledError, LongitudinalALError, SessionError
-from LongitudinalALLib.scene.worker import WorkerProcess, run_in_process, run_in_worker
+from LongitudinalALLib.core.errors import CancelledError, LongitudinalALError, SessionError
+from LongitudinalALLib.jobs.worker import WorkerProcess, run_in_process, run_in_worker
 
 
 def test_device_job_runs_in_a_child_process_and_matches_in_process():
@@ -87,7 +87,7 @@ def test_the_worker_log_outlives_the_job_and_is_named_in_a_crash_report(tmp_path
 
 
 def test_popen_options_put_the_worker_in_its_own_group_and_hide_windows_consoles(monkeypatch):
-    from LongitudinalALLib.scene import process_tree
+    from LongitudinalALLib.jobs import process_tree
 
     if sys.platform != "win32":
         assert process_tree.popen_options() == {"start_new_session": True}
@@ -101,7 +101,7 @@ def test_popen_options_put_the_worker_in_its_own_group_and_hide_windows_consoles
 def test_old_worker_logs_are_pruned(tmp_path):
     import os
 
-    from LongitudinalALLib.scene import worker as worker_module
+    from LongitudinalALLib.jobs import worker as worker_module
 
     logs = tmp_path / "logs"
     logs.mkdir()

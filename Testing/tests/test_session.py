@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from LongitudinalALLib import atomic
-from LongitudinalALLib.errors import CancelledError, InputError, SessionError
-from LongitudinalALLib.progress import CancelToken
-from LongitudinalALLib.session import ALSession
-from LongitudinalALLib.training import TrainConfig
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import CancelledError, InputError, SessionError
+from LongitudinalALLib.core.progress import CancelToken
+from LongitudinalALLib.model.training import TrainConfig
 
 TINY = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1, "head_features": 8, "dropout": 0.1}
 
@@ -55,7 +55,7 @@ def _mni_volumes(res: int = 4) -> tuple:
 
 def make_case(case_id: str = "c1", size: int = 64, spacing: float = 4.0):
     """A real CaseSlices (pairing.pair_slices) with its ground-truth labels."""
-    from LongitudinalALLib.pairing import pair_slices
+    from LongitudinalALLib.imaging.pairing import pair_slices
 
     base, fu, fg, lab = _mni_volumes()
     return pair_slices(base, fu, fg, case_id, axis="axial", size=(size, size), spacing_mm=spacing, labels=lab)
@@ -155,7 +155,7 @@ def test_killed_while_labelling_keeps_every_committed_label(tmp_path):
     s.close()  # the writer lock goes to the child process
     code = textwrap.dedent(f"""
         import numpy as np, sys
-        from LongitudinalALLib.session import ALSession
+        from LongitudinalALLib.active.session import ALSession
         s = ALSession.open({str(s.root)!r})
         idx = [p.slice_index for p in s.case("c0").provenance]
         k = 0

@@ -12,13 +12,13 @@ import time
 
 import numpy as np
 import pytest
-
-from LongitudinalALLib import atomic
-from LongitudinalALLib.cli import main
-from LongitudinalALLib.errors import InputError, SessionError
-from LongitudinalALLib.session import ALSession
-from LongitudinalALLib.training import TrainConfig
 from test_session import make_case, new_session
+
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.commands.cli import main
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError, SessionError
+from LongitudinalALLib.model.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -50,7 +50,7 @@ class Holder:
     def __init__(self, root, hold: float = 60.0):
         code = textwrap.dedent(f"""
             import time
-            from LongitudinalALLib.session import ALSession
+            from LongitudinalALLib.active.session import ALSession
             s = ALSession.open({str(root)!r})
             print("holding", flush=True)
             time.sleep({hold})
@@ -86,7 +86,6 @@ def test_a_second_writer_gets_one_line_naming_the_holder(tmp_path, capsys, comma
 
 def _write_empty_mask(path):
     import SimpleITK as sitk
-
     from test_session import _mni_volumes
     base = _mni_volumes()[0]
     m = sitk.Image(base.GetSize(), sitk.sitkUInt8)
@@ -251,9 +250,9 @@ def test_first_suggest_checks_weights_and_strategy_before_writing(tmp_path, caps
 def _prepared_folder(folder):
     """baseline / followup_registered / foreground volumes as `prepare` writes them (MNI at 4 mm)."""
     import SimpleITK as sitk
-
-    from LongitudinalALLib.prepare import OUTPUT_FILES
     from test_session import _mni_volumes
+
+    from LongitudinalALLib.imaging.prepare import OUTPUT_FILES
     base, fu, fg, _ = _mni_volumes()
     folder.mkdir(parents=True)
     for name, img in (("baseline", base), ("followup_registered", fu), ("foreground", fg)):

@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from LongitudinalALLib.cli import main
-
+from LongitudinalALLib.commands.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

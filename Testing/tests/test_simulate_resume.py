@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from LongitudinalALLib import simulate
-from LongitudinalALLib.cli import main
-from LongitudinalALLib.session import ALSession
+from LongitudinalALLib.active import simulate
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.commands.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -153,12 +153,41 @@ def test_library_imports_slicer_only_in_scene_and_never_qt(path):
                     assert top != "slicer", f"{path.name}:{node.lineno} imports slicer outside scene/"
 
 
+#: the layers, lowest first: a module may import its own layer and the ones below, never above
+LAYERS = {"core": 0, "imaging": 1, "cohort": 1, "model": 2, "active": 3, "jobs": 4, "scene": 5, "commands": 6}
+
+
+def _library_imports(path):
+    """Top-level LongitudinalALLib packages that ``path`` imports (lazy imports included)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+        assert not (isinstance(node, ast.ImportFrom) and node.level), f"{path.name}:{node.lineno}: relative import"
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "LongitudinalALLib" and len(parts) > 1:
+                yield parts[1], node.lineno
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_each_layer_imports_only_itself_and_the_layers_below(layer):
+    assert sorted(p.name for p in LIB.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(LAYERS)
+    for path in sorted((LIB / layer).rglob("*.py")):
+        for imported, line in _library_imports(path):
+            assert imported in LAYERS, f"{path.relative_to(LIB)}:{line} imports LongitudinalALLib.{imported}"
+            assert LAYERS[imported] <= LAYERS[layer], (
+                f"{path.relative_to(LIB)}:{line}: layer {layer} imports the higher layer {imported}")
+
+
 def test_worker_side_modules_do_not_import_slicer():
-    for name in ("__init__.py", "worker.py", "jobs.py", "suggestions.py"):
-        tree = ast.parse((LIB / "scene" / name).read_text())
-        tops = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        tops |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
-        assert "slicer" not in tops, name
+    """The job worker runs in a plain Python child: nothing under jobs/ may reach ``slicer``."""
+    for path in sorted((LIB / "jobs").rglob("*.py")):
+        tops = {t for t, _ in _library_imports(path)}
+        assert "scene" not in tops, path.name
+        tree = ast.parse(path.read_text())
+        mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        mods |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "slicer" not in mods, path.name
 
 
 def test_requirements_leave_torch_and_simpleitk_to_slicer_and_icon_is_128px():

@@ -9,20 +9,19 @@ Run and Cancel were separate buttons (Run now becomes Cancel).
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import time
 import types
+import xml.etree.ElementTree as ET
 
 import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LongitudinalALLib.scene import headless, volumes  # noqa: E402
-
 import scene_testdata  # noqa: E402
 from slicer_app_standins import UI_FILE, RecordingWidget, install_real_parameter_node_wrapper, load_module_file  # noqa: E402
 from test_scene_logic import OPTIONS  # noqa: E402
+
+from LongitudinalALLib.scene import headless, volumes  # noqa: E402
 
 #: every named widget of the real .ui: the Widget can only reach what the panel file defines
 UI_NAMES = tuple(e.get("name") for e in ET.parse(UI_FILE).getroot().iter("widget") if e.get("name"))
@@ -83,7 +82,7 @@ def test_run_becomes_cancel_and_a_cancel_is_not_an_error(widget, monkeypatch):
 
 def test_an_imported_scene_is_restored_once_and_its_error_shown_once(widget, monkeypatch):
     """D16: the module-level restorer (scene/restore.py) restores on import; the Widget only refreshes."""
-    from LongitudinalALLib.errors import SessionError
+    from LongitudinalALLib.core.errors import SessionError
     from LongitudinalALLib.scene.restore import ImportRestorer
 
     calls = []

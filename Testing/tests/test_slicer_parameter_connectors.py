@@ -15,9 +15,9 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
+from slicer_app_standins import install_real_parameter_node_wrapper, load_module_file, ui_bound_widgets  # noqa: E402
+
 from LongitudinalALLib.scene import headless, panel_options  # noqa: E402
-from slicer_app_standins import (install_real_parameter_node_wrapper, load_module_file,  # noqa: E402
-                                 ui_bound_widgets)
 
 
 @pytest.fixture
@@ -66,6 +66,6 @@ def test_out_of_range_values_are_refused_by_the_wrapper(bound):
 
 
 def test_panel_strategy_list_matches_the_registered_strategies():
-    from LongitudinalALLib.strategies import available_strategies
+    from LongitudinalALLib.active.strategies import available_strategies
 
     assert sorted(panel_options.STRATEGIES) == sorted(available_strategies())

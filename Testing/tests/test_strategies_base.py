@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.active.strategies import (
+    QueryContext,
+    available_strategies,
+    describe_strategies,
+    get_strategy,
+)
+from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model import ModelConfig, Predictor, build_model
-from LongitudinalALLib.strategies import QueryContext, available_strategies, describe_strategies, get_strategy
 
 EXPECTED = {"random", "fg_random", "entropy_mean", "entropy_sum", "entropy_topk", "margin", "least_confidence",
             "mc_entropy", "bald", "powerbald", "coreset", "cluster_margin", "badge", "lmi_hybrid",

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from test_strategies_cold_start import NZ, pool  # noqa: F401  (fixture)
 
-from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.active.strategies import QueryContext, get_strategy
+from LongitudinalALLib.active.strategies.clasp_pe import exponential_schedule, power_noise
+from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model.inference import PoolOutputs
-from LongitudinalALLib.strategies import QueryContext, get_strategy
-from LongitudinalALLib.strategies.clasp_pe import exponential_schedule, power_noise
 
 PREDICTED = [3, 9, 14, 20, 27, 31]  # slices where the model "sees" a lesion (p >= 0.5 in a blob)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.strategies import QueryContext, get_strategy
-from LongitudinalALLib.strategies.change import change_saliency, difference_scale, label_free_embedding
+from LongitudinalALLib.active.strategies import QueryContext, get_strategy
+from LongitudinalALLib.active.strategies.change import change_saliency, difference_scale, label_free_embedding
+from LongitudinalALLib.core.errors import InputError
 
 Z0, NZ = 25, 36  # axial slices 25..60 of the 2 mm template (through the ventricles)
 LESION_A = (8, 40, 30, 1.0)  # (slice in block, row, col, amplitude)

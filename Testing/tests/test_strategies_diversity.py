@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from LongitudinalALLib.active.strategies import QueryContext, get_strategy
+from LongitudinalALLib.active.strategies.diversity import k_center_greedy, kmeans_pp_seeding
 from LongitudinalALLib.model import ModelConfig, PoolOutputs, Predictor, build_model
-from LongitudinalALLib.strategies import QueryContext, get_strategy
-from LongitudinalALLib.strategies.diversity import k_center_greedy, kmeans_pp_seeding
 
 
 def _ctx(probs=None, emb=None, grads=None, labelled=None, n=None, seed=0) -> QueryContext:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from test_session import make_case, new_session
 
-from LongitudinalALLib.errors import InputError
+from LongitudinalALLib.active.strategies import QueryContext, get_strategy
+from LongitudinalALLib.active.strategies.selection import SelectionOptions, interleave, select_batch
+from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model import Predictor
-from LongitudinalALLib.strategies import QueryContext, get_strategy
-from LongitudinalALLib.strategies.selection import SelectionOptions, interleave, select_batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

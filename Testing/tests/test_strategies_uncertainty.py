@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.model import ModelConfig, PixelReduction, PoolOutputs, Predictor, binary_entropy, build_model
+from LongitudinalALLib.active.strategies import QueryContext, get_strategy
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.model import (
+    ModelConfig,
+    PixelReduction,
+    PoolOutputs,
+    Predictor,
+    binary_entropy,
+    build_model,
+)
 from LongitudinalALLib.model.reductions import as_reduction
-from LongitudinalALLib.strategies import QueryContext, get_strategy
 
 SMALL = ModelConfig(channels=(4, 8, 16), strides=(2, 2), head_features=4)
 N, S = 12, 32

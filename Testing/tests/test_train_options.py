@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from LongitudinalALLib.cli import main
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.session import ALSession
-from LongitudinalALLib.train_plan import check_config, resolve_device
-from LongitudinalALLib.training import TrainConfig
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.commands.cli import main
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.model.train_plan import check_config, resolve_device
+from LongitudinalALLib.model.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

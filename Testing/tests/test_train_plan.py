@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_training import TINY, mni_slice_set
 
 from LongitudinalALLib.model import build_model
-from LongitudinalALLib.train_collapse import check_lesion_slices
-from LongitudinalALLib.train_plan import plan_steps, selection_rule
-from LongitudinalALLib.training import TrainConfig, train_model
-from test_training import TINY, mni_slice_set
+from LongitudinalALLib.model.train_collapse import check_lesion_slices
+from LongitudinalALLib.model.train_plan import plan_steps, selection_rule
+from LongitudinalALLib.model.training import TrainConfig, train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -114,12 +114,12 @@ def test_no_lesion_labels_is_not_a_collapse():
 
 def test_the_time_cap_is_checked_after_every_step(monkeypatch):
     """A loaded machine: every step takes 10 s of the clock; a 15 s cap must stop after 2 steps, not 5."""
-    from LongitudinalALLib import train_plan
+    from LongitudinalALLib.model import train_plan
 
     clock = [0.0]
     monkeypatch.setattr(train_plan.time, "perf_counter", lambda: clock[0])
     budget = train_plan.TimeBudget(15.0, 200)
-    from LongitudinalALLib.train_loop import REPLAN_EVERY
+    from LongitudinalALLib.model.train_loop import REPLAN_EVERY
     steps = 0
     while steps < budget.total_steps:
         clock[0] += 10.0

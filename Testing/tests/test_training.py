@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from LongitudinalALLib.augment import AugmentConfig, augment_batch, crop_arrays, lesion_biased_crops
-from LongitudinalALLib.errors import InputError
-from LongitudinalALLib.losses import build_loss
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.progress import CancelToken
 from LongitudinalALLib.model import ModelConfig, build_model
-from LongitudinalALLib.progress import CancelToken
-from LongitudinalALLib.training import TrainConfig, train_model
+from LongitudinalALLib.model.augment import AugmentConfig, augment_batch, crop_arrays, lesion_biased_crops
+from LongitudinalALLib.model.losses import build_loss
+from LongitudinalALLib.model.training import TrainConfig, train_model
 
 TINY = ModelConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, head_features=8, dropout=0.1)
 

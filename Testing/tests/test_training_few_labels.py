@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from LongitudinalALLib.session import ALSession
-from LongitudinalALLib.simulate import evaluate, load_cohort_cases
-from LongitudinalALLib.training import TrainConfig
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.simulate import evaluate, load_cohort_cases
+from LongitudinalALLib.model.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,7 +51,7 @@ def _pick(pool, seed: int) -> list[tuple[str, int, np.ndarray]]:
 
 
 def test_every_seed_learns_from_two_contoured_slices(cohort, tmp_path):
-    from LongitudinalALLib.train_collapse import check_lesion_slices
+    from LongitudinalALLib.model.train_collapse import check_lesion_slices
 
     pool, test = cohort
     outcomes = []

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_session import make_case, new_session
 
-from LongitudinalALLib.cli import main
+from LongitudinalALLib.active.triage import auroc, pair_probability, triage_cases
+from LongitudinalALLib.commands.cli import main
 from LongitudinalALLib.model import Predictor
-from LongitudinalALLib.triage import auroc, pair_probability, triage_cases
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from .deform import sampling_coordinates, smooth_random_field, warp
+from LongitudinalALLib.cohort.deform import sampling_coordinates, smooth_random_field, warp
 
 
 def sample_misalignment(rng: np.random.Generator) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..errors import InputError
+from LongitudinalALLib.core.errors import InputError
 
 #: every anatomy the generator knows, in the order it prefers them
 ANATOMIES: tuple[str, ...] = ("mni", "colin27")

@@ -15,8 +15,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .. import atomic
-from ..errors import InputError
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError
 
 
 def _read(path: Path) -> sitk.Image:
@@ -97,7 +97,7 @@ def render_contact_sheet(files: dict[str, Path], out_png: str | Path, *, title: 
 
 def pair_contact_sheet(manifest: dict, pair: dict, out_png: str | Path | None = None, max_rows: int = 4) -> Path:
     """Contact sheet of a manifest pair (default: ``contact_sheet.png`` next to its baseline)."""
-    from .manifest import pair_files
+    from LongitudinalALLib.cohort.manifest import pair_files
 
     files = pair_files(manifest, pair)
     out_png = out_png or files["baseline"].parent / "contact_sheet.png"

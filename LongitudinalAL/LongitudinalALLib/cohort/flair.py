@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .deform import smooth_random_field
+from LongitudinalALLib.cohort.deform import smooth_random_field
 
 
 def sample_subject_contrast(rng: np.random.Generator) -> dict:

@@ -23,14 +23,20 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .. import atomic
-from ..errors import InputError
-from ..progress import CancelToken, ProgressCallback, check_cancel, report
-from .anatomy import ANATOMIES, Anatomy, AnatomyUnavailableWarning, available_anatomies, load_anatomy
-from .flair import sample_subject_contrast
-from .lesions import render_lesion, size_class
-from .pair import PairVolumes, SimulationOptions, render_pair, sample_pair_params
-from .subject import Subject, build_subject, sample_subject_params
+from LongitudinalALLib.cohort.anatomy import (
+    ANATOMIES,
+    Anatomy,
+    AnatomyUnavailableWarning,
+    available_anatomies,
+    load_anatomy,
+)
+from LongitudinalALLib.cohort.flair import sample_subject_contrast
+from LongitudinalALLib.cohort.lesions import render_lesion, size_class
+from LongitudinalALLib.cohort.pair import PairVolumes, SimulationOptions, render_pair, sample_pair_params
+from LongitudinalALLib.cohort.subject import Subject, build_subject, sample_subject_params
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
 
 MANIFEST = "manifest.json"
 FORMAT = "longitudinal-al-cohort"

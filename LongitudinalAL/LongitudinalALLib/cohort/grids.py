@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from . import acquisition as acq
+from LongitudinalALLib.cohort import acquisition as acq
 
 
 @dataclass(frozen=True)

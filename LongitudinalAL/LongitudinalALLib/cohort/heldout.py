@@ -25,13 +25,14 @@ The truth is the new-lesion fraction seen on the baseline grid, >= 0.5.
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import load_anatomy
-from .deform import rotation_zyx, smooth_random_field
-from .grids import Grid, GridPair, scan_pair
+from LongitudinalALLib.cohort.anatomy import load_anatomy
+from LongitudinalALLib.cohort.deform import rotation_zyx, smooth_random_field
+from LongitudinalALLib.cohort.grids import Grid, GridPair, scan_pair
 
 FAMILY_VERSION = "heldout-v1"
 ANATOMY = "colin27"

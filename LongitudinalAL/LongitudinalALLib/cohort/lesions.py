@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .deform import rotation_zyx
-from .subject import Subject
+from LongitudinalALLib.cohort.deform import rotation_zyx
+from LongitudinalALLib.cohort.subject import Subject
 
 CLASSES = ("periventricular", "juxtacortical", "deep")
 CLASS_P = (0.45, 0.25, 0.30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import InputError
+from LongitudinalALLib.core.errors import InputError
 
 FORMAT = "longitudinal-al-cohort"
 SPLITS = ("train", "val", "test")

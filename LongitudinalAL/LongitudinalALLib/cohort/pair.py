@@ -15,10 +15,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from . import acquisition as acq
-from .flair import subject_texture, synthesize, visit_contrast
-from .lesions import lesion_maps, new_lesion_mask, sample_lesions
-from .subject import Subject
+from LongitudinalALLib.cohort import acquisition as acq
+from LongitudinalALLib.cohort.flair import subject_texture, synthesize, visit_contrast
+from LongitudinalALLib.cohort.lesions import lesion_maps, new_lesion_mask, sample_lesions
+from LongitudinalALLib.cohort.subject import Subject
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import load_anatomy
-from .flair import subject_texture, synthesize
-from .generator import make_subject
-from .grids import Grid, GridPair, brain_centre_lps, pose_transform, scan_pair
-from .lesions import lesion_maps, new_lesion_mask, sample_lesions
-from .subject import Subject
+from LongitudinalALLib.cohort.anatomy import load_anatomy
+from LongitudinalALLib.cohort.flair import subject_texture, synthesize
+from LongitudinalALLib.cohort.generator import make_subject
+from LongitudinalALLib.cohort.grids import Grid, GridPair, brain_centre_lps, pose_transform, scan_pair
+from LongitudinalALLib.cohort.lesions import lesion_maps, new_lesion_mask, sample_lesions
+from LongitudinalALLib.cohort.subject import Subject
 
 ANATOMY = "mni"
 P_LESION_FREE = 0.4

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .anatomy import Anatomy
-from .deform import rotation_zyx, sampling_coordinates, smooth_random_field, warp
+from LongitudinalALLib.cohort.anatomy import Anatomy
+from LongitudinalALLib.cohort.deform import rotation_zyx, sampling_coordinates, smooth_random_field, warp
 
 WM_THRESHOLD = 0.5  # a voxel is white matter when its WM probability is at least this
 

@@ -14,7 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from ..policy import DEFAULT_STRATEGY, case_id_from_path
+from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
+from LongitudinalALLib.imaging.io import case_id_from_path
 
 HELP = "Run the first active-learning round on a pair (default: the bundled sample) and write a Slicer .mrb."
 
@@ -34,11 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..progress import TqdmProgress
-    from ..resources import sample_data_dir
-    from ..scene import headless, volumes
-    from ..scene.logic import LongitudinalALSceneLogic, RunOptions
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.core.progress import TqdmProgress
+    from LongitudinalALLib.core.resources import sample_data_dir
+    from LongitudinalALLib.scene import headless, volumes
+    from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
 
     baseline = Path(args.baseline) if args.baseline else sample_data_dir() / "baseline.nii.gz"
     followup = Path(args.followup) if args.followup else sample_data_dir() / "followup.nii.gz"
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = logic.save_bundle(out / "longitudinal_al.mrb")
     sheet = _write_sheet(logic, suggestions, out / "top_suggestions.png", args.strategy)
-    from .. import atomic
+    from LongitudinalALLib.core import atomic
 
     atomic.write_json(out / "suggestions.json", {"strategy": args.strategy, "seconds": round(elapsed, 2),
                                                   "suggestions": [s.to_dict() for s in suggestions]})
@@ -84,7 +85,7 @@ def _write_sheet(logic, suggestions, path: Path, strategy: str) -> Path:
     """Top suggestions (up to 6) of the case as a PNG, from the session's pool and latest probabilities."""
     import SimpleITK as sitk
 
-    from ..suggestion_sheet import write_suggestion_sheet
+    from LongitudinalALLib.commands.suggestion_sheet import write_suggestion_sheet
 
     session = logic._session()
     top = suggestions[:6]

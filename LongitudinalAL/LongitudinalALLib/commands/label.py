@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .session_args import add_wait_option, open_for_writing
+from LongitudinalALLib.commands.session_args import add_wait_option, open_for_writing
 
 HELP = ("Record labels for slices of a session from a new-lesion mask drawn on the baseline "
         "(a listed slice that is empty in the mask means 'no new lesion'; it must lie inside the mask).")
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_slices(text: str | None) -> list[int] | None:
-    from ..errors import InputError
+    from LongitudinalALLib.core.errors import InputError
 
     if text is None:
         return None
@@ -42,8 +42,8 @@ def parse_slices(text: str | None) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..label_masks import mask_on_baseline, read_label_mask, uncovered_slices
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.imaging.label_masks import mask_on_baseline, read_label_mask, uncovered_slices
 
     slices = parse_slices(args.slices)
     session = open_for_writing(args)

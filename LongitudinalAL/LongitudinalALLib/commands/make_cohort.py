@@ -33,12 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progress import TqdmProgress
-    from ..cohort.anatomy import AnatomyUnavailableWarning
-    from ..cohort.contact_sheet import pair_contact_sheet
-    from ..cohort.generator import CohortOptions, generate_cohort
-    from ..cohort.manifest import load_manifest
-    from ..cohort.pair import SimulationOptions
+    from LongitudinalALLib.cohort.anatomy import AnatomyUnavailableWarning
+    from LongitudinalALLib.cohort.contact_sheet import pair_contact_sheet
+    from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
+    from LongitudinalALLib.cohort.manifest import load_manifest
+    from LongitudinalALLib.cohort.pair import SimulationOptions
+    from LongitudinalALLib.core.progress import TqdmProgress
 
     sim = SimulationOptions(misalign=not args.no_misalign, bias=not args.no_bias, noise=not args.no_noise,
                             drift=not args.no_drift, atrophy=not args.no_atrophy,

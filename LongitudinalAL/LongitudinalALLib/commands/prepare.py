@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..policy import case_id_from_path
+from LongitudinalALLib.imaging.io import case_id_from_path
 
 HELP = ("Register FOLLOWUP to BASELINE (N4, mask, normalise, rigid+affine), write the registered "
         "follow-up, difference, mask, transform (.tfm) and qc.json to --out.")
@@ -41,7 +41,7 @@ MAX_SIZE = 2048
 
 def check_size(size: int) -> int:
     """Refuse slice sizes that cannot be allocated, before any work is done."""
-    from ..errors import InputError
+    from LongitudinalALLib.core.errors import InputError
 
     if not 1 <= size <= MAX_SIZE:
         raise InputError(f"--size {size} is out of range (1 to {MAX_SIZE} pixels).",
@@ -50,11 +50,11 @@ def check_size(size: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import check_output_dir
-    from ..errors import RegistrationError
-    from ..prepare import PrepareOptions, prepare_pair, write_prepared
-    from ..progress import TqdmProgress
-    from .suggest import load_scans
+    from LongitudinalALLib.commands.suggest import load_scans
+    from LongitudinalALLib.core.errors import RegistrationError
+    from LongitudinalALLib.core.progress import TqdmProgress
+    from LongitudinalALLib.imaging.io import check_output_dir
+    from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair, write_prepared
 
     check_size(args.size)
     check_output_dir(args.out)

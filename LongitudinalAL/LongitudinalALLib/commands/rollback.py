@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .session_args import add_wait_option, open_for_writing
+from LongitudinalALLib.commands.session_args import add_wait_option, open_for_writing
 
 HELP = "Return a session to an earlier round's model (e.g. when the latest checkpoint is damaged); labels are kept."
 

@@ -12,8 +12,8 @@ def add_wait_option(p: argparse.ArgumentParser) -> None:
 
 def open_for_writing(args: argparse.Namespace):
     """Open ``args.session`` holding its writer lock; print what crash recovery repaired."""
-    from ..errors import InputError
-    from ..session import ALSession
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.core.errors import InputError
 
     if not args.wait >= 0:
         raise InputError(f"--wait {args.wait} is not a number of seconds.", "Give 0 or more, e.g. --wait 60.")

@@ -7,8 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from ..policy import DEFAULT_STRATEGY
-from .train import add_train_options, train_config
+from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
+from LongitudinalALLib.commands.train import add_train_options, train_config
 
 HELP = ("Simulate active learning on a cohort with ground truth: the oracle labels the suggested "
         "slices, a model is trained each round and scored on the test pairs.")
@@ -40,10 +40,10 @@ def _fmt(x: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..progress import TqdmProgress
-    from ..simulate import SimulationConfig, load_cohort_cases, run_simulation
-    from ..strategies import available_strategies
+    from LongitudinalALLib.active.simulate import SimulationConfig, load_cohort_cases, run_simulation
+    from LongitudinalALLib.active.strategies import available_strategies
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.core.progress import TqdmProgress
 
     if args.strategy not in available_strategies():
         raise InputError(f"Unknown strategy {args.strategy!r}.", f"Choose one of: {', '.join(available_strategies())}.")

@@ -13,8 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..policy import DEFAULT_STRATEGY, case_id_from_path
-from .session_args import add_wait_option, open_for_writing
+from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
+from LongitudinalALLib.commands.session_args import add_wait_option, open_for_writing
+from LongitudinalALLib.imaging.io import case_id_from_path
 
 HELP = "Create or reopen an active-learning session and print the slices most worth labelling next."
 
@@ -47,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def find_volume(folder: Path, name: str) -> Path:
     """``name`` as written by prepare.write_prepared, else ``<name>.nii.gz``/``.nrrd``/... in ``folder``."""
-    from ..errors import InputError
-    from ..prepare import OUTPUT_FILES
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.imaging.prepare import OUTPUT_FILES
 
     candidates = [folder / OUTPUT_FILES[name]] if name in OUTPUT_FILES else []
     candidates += [folder / f"{name}{suffix}" for suffix in VOLUME_SUFFIXES]
@@ -63,7 +64,7 @@ def _case_from_prepared(folder: Path, args: argparse.Namespace):
     """Re-pair the volumes of a prepared folder: baseline, followup_registered, foreground."""
     import SimpleITK as sitk
 
-    from ..pairing import pair_slices
+    from LongitudinalALLib.imaging.pairing import pair_slices
 
     vols = {n: sitk.ReadImage(str(find_volume(folder, n))) for n in ("baseline", "followup_registered", "foreground")}
     case_id = args.case_id or folder.name
@@ -73,8 +74,8 @@ def _case_from_prepared(folder: Path, args: argparse.Namespace):
 
 def _check_choices(args: argparse.Namespace) -> None:
     """Strategy and starting weights are checked before a session folder is written (reliability D14)."""
-    from ..model.weights import read_weights_info
-    from ..strategies import get_strategy
+    from LongitudinalALLib.active.strategies import get_strategy
+    from LongitudinalALLib.model.weights import read_weights_info
 
     get_strategy(args.strategy or DEFAULT_STRATEGY)
     if args.weights not in ("bundled", "scratch"):
@@ -82,12 +83,11 @@ def _check_choices(args: argparse.Namespace) -> None:
 
 
 def _create(args: argparse.Namespace, progress):
-    from ..errors import InputError
-    from ..pool_store import check_case_id
-    from ..session import ALSession
-
-    from ..io import check_output_dir
-    from .prepare import check_size
+    from LongitudinalALLib.active.pool_store import check_case_id
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.commands.prepare import check_size
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.imaging.io import check_output_dir
 
     root = Path(args.session)
     _check_choices(args)
@@ -96,7 +96,7 @@ def _create(args: argparse.Namespace, progress):
     if args.pair:
         case, prepared_dir = _case_from_prepared(Path(args.pair), args)
     elif args.baseline and args.followup:
-        from ..prepare import PrepareOptions, prepare_pair, write_prepared
+        from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair, write_prepared
 
         case_id = check_case_id(args.case_id or case_id_from_path(args.baseline))
         options = PrepareOptions(modality=args.modality, axis=args.axis, size=args.size, spacing_mm=args.spacing,
@@ -126,8 +126,8 @@ def _relative_to(folder: Path, root: Path) -> str:
 
 def load_scans(baseline: str, followup: str, series: list[str] | None):
     """Both scans, checked, with any DICOM series choice printed (to stderr: stdout may be JSON)."""
-    from ..io import load_scan
-    from ..prepare_checks import check_grid
+    from LongitudinalALLib.imaging.io import load_scan
+    from LongitudinalALLib.imaging.prepare_checks import check_grid
 
     notes: list[str] = []
     images = [load_scan(p, series=series or (), notes=notes) for p in (baseline, followup)]
@@ -139,8 +139,8 @@ def load_scans(baseline: str, followup: str, series: list[str] | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..progress import TqdmProgress
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.core.progress import TqdmProgress
 
     if args.k < 1:
         raise InputError(f"-k {args.k} asks for no slices.", "Ask for at least one slice, e.g. -k 10.")

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..policy import training_seed
-from .session_args import add_wait_option, open_for_writing
+from LongitudinalALLib.active.policy import training_seed
+from LongitudinalALLib.commands.session_args import add_wait_option, open_for_writing
 
 HELP = "Train one round on every labelled slice of a session, starting from its latest model."
 
 
 def add_train_options(p: argparse.ArgumentParser, epochs: int = 40) -> None:
     """Training options shared by ``train`` and ``simulate`` (budget rules: training.TrainConfig)."""
-    from ..training import TrainConfig
+    from LongitudinalALLib.model.training import TrainConfig
 
     d = TrainConfig()
     g = p.add_argument_group("training")
@@ -38,9 +38,9 @@ def add_train_options(p: argparse.ArgumentParser, epochs: int = 40) -> None:
 
 def train_config(args: argparse.Namespace, seed: int):
     """TrainConfig from the options, every value checked (one clear line, before anything is written)."""
-    from ..errors import InputError
-    from ..train_plan import check_config
-    from ..training import TrainConfig
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.model.train_plan import check_config
+    from LongitudinalALLib.model.training import TrainConfig
 
     if args.threads < 0:
         raise InputError(f"--threads is {args.threads}.", "Give a positive number, or 0 for torch's choice.")
@@ -69,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progress import TqdmProgress
+    from LongitudinalALLib.core.progress import TqdmProgress
 
     cfg = train_config(args, seed=0)  # checked before the session is opened (open may repair files)
     session = open_for_writing(args)

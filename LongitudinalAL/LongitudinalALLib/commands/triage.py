@@ -23,10 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..model import Predictor
-    from ..session import ALSession
-    from ..triage import triage_cases
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.triage import triage_cases
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.model import Predictor
 
     if not 0.0 < args.threshold < 1.0:
         raise InputError(f"--threshold {args.threshold} is not a probability.", "Use a value in (0, 1), e.g. 0.5.")

@@ -18,17 +18,16 @@ import contextlib
 import functools
 import time
 from dataclasses import dataclass
-from typing import Callable
-
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..progress import CancelToken, ProgressCallback, check_cancel, report
-from .network import ChangeSegNet, mc_dropout
-from .reductions import PixelReduction, as_reduction, binary_entropy
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from LongitudinalALLib.model.network import ChangeSegNet, mc_dropout
+from LongitudinalALLib.model.reductions import PixelReduction, as_reduction, binary_entropy
 
 
 def available_devices() -> list[str]:

@@ -28,7 +28,7 @@ import torch
 from monai.networks.nets import UNet
 from torch import nn
 
-from ..errors import InputError
+from LongitudinalALLib.core.errors import InputError
 
 MAX_EMBEDDING_DIM = 512
 MAX_LEVELS = 8          # a sidecar is untrusted input: MONAI builds one nested block per level

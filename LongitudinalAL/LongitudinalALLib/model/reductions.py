@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import InputError
+from LongitudinalALLib.core.errors import InputError
 
 
 def binary_entropy(p: torch.Tensor) -> torch.Tensor:

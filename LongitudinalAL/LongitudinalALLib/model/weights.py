@@ -18,10 +18,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .. import atomic
-from ..errors import InputError
-from ..resources import weights_dir
-from .network import ChangeSegNet, ModelConfig, build_model, count_parameters
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.resources import weights_dir
+from LongitudinalALLib.model.network import ChangeSegNet, ModelConfig, build_model, count_parameters
 
 FORMAT = "longitudinal-al-weights"
 FORMAT_VERSION = 1

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import SessionError
+from LongitudinalALLib.core.errors import SessionError
 
 #: plain folder names accepted from a scene (no dots: nothing like "..", no separators)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

@@ -9,6 +9,7 @@ Used by the tests and by headless runs of :class:`..logic.LongitudinalALSceneLog
 from __future__ import annotations
 
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +43,23 @@ class HeadlessSlicer:
         return self.slice_logics[name]
 
     def close(self) -> None:
-        """Empty the scene; the object must not be used afterwards."""
+        """Empty the scene and detach every logic; the object must not be used afterwards."""
         self.scene.Clear(True)
+        _detach_logics(self.logics, self.slice_logics)
+
+
+def _detach_logics(logics: dict[str, Any], slice_logics: dict[str, Any]) -> None:
+    """Take the slice logics off the scene, then the colour logic.
+
+    Why: left to Python's garbage collector, the logics die in any order, and
+    the colour logic's destructor removes its colour nodes from the scene while
+    a half-destroyed slice logic still observes it (a segfault inside
+    vtkMRMLSliceLogic::ProcessMRMLLogicsEvents, seen in the test suite).
+    """
+    for logic in slice_logics.values():
+        logic.SetMRMLScene(None)
+    if "Colors" in logics:
+        logics["Colors"].SetMRMLScene(None)
 
 
 def create_headless_slicer(cache_dir: str | None = None, views: dict[str, str] | None = None) -> HeadlessSlicer:
@@ -89,4 +105,6 @@ def create_headless_slicer(cache_dir: str | None = None, views: dict[str, str] |
         node.SetLayoutName(view)
         slice_collection.AddItem(sl)
         slice_logics[view] = sl
-    return HeadlessSlicer(scene, app, logics, slice_logics, cache_dir)
+    headless = HeadlessSlicer(scene, app, logics, slice_logics, cache_dir)
+    weakref.finalize(headless, _detach_logics, logics, slice_logics)  # also when close() is never called
+    return headless

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..resources import resources_dir
+from LongitudinalALLib.core.resources import resources_dir
 
 #: distribution name -> import name, where they differ
 IMPORT_NAMES = {"scikit-learn": "sklearn", "simpleitk": "SimpleITK", "pyyaml": "yaml"}

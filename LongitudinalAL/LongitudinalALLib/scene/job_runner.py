@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import CancelledError, LongitudinalALError
-from ..progress import ProgressCallback
-from . import staging
-from .scene_rollback import SceneRollback
-from .worker import WorkerProcess
+from LongitudinalALLib.core.errors import CancelledError, LongitudinalALError
+from LongitudinalALLib.core.progress import ProgressCallback
+from LongitudinalALLib.jobs import staging
+from LongitudinalALLib.jobs.worker import WorkerProcess
+from LongitudinalALLib.scene.scene_rollback import SceneRollback
 
 log = logging.getLogger(__name__)
 DONE, FAILED, CANCELLED = "done", "failed", "cancelled"

@@ -15,8 +15,8 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from . import volumes
-from .outputs import LESION_SEGMENT, PREDICTION_SEGMENT, segment_id
+from LongitudinalALLib.scene import volumes
+from LongitudinalALLib.scene.outputs import LESION_SEGMENT, PREDICTION_SEGMENT, segment_id
 
 
 class SliceGeometryLike(Protocol):

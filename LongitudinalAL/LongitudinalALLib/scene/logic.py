@@ -19,15 +19,24 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from .. import atomic
-from ..errors import InputError, LongitudinalALError, SessionError
-from ..policy import DEFAULT_STRATEGY
-from ..progress import CancelToken, ProgressCallback
-from . import archive, labels, outputs, panel_options, persistence, session_scene, transform_review, viewer, volumes
-from .session_scene import get_node, get_value, set_node, set_value
-from .suggestions import ACCEPTED, PENDING, Suggestion
-from .worker import Runner, run_in_process
-
+from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
+from LongitudinalALLib.active.suggestions import ACCEPTED, PENDING, Suggestion
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError, LongitudinalALError, SessionError
+from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
+from LongitudinalALLib.jobs.worker import Runner, run_in_process
+from LongitudinalALLib.scene import (
+    archive,
+    labels,
+    outputs,
+    panel_options,
+    persistence,
+    session_scene,
+    transform_review,
+    viewer,
+    volumes,
+)
+from LongitudinalALLib.scene.session_scene import get_node, get_value, set_node, set_value
 
 #: work-directory files left out of the .mrb: inputs and maps are in the scene as nodes already,
 #: and the jobs never read them again (suggest rewrites the maps)
@@ -114,7 +123,7 @@ class LongitudinalALSceneLogic:
     def jobs(self):
         """The panel's background job (start, poll, apply, cancel): :class:`.job_runner.JobRunner`."""
         if getattr(self, "_jobs", None) is None:
-            from .job_runner import JobRunner
+            from LongitudinalALLib.scene.job_runner import JobRunner
 
             self._jobs = JobRunner(self)
         return self._jobs
@@ -223,7 +232,7 @@ class LongitudinalALSceneLogic:
         A writer takes the session lock for as long as the returned object lives, so
         a click in the GUI never races a worker that is writing the same session.
         """
-        from ..session import ALSession
+        from LongitudinalALLib.active.session import ALSession
 
         return ALSession.open(self.work_dir / "session", readonly=not write)
 

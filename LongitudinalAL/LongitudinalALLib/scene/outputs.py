@@ -16,8 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
-from . import volumes
-from .suggestions import Suggestion
+from LongitudinalALLib.active.suggestions import Suggestion
+from LongitudinalALLib.scene import volumes
 
 DIVERGING_NAME = "LongitudinalAL DivergingBlueRed"
 LESION_SEGMENT = "new lesion"

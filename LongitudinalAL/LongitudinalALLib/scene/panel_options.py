@@ -9,7 +9,7 @@ a test checks this list against the registered strategies.
 
 from __future__ import annotations
 
-from .. import policy
+from LongitudinalALLib.active import policy
 
 #: query strategies offered in the panel (== strategies.available_strategies(), checked by a test)
 STRATEGIES = ("clasp_pe", "entropy_mean", "entropy_sum", "entropy_topk", "least_confidence", "margin",

@@ -21,8 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SessionError
-from . import archive, session_scene
+from LongitudinalALLib.core.errors import SessionError
+from LongitudinalALLib.scene import archive, session_scene
 
 #: environment variable naming a fixed work root (all sessions of this user go there)
 WORK_ROOT_ENV = "LONGITUDINALAL_WORK_ROOT"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from ..errors import LongitudinalALError
+from LongitudinalALLib.core.errors import LongitudinalALError
 
 log = logging.getLogger(__name__)
 

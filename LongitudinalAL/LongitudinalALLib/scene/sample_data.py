@@ -25,7 +25,7 @@ MR_BRAIN_TUMOR = (  # Slicer's own longitudinal pair (same patient, two time poi
 
 def sample_pair_files() -> tuple[str, str] | None:
     """(baseline, follow-up) files of the bundled sample pair, or None when it is absent."""
-    from ..resources import sample_data_dir
+    from LongitudinalALLib.core.resources import sample_data_dir
 
     found: dict[str, str] = {}
     for path in sorted(sample_data_dir().glob("*")):

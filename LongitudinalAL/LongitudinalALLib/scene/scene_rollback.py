@@ -8,7 +8,6 @@ last good session, options and inputs (only ``lal.*`` entries are touched).
 
 from __future__ import annotations
 
-
 PREFIX = "lal."
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import slicer
 
-from ..errors import SessionError
-from . import archive
-from .suggestions import Suggestion
+from LongitudinalALLib.active.suggestions import Suggestion
+from LongitudinalALLib.core.errors import SessionError
+from LongitudinalALLib.scene import archive
 
 MODULE_NAME = "LongitudinalAL"
 ARCHIVE_NAME = "LongitudinalAL session archive"

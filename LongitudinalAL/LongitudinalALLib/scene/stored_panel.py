@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import InputError
-from .persistence import StoredSession
-from .session_scene import get_value
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.scene.persistence import StoredSession
+from LongitudinalALLib.scene.session_scene import get_value
 
 
 def _size(n: int) -> str:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from .session_scene import get_value, set_value
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.scene.session_scene import get_value, set_value
 
 WARNING_PARAM = "registrationWarning"
 

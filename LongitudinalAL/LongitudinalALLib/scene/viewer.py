@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-
-from ..errors import InputError
-from .suggestions import Suggestion
+from LongitudinalALLib.active.suggestions import Suggestion
+from LongitudinalALLib.core.errors import InputError
 
 AXIS_VIEW: dict[str, str] = {"axial": "Red", "sagittal": "Yellow", "coronal": "Green"}
 VIEW_NAMES = ("Red", "Yellow", "Green")

@@ -15,8 +15,8 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from ..errors import InputError
-from .suggestions import image_ijk_to_ras
+from LongitudinalALLib.active.suggestions import image_ijk_to_ras
+from LongitudinalALLib.core.errors import InputError
 
 _FLIP = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
 

@@ -1,0 +1,1 @@
+"""The active-learning loop: session store, strategies, simulation; everything a round needs."""

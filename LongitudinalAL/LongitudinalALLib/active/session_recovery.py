@@ -1,0 +1,88 @@
+"""Crash recovery of a session folder; runs only in the writer that holds the lock.
+
+Every file is written before the ``state.json`` that refers to it, so after a
+crash the folder holds the last committed state plus orphan files. Recovery:
+- deletes unfinished temporary writes (safe: the lock guarantees no other writer),
+- adopts complete orphan label files (the annotator's work is never lost),
+- moves labels that ``state.json`` lists but that cannot be read into
+  ``damaged/`` and drops them from the state, saying which slices to relabel,
+- removes checkpoints and scores of rounds that were never committed.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from LongitudinalALLib.core.errors import InputError, SessionError
+
+if TYPE_CHECKING:
+    from LongitudinalALLib.active.session import ALSession
+
+
+def read_label_file(path) -> tuple[str, int, np.ndarray]:
+    """(case_id, slice_index, mask) of a label file; ValueError when it is damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["case_id"]), int(z["slice_index"]), np.asarray(z["mask"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path.name} cannot be read ({err})") from err
+
+
+def _quarantine(session: "ALSession", f) -> None:
+    target = session.root / "damaged" / f"{f.parent.name}_{f.name}"
+    target.parent.mkdir(exist_ok=True)
+    os.replace(f, target)
+
+
+def reconcile(session: "ALSession") -> bool:
+    """Bring files and state back in line (see module docstring); True when the state changed."""
+    root, state, notes = session.root, session.state, session.recovered
+    changed = False
+    for sub in ("", "pool", "labels", "checkpoints", "scores"):
+        d = root / sub
+        for f in d.glob(".*.tmp*") if d.is_dir() else []:
+            f.unlink()
+            notes.append(f"removed unfinished write {f.name}")
+    labels = state["labels"]
+    for key, rec in list(labels.items()):
+        f = root / rec["file"]
+        if not f.is_file():
+            del labels[key]
+            changed = True
+            notes.append(f"label {key} lost its file {rec['file']}; label slice {rec['slice_index']} again")
+            continue
+        try:
+            read_label_file(f)
+        except ValueError:
+            del labels[key]
+            changed = True
+            _quarantine(session, f)
+            notes.append(f"label {key} is damaged (moved to damaged/); label slice {rec['slice_index']} again")
+    known = {rec["file"] for rec in labels.values()}
+    for f in sorted((root / "labels").glob("*.npz")):
+        if f"labels/{f.name}" in known:
+            continue
+        try:
+            case_id, idx, mask = read_label_file(f)
+            session._record_label(case_id, idx, mask, f"labels/{f.name}")
+            notes.append(f"adopted label {case_id}:{idx} written before a crash")
+        except (ValueError, InputError):
+            _quarantine(session, f)
+            notes.append(f"moved unreadable label file {f.name} to damaged/")
+        changed = True
+    done = {rel.split("/")[-1].split(".")[0] for rel in (r["checkpoint"] for r in state["rounds"])}
+    done_scores = {s["scores"].split("/")[-1].split(".")[0] for s in state["suggestions"] if s.get("scores")}
+    for sub, keep in (("checkpoints", done), ("scores", done_scores)):
+        for f in (root / sub).glob("*") if (root / sub).is_dir() else []:
+            if f.is_file() and f.name.split(".")[0] not in keep:
+                f.unlink()
+                notes.append(f"removed {sub}/{f.name} of an unfinished round")
+    for case_id in state["cases"]:
+        if not (root / "pool" / f"{case_id}.json").is_file():
+            raise SessionError(f"Pool of case {case_id} is missing from {root / 'pool'}.",
+                               "Re-create the session from the prepared pairs.")
+    return changed

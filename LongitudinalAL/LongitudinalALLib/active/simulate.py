@@ -1,0 +1,236 @@
+"""The active-learning loop with an oracle, on a simulated cohort with ground truth.
+
+Pool = the cohort's train and val pairs (their labels are hidden in the
+oracle and revealed one slice at a time, when the strategy asks); evaluation
+= the test pairs, scored per subject on the baseline grid with the metrics of
+:mod:`metrics`. Every round is: suggest -> the oracle labels -> train (warm
+start from the previous round) -> evaluate. The loop runs inside an
+:class:`ALSession` and records each round in ``simulation.json`` so an
+interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from LongitudinalALLib.active import pool_store
+from LongitudinalALLib.active.policy import DEFAULT_STRATEGY, training_seed
+from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from LongitudinalALLib.model.metrics import CohortMetrics, subject_metrics, summarize
+from LongitudinalALLib.model.training import TrainConfig
+
+
+@dataclass
+class SimulationConfig:
+    strategy: str = DEFAULT_STRATEGY
+    rounds: int = 3
+    per_round: int = 10
+    initial: int | None = None           # labels in round 1 (None: per_round)
+    initial_strategy: str = "fg_random"  # same first set for every strategy of one seed
+    seed: int = 0
+    size: int = 128
+    spacing_mm: float = 2.0
+    axis: str = "axial"
+    model: dict | None = None            # ModelConfig fields (None: default network)
+    init_weights: str = "scratch"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    threshold: float = 0.5
+    strategy_kwargs: dict = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)  # SelectionOptions fields for rounds >= 2
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"] = self.train.to_dict()
+        return d
+
+
+@dataclass
+class OracleCase:
+    """A pool or test case with its ground truth: slices (N,H,W) and the (K,J,I) volume."""
+
+    slices: Any            # CaseSlices (labels = ground-truth slices)
+    truth_volume: np.ndarray
+
+
+# ---------------------------------------------------------------- cohort -> slices
+def _cache_key(pair_id: str, manifest_path: str, opts: dict) -> str:
+    h = hashlib.sha256(json.dumps([manifest_path, pair_id, opts], sort_keys=True).encode()).hexdigest()[:12]
+    return f"{pair_id}_{h}"
+
+
+def load_cohort_cases(cohort: str | Path, splits: tuple[str, ...], *, size: int = 128, spacing_mm: float = 2.0,
+                      axis: str = "axial", seed: int = 0, cache_dir: str | Path | None = None,
+                      progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+                      ) -> list[OracleCase]:
+    """Prepare (register + pair) every pair of ``splits``; cached under ``cache_dir`` when given."""
+    import SimpleITK as sitk
+
+    from LongitudinalALLib.cohort.manifest import load_manifest, pair_files, pairs_in_split
+    from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair
+
+    manifest = load_manifest(cohort)
+    pairs = [p for s in splits for p in pairs_in_split(manifest, s)]
+    if not pairs:
+        raise InputError(f"Cohort {cohort} has no pairs in splits {splits}.", "Generate a larger cohort (--n).")
+    opts = {"size": size, "spacing_mm": spacing_mm, "axis": axis, "seed": seed}
+    out = []
+    for i, pair in enumerate(pairs):
+        check_cancel(cancel, "Preparing the cohort")
+        report(progress, "Preparing", i / len(pairs), pair["pair_id"])
+        files = pair_files(manifest, pair)
+        key = _cache_key(pair["pair_id"], manifest["_path"], opts)
+        cdir = Path(cache_dir) / key if cache_dir else None
+        if cdir is not None and (cdir / "truth.npz").is_file():
+            case = pool_store.load_case(cdir, pair["pair_id"])
+            with np.load(cdir / "truth.npz") as z:
+                case.labels, truth = z["labels"], z["volume"]
+        else:
+            truth = sitk.GetArrayFromImage(sitk.ReadImage(str(files["new_lesions"]))).astype(np.uint8)
+            prepared = prepare_pair(str(files["baseline"]), str(files["followup"]),
+                                    PrepareOptions(size=size, spacing_mm=spacing_mm, axis=axis, seed=seed),
+                                    case_id=pair["pair_id"], labels=str(files["new_lesions"]))
+            case = prepared.slices
+            if case.labels is None:
+                case.labels = (case.geometry.to_slices(truth.astype(np.float32), order=0) > 0.5).astype(np.uint8)
+            if cdir is not None:
+                pool_store.save_case(cdir, case)
+                atomic.write_npz(cdir / "truth.npz", labels=case.labels.astype(np.uint8), volume=truth)
+        out.append(OracleCase(case, truth))
+    report(progress, "Preparing", 1.0, f"{len(pairs)} pairs")
+    return out
+
+
+# ---------------------------------------------------------------- evaluation
+def evaluate(model, cases: list[OracleCase], threshold: float = 0.5,
+             cancel: CancelToken | None = None) -> CohortMetrics:
+    """Per-subject metrics on the baseline grid: predict slices, map back, compare with the truth."""
+    from LongitudinalALLib.model import Predictor
+
+    predictor = Predictor(model)
+    subjects = []
+    for oc in cases:
+        check_cancel(cancel, "Evaluation")
+        c = oc.slices
+        pred = (predictor.predict(c.images) >= threshold) & c.foreground
+        vol = c.geometry.to_volume(pred.astype(np.float32), order=0) > 0.5
+        subjects.append(subject_metrics(c.case_id, vol, oc.truth_volume))
+    return summarize(subjects)
+
+
+def _metrics_row(m: CohortMetrics) -> dict[str, Any]:
+    d = m.to_dict()
+    d.pop("subjects")
+    return d
+
+
+# ---------------------------------------------------------------- the loop
+def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[OracleCase],
+                   cfg: SimulationConfig, *, progress: ProgressCallback | None = None,
+                   cancel: CancelToken | None = None, log=None) -> dict[str, Any]:
+    """Run (or resume) ``cfg.rounds`` rounds; returns and writes ``simulation.json``."""
+    session_dir = Path(session_dir)
+    record_path = session_dir / "simulation.json"
+    if (session_dir / "state.json").is_file():
+        session = ALSession.open(session_dir)
+        record = json.loads(record_path.read_text()) if record_path.is_file() else None
+        same = {**json.loads(json.dumps(cfg.to_dict())), "rounds": None}
+        if record is None or {**record["config"], "rounds": None} != same:
+            raise InputError(f"{session_dir} holds a different simulation.", "Use a new --out directory.")
+        record["config"]["rounds"] = cfg.rounds
+    else:
+        session = ALSession.create(session_dir, [oc.slices for oc in pool], strategy=cfg.strategy, seed=cfg.seed,
+                                   model_config=cfg.model, init_weights=cfg.init_weights)
+        record = {"config": cfg.to_dict(), "rounds": []}
+        atomic.write_json(record_path, record)
+    truth = {oc.slices.case_id: oc.slices.labels for oc in pool}
+    initial = cfg.initial if cfg.initial is not None else cfg.per_round
+    for r in range(len(record["rounds"]) + 1, cfg.rounds + 1):
+        check_cancel(cancel, "Simulation")
+        if len(session.history) < r:  # a round committed before a crash is evaluated, never trained twice
+            missing = initial + (r - 1) * cfg.per_round - session.budget()["total"]["labelled"]
+            if missing > 0:
+                _oracle_labels(session, r, missing, truth, cfg, cancel)
+            session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": training_seed(cfg.seed, r)}),
+                                cancel=cancel)
+        metrics = evaluate(session.current_model(), test, cfg.threshold, cancel)
+        row = {"round": r, **_budget_row(session.history[r - 1]["budget"]), "train": session.history[r - 1]["train"],
+               "metrics": _metrics_row(metrics), "subjects": metrics.subjects}
+        record["rounds"].append(row)
+        atomic.write_json(record_path, record)
+        report(progress, "Simulation", r / cfg.rounds, f"round {r}: Dice {metrics.dice:.3f}")
+        if log is not None:
+            log(row)
+    return record
+
+
+def _budget_row(budget: dict[str, Any]) -> dict[str, Any]:
+    return {"labels": budget["labelled"], "fraction": budget["fraction"], "contoured": budget["contoured"],
+            "lesion_free": budget["lesion_free"]}
+
+
+def _oracle_labels(session: ALSession, r: int, missing: int, truth: dict, cfg: SimulationConfig,
+                   cancel: CancelToken | None) -> None:
+    """Label ``missing`` slices for round ``r`` with the ground truth.
+
+    A suggestion already made for this round (a run stopped while labelling)
+    is finished rather than replaced, so a resumed run labels exactly the
+    slices an uninterrupted one would.
+    """
+    last = session.state["suggestions"][-1] if session.state["suggestions"] else None
+    if last is not None and last["round"] == len(session.history):
+        keys = [(s["case_id"], s["slice_index"]) for s in last["slices"]]
+        keys = [k for k in keys if f"{k[0]}:{k[1]}" not in session.state["labels"]][:missing]
+    else:
+        strategy = cfg.initial_strategy if r == 1 else cfg.strategy
+        kwargs = {} if r == 1 else {**cfg.strategy_kwargs, "selection": cfg.selection or None}
+        keys = [(s.case_id, s.slice_index) for s in session.suggest(missing, strategy, cancel=cancel, **kwargs)]
+    for case_id, idx in keys:
+        session._write_label(case_id, idx, truth[case_id][session.position(case_id, idx)])  # oracle answer
+    session._commit()
+
+
+def train_full_supervision(session_dir: str | Path, pool: list[OracleCase], test: list[OracleCase],
+                           cfg: SimulationConfig, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Upper bound: every pool slice labelled, same recipe, same split rule, one round."""
+    session = ALSession.create(session_dir, [oc.slices for oc in pool], strategy="random", seed=cfg.seed,
+                               model_config=cfg.model, init_weights=cfg.init_weights, overwrite=True)
+    for oc in pool:
+        for p, lab in zip(oc.slices.provenance, oc.slices.labels):
+            session._write_label(oc.slices.case_id, p.slice_index, lab)
+    session._commit()
+    result = session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": training_seed(cfg.seed, 0)}),
+                                 cancel=cancel)
+    metrics = evaluate(session.current_model(), test, cfg.threshold, cancel)
+    budget = session.budget()["total"]
+    return {"labels": budget["labelled"], "fraction": 1.0, "train": result.summary(),
+            "metrics": _metrics_row(metrics), "subjects": metrics.subjects}
+
+
+def fork_simulation(src: str | Path, dst: str | Path, cfg: SimulationConfig) -> None:
+    """Copy a finished simulation (e.g. the shared round 1) into ``dst`` to continue with ``cfg``.
+
+    Lets every strategy of one seed start from the very same labelled set and
+    model without training that first round again.
+    """
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    record = json.loads((dst / "simulation.json").read_text())
+    record["config"] = cfg.to_dict()
+    record["forked_from"] = str(src)
+    state = json.loads((dst / "state.json").read_text())
+    state["strategy"] = cfg.strategy
+    atomic.write_json(dst / "state.json", state)
+    atomic.write_json(dst / "simulation.json", record)

@@ -1,0 +1,53 @@
+"""Round-0 cold start with zero labels and no trained model: change saliency plus diversity.
+
+In the spirit of MDAL (MaxMD / DiverseMD), baseline and follow-up are treated
+as two modalities whose disagreement marks informative slices: a slice's
+saliency is its robust |follow-up - baseline| magnitude on tissue
+(``change.change_saliency``). ``mode="maxmd"`` ranks by saliency alone;
+``mode="diverse"`` (default) keeps the ``factor * k`` most salient slices and
+picks ``k`` of them by k-center greedy on a label-free embedding (pooled
+baseline, follow-up and |difference|), starting from the most salient, so the
+picks spread over the volume instead of piling onto one lesion's neighbours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from LongitudinalALLib.active.strategies.base import QueryContext, QueryStrategy, check_k, register
+from LongitudinalALLib.active.strategies.change import change_saliency, label_free_embedding
+from LongitudinalALLib.active.strategies.diversity import context_device, k_center_greedy
+from LongitudinalALLib.core.errors import InputError
+
+
+class ColdStartStrategy(QueryStrategy):
+    """Change saliency (+ k-center diversity) for the first labelling round."""
+
+    name = "cold_start"
+    needs_model = False
+
+    def __init__(self, mode: str = "diverse", factor: int = 4, top_pixels: int = 64, grid: int = 8, **kw) -> None:
+        super().__init__(**kw)
+        if mode not in ("diverse", "maxmd"):
+            raise InputError(f"Unknown cold-start mode {mode!r}.", "Use 'diverse' or 'maxmd'.")
+        self.mode = mode
+        self.factor = max(1, int(factor))
+        self.top_pixels = int(top_pixels)
+        self.grid = int(grid)
+
+    def score(self, ctx: QueryContext) -> np.ndarray:
+        return change_saliency(ctx, self.top_pixels)
+
+    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
+        k = check_k(k)
+        scores = self.score(ctx)
+        if self.mode == "maxmd":
+            return super().select(ctx, k)
+        eligible, _ = self.split_candidates(ctx)
+        cand = eligible[np.argsort(-scores[eligible], kind="stable")][: self.factor * k]
+        emb = label_free_embedding(ctx, self.grid)
+        picks = k_center_greedy(emb, cand, np.flatnonzero(ctx.labelled), k, context_device(ctx), first=0)
+        return self.fill(ctx, picks, k, scores)
+
+
+register("cold_start", ColdStartStrategy, "round 0: change saliency + k-center diversity (MDAL-style)")

@@ -1,0 +1,1 @@
+"""Follow-up to baseline registration: pyramid, initialisation, engine, quality control."""

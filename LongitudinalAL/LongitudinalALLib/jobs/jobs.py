@@ -1,0 +1,198 @@
+"""The heavy jobs behind the Slicer module, as plain functions on files (no ``slicer``).
+
+Each job takes a JSON-able spec, ``progress`` and ``cancel``, works in a work
+directory and returns a JSON-able result; :mod:`.worker` runs the same
+functions in a child process, the headless Logic runs them in-process.
+
+Work directory layout (all of it travels inside the .mrb, see session_scene)::
+
+    inputs/          baseline.nrrd, followup.nrrd exported from the scene
+    prepared/        baseline, followup_registered, difference, foreground (.nrrd), transform.tfm, qc.json
+    session/         the ALSession directory (pool, labels, checkpoints, state.json)
+    maps/            probability.nrrd, uncertainty.nrrd on the baseline grid (latest model)
+    suggestions.json the current suggestions (scene Suggestion dicts)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from LongitudinalALLib.active.policy import DEFAULT_STRATEGY, training_seed
+from LongitudinalALLib.active.suggestions import build_suggestions, image_ijk_to_ras
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError, SessionError
+from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from LongitudinalALLib.jobs import staging
+
+PREPARED_FILES = ("baseline", "followup_registered", "difference", "foreground")
+
+
+def _write_image(image: sitk.Image, path: Path) -> str:
+    with atomic.atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), True)
+    return str(path)
+
+
+def _prepare_options(options: dict[str, Any]):
+    from LongitudinalALLib.imaging.prepare import PrepareOptions
+
+    known = PrepareOptions.__dataclass_fields__
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InputError(f"Unknown preparation options {unknown}.", f"Use only {sorted(known)}.")
+    return PrepareOptions(**options)
+
+
+def _qc_dict(qc: Any) -> dict[str, Any]:
+    """Registration QC as a JSON-able dict, whatever form prepare returns it in."""
+    if hasattr(qc, "to_dict"):
+        return qc.to_dict()
+    if is_dataclass(qc):
+        return asdict(qc)
+    return dict(qc) if isinstance(qc, dict) else {"qc": str(qc)}
+
+
+def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Register + pair the inputs, start a session, score the pool; see module docstring."""
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.imaging.prepare import prepare_pair
+
+    work = Path(spec["work_dir"])
+    if (work / "session" / "state.json").exists():  # never replace someone's session (labels, rounds)
+        raise SessionError(f"{work} already holds a session.", "Press Run again: it starts in a new folder.")
+    pair = prepare_pair(spec["baseline"], spec["followup"], _prepare_options(spec.get("prepare", {})),
+                        case_id=spec.get("case_id", "case"), progress=progress, cancel=cancel)
+    check_cancel(cancel, "Preparation")
+    prepared = work / "prepared"
+    for name in PREPARED_FILES:
+        _write_image(getattr(pair, name), prepared / f"{name}.nrrd")
+    with atomic.atomic_path(prepared / "transform.tfm") as tmp:
+        sitk.WriteTransform(pair.transform, str(tmp))
+    qc = _qc_dict(pair.qc)
+    atomic.write_json(prepared / "qc.json", qc)
+    s = spec.get("session", {})
+    ALSession.create(work / "session", [pair.slices], strategy=s.get("strategy", DEFAULT_STRATEGY),
+                     seed=int(s.get("seed", 0)), model_config=s.get("model_config"),
+                     init_weights=s.get("init_weights", "bundled"))
+    result = job_suggest(spec, progress, cancel)
+    result["qc"] = qc
+    return result
+
+
+def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Rank unlabelled slices with the session's strategy; write maps and suggestions.json."""
+    import torch
+
+    from LongitudinalALLib.active import triage
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.model import Predictor, binary_entropy, select_device
+
+    work = Path(spec["work_dir"])
+    out_dir = Path(spec.get("out_dir") or work)  # a staged train job writes beside its staged session
+    session = ALSession.open(spec.get("session_dir") or work / "session")
+    s = spec.get("session", {})
+    device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
+    record_devices(Path(spec.get("devices_file") or work.parent / "devices.json"))
+    predictor = Predictor(session.current_model(), device=device)  # the user's device, loaded once
+    images, foreground_slices, _ = session.pool_arrays()
+    outputs = predictor.predict_all(images, foreground_slices, progress=progress, cancel=cancel)  # one pass
+    picked = session.suggest(int(s.get("k", 10)), s.get("strategy"), progress=progress, cancel=cancel,
+                             predictor=predictor, outputs=outputs)
+    case_id = session.case_ids[0]
+    case = session.case(case_id)
+    report(progress, "Mapping", 0.0, "model output on the baseline grid")
+    probs = outputs.probs[: len(case.provenance)]  # (N, H, W): the first case leads the pool
+    uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
+    baseline = sitk.ReadImage(str(work / "prepared" / "baseline.nrrd"))
+    maps = {}
+    for name, slices in (("probability", probs), ("uncertainty", uncertainty)):
+        volume = sitk.GetImageFromArray(case.geometry.to_volume(slices.astype(np.float32), order=1).astype(np.float32))
+        volume.CopyInformation(baseline)
+        maps[name] = _write_image(volume, out_dir / "maps" / f"{name}.nrrd")
+    difference = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "difference.nrrd")))
+    foreground = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "foreground.nrrd")))
+    rows = [session.position(p.case_id, p.slice_index) for p in picked]
+    scores = np.zeros(len(case.provenance))
+    for p, row in zip(picked, rows):
+        scores[row] = p.score
+    suggestions = build_suggestions(np.array(rows, dtype=int), scores, case_id, difference, foreground,
+                                    image_ijk_to_ras(baseline), case.provenance, case.geometry.axis)
+    pair_probability = triage.pair_probability(probs, case.foreground)  # issue 15's triage score of this pair
+    for x in suggestions:
+        x.extra["pair_probability"] = pair_probability
+    dicts = [x.to_dict() for x in suggestions]
+    atomic.write_json(out_dir / "suggestions.json", dicts)
+    report(progress, "Mapping", 1.0, f"{len(dicts)} suggestions")
+    return {"suggestions": dicts, "maps": maps, "round": len(session.history), "budget": session.budget()["total"],
+            "device": str(device), "case_id": case_id, "pair_probability": pair_probability}
+
+
+def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
+              cancel: CancelToken | None = None) -> dict[str, Any]:
+    """One training round on every accepted label (warm start), then new suggestions.
+
+    With ``spec["staged"]`` (the module's background jobs) the round is trained in a
+    staged copy of the session that only the parent commits (:mod:`.staging`), so a
+    cancelled or killed job commits nothing; the result names the copy as ``staged``.
+    """
+    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.model.training import TrainConfig
+
+    work = Path(spec["work_dir"])
+    session_dir = work / "session"
+    if spec.get("staged"):
+        out_dir = Path(spec["staged"])
+        session_dir = staging.stage(session_dir, out_dir / "session")
+        spec = {**spec, "session_dir": str(session_dir), "out_dir": str(out_dir)}
+    session = ALSession.open(session_dir)
+    overrides = dict(spec.get("train", {}))
+    if spec.get("device"):  # the user's choice in the panel
+        overrides["device"] = spec["device"]
+    elif spec.get("prefer_cpu"):
+        overrides["device"] = "cpu"
+    config = TrainConfig.from_dict({"seed": training_seed(session.state["seed"], len(session.history) + 1),
+                                    **overrides})
+    result = session.train_round(config, progress=progress, cancel=cancel)
+    out = job_suggest(spec, progress, cancel)
+    out["train"] = {**result.summary(), "device": out["device"]}  # the round record names where it ran
+    if spec.get("staged"):
+        out["staged"] = spec["staged"]
+    return out
+
+
+def job_device(spec: dict[str, Any], progress: ProgressCallback | None = None,
+               cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Which device the jobs would use, and the torch version (shown in the module panel)."""
+    import torch
+
+    from LongitudinalALLib.model import select_device
+    from LongitudinalALLib.model.inference import available_devices
+
+    device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+    if spec.get("devices_file"):
+        record_devices(Path(spec["devices_file"]))
+    return {"device": str(device), "name": name, "torch": torch.__version__, "devices": available_devices()}
+
+
+def record_devices(path: Path) -> None:
+    """Write torch's device list where the panel reads it without torch (panel_options.available_devices)."""
+    from LongitudinalALLib.model.inference import available_devices
+
+    try:
+        atomic.write_json(path, {"devices": available_devices()})
+    except OSError:  # a read-only work root only costs the panel its cached answer
+        pass
+
+
+JOBS: dict[str, Callable[..., dict[str, Any]]] = {
+    "prepare": job_prepare, "suggest": job_suggest, "train": job_train, "device": job_device,
+}

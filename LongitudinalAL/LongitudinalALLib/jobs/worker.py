@@ -1,0 +1,222 @@
+"""Run a heavy job (prepare, score, train) in a separate Python process.
+
+Why: Slicer's GUI stays responsive, a crash or out-of-memory in PyTorch cannot
+take the application down, and cancelling kills the process tree (see
+:mod:`.process_tree`); jobs write their results atomically, so the last good model and every accepted
+label survive. Protocol: the job spec is a JSON file; the worker writes one JSON
+object per line on stdout: ``{"type": "progress", stage, fraction, message}``,
+then ``{"type": "result", "result": {...}}`` or ``{"type": "error", kind,
+problem, fix}``. Library prints go to stderr so they cannot break the protocol.
+Slicer-free: the child imports no ``slicer``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from LongitudinalALLib.core.errors import (
+    CancelledError,
+    InputError,
+    LongitudinalALError,
+    RegistrationError,
+    SessionError,
+)
+from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, report
+from LongitudinalALLib.jobs import process_tree
+
+ERRORS = {cls.__name__: cls for cls in (InputError, SessionError, RegistrationError, CancelledError,
+                                         LongitudinalALError)}
+log = logging.getLogger(__name__)
+
+
+def python_executable() -> str:
+    """Slicer's PythonSlicer when running inside Slicer, else this interpreter."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def _library_root() -> str:
+    return str(Path(__file__).resolve().parents[2])  # the folder holding LongitudinalALLib/
+
+
+KEEP_LOGS = 50
+
+
+def prune_logs(folder: Path, keep: int = KEEP_LOGS) -> None:
+    """Delete all but the newest ``keep`` worker logs (the work root outlives Slicer sessions)."""
+    logs = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    for old in logs[:max(0, len(logs) - keep)]:
+        old.unlink(missing_ok=True)
+
+
+class WorkerProcess:
+    """One job in a child process; ``poll()`` is non-blocking so a Qt timer can drive it.
+
+    The child's stderr (library output, tracebacks) is kept in ``log_path`` after
+    the job ends, so "see the worker log" points at a file that exists.
+    """
+
+    def __init__(self, job: str, spec: dict[str, Any], python: str | None = None,
+                 log_dir: str | Path | None = None) -> None:
+        self.job, self.spec = job, spec
+        self.python = python or python_executable()
+        self.result: dict[str, Any] | None = None
+        self.error: LongitudinalALError | None = None
+        self._queue: queue.Queue[dict] = queue.Queue()
+        self._proc: subprocess.Popen | None = None
+        folder = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "LongitudinalAL-logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        prune_logs(folder)
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{job}-{os.getpid()}-{id(self):x}"
+        self.log_path = folder / f"{stem}.log"
+        self._spec_path = folder / f"{stem}.spec.json"
+        self.cancelled = False
+        self.finished = False  # the child closed its output: result or error is final
+
+    def start(self) -> "WorkerProcess":
+        self._spec_path.write_text(json.dumps({"job": self.job, "spec": self.spec}))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_library_root(), env.get("PYTHONPATH", "")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        self._stderr = open(self.log_path, "wb")
+        self._proc = subprocess.Popen([self.python, "-m", "LongitudinalALLib.jobs.worker", str(self._spec_path)],
+                                      stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+                                      **process_tree.popen_options())
+        log.info("LongitudinalAL %s job started (pid %s, log %s)", self.job, self._proc.pid, self.log_path)
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def log_tail(self, max_chars: int = 20000) -> str:
+        """The end of the child's log (what the module's log panel shows)."""
+        try:
+            return self.log_path.read_text(errors="replace")[-max_chars:]
+        except OSError:
+            return ""
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            try:
+                self._queue.put(json.loads(raw))
+            except json.JSONDecodeError:
+                continue  # not a protocol line
+        self._queue.put({"type": "eof"})
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def poll(self, progress: ProgressCallback | None = None) -> bool:
+        """Handle pending messages; returns True once the job has finished (result or error set)."""
+        while True:
+            try:
+                msg = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            kind = msg.get("type")
+            if kind == "progress":
+                report(progress, msg.get("stage", ""), msg.get("fraction", 0.0), msg.get("message", ""))
+            elif kind == "result":
+                self.result = msg.get("result", {})
+            elif kind == "error":
+                cls = ERRORS.get(msg.get("kind", ""), LongitudinalALError)
+                self.error = (CancelledError() if cls is CancelledError
+                              else cls(msg.get("problem", "The job failed."), msg.get("fix")))
+            elif kind == "eof":
+                self._finish()
+                return True
+
+    def _finish(self) -> None:
+        assert self._proc is not None
+        code = self._proc.wait()
+        self.finished = True
+        self._stderr.close()
+        self._spec_path.unlink(missing_ok=True)
+        if self.cancelled:
+            self.result, self.error = None, CancelledError(f"The {self.job} job")
+        elif self.result is None and self.error is None:
+            tail = self.log_tail(2000)
+            self.error = LongitudinalALError(f"The {self.job} worker process stopped (exit code {code}).",
+                                             f"Details: {tail.strip() or 'none'} (full log: {self.log_path})")
+        outcome = "cancelled" if self.cancelled else "failed" if self.error else "finished"
+        log.info("LongitudinalAL %s job %s (exit code %s)", self.job, outcome, code)
+
+    def cancel(self, grace_s: float = 2.0) -> None:
+        """Stop the child and everything it started (Slicer's PythonSlicer is a launcher whose
+        interpreter child survives a plain terminate); results written atomically stay valid."""
+        if self._proc is None or self.cancelled or self.finished:
+            return
+        self.cancelled = True
+        process_tree.kill_tree(self._proc, grace_s)
+
+    def wait(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+             interval_s: float = 0.05) -> dict[str, Any]:
+        """Block until the job ends; returns its result or raises its error."""
+        while not self.poll(progress):
+            if cancel is not None and cancel.cancelled:
+                self.cancel()
+            time.sleep(interval_s)
+        if self.error is not None:
+            raise self.error
+        return self.result or {}
+
+
+def run_in_worker(job: str, spec: dict[str, Any], progress: ProgressCallback | None = None,
+                  cancel: CancelToken | None = None) -> dict[str, Any]:
+    return WorkerProcess(job, spec).start().wait(progress, cancel)
+
+
+def run_in_process(job: str, spec: dict[str, Any], progress: ProgressCallback | None = None,
+                   cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Same job, same results, in this process (headless Logic, tests, debugging)."""
+    from LongitudinalALLib.jobs.jobs import JOBS
+
+    return JOBS[job](spec, progress, cancel)
+
+
+Runner = Callable[[str, dict, "ProgressCallback | None", "CancelToken | None"], dict]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child entry point: ``python -m LongitudinalALLib.jobs.worker spec.json``."""
+    argv = sys.argv[1:] if argv is None else argv
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout = sys.stderr  # keep library prints off the protocol stream
+
+    def send(msg: dict) -> None:
+        out.write(json.dumps(msg, default=str) + "\n")
+        out.flush()
+
+    def progress(stage: str, fraction: float, message: str = "") -> None:
+        send({"type": "progress", "stage": stage, "fraction": fraction, "message": message})
+
+    try:
+        payload = json.loads(Path(argv[0]).read_text())
+        from LongitudinalALLib.jobs.jobs import JOBS
+
+        send({"type": "result", "result": JOBS[payload["job"]](payload["spec"], progress, None)})
+        return 0
+    except LongitudinalALError as err:
+        send({"type": "error", "kind": type(err).__name__, "problem": err.problem, "fix": err.fix})
+        return 2
+    except Exception as err:  # noqa: BLE001 - reported to the parent as one clear line
+        import traceback
+
+        traceback.print_exc()
+        send({"type": "error", "kind": "LongitudinalALError",
+              "problem": f"The job failed: {type(err).__name__}: {err}", "fix": "See the worker log for details."})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
