@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.loop import ActiveLoop
+    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.core.resources import sample_data_dir
     from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair
     from LongitudinalALLib.model.training import TrainConfig
@@ -50,16 +51,16 @@ def main(argv=None) -> int:
                         labels=str(data / "new_lesions.nii.gz"))
     truth = pair.slices.labels
     work = Path(tempfile.mkdtemp(prefix="lal-bench-accept-"))
-    session = ALSession.create(work / "session", [pair.slices], init_weights="bundled")
-    for s in session.suggest(args.labels, "entropy_mean"):
+    session = SessionStore.create(work / "session", [pair.slices], init_weights="bundled")
+    for s in ActiveLoop(session).suggest(args.labels, "entropy_mean").suggestions:
         session.add_label(s.case_id, s.slice_index, truth[session.position(s.case_id, s.slice_index)])
     prep = time.perf_counter() - t0
     cfg = TrainConfig(seed=0, device=args.device)
     t1, c1 = time.perf_counter(), time.process_time()
-    result = session.train_round(cfg)
+    result = ActiveLoop(session).train(cfg)
     t_train, c_train = time.perf_counter() - t1, time.process_time() - c1
     t2, c2 = time.perf_counter(), time.process_time()
-    session.suggest(args.k, "entropy_mean")
+    ActiveLoop(session).suggest(args.k, "entropy_mean").suggestions
     t_suggest, c_suggest = time.perf_counter() - t2, time.process_time() - c2
     summary = result.summary()
     budget = session.budget()["total"]

@@ -36,8 +36,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.loop import ActiveLoop
     from LongitudinalALLib.active.simulate import evaluate, load_cohort_cases
+    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
     from LongitudinalALLib.cohort.pair import SimulationOptions
     from LongitudinalALLib.model.training import TrainConfig
@@ -53,12 +54,12 @@ def main(argv=None) -> int:
     rows = []
     for seed in range(args.seeds):
         t = time.perf_counter()
-        s = ALSession.create(work / f"{args.tag or 'run'}_s{seed}", [oc.slices for oc in pool], seed=seed,
+        s = SessionStore.create(work / f"{args.tag or 'run'}_s{seed}", [oc.slices for oc in pool], seed=seed,
                              model_config=TINY, init_weights="scratch", overwrite=True)
         for case_id, slice_index, truth in pick(pool, seed):
             s.add_label(case_id, slice_index, truth)
-        r = s.train_round(TrainConfig(epochs=15, lr=3e-3, crop_size=32, device="cpu", seed=seed))
-        m, a = s.current_model(), s.training_arrays()
+        r = ActiveLoop(s).train(TrainConfig(epochs=15, lr=3e-3, crop_size=32, device="cpu", seed=seed))
+        m, a = ActiveLoop(s).current_model(), ActiveLoop(s).training_arrays()
         with torch.no_grad():
             pred = torch.sigmoid(m(torch.from_numpy(a["train_images"])))[:, 0].numpy() >= 0.5
         les = a["train_labels"].reshape(len(pred), -1).any(1)

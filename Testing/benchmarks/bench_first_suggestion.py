@@ -12,7 +12,7 @@ NIfTI files so that loading is real file I/O:
   model                             bundled weights (else a freshly built default net)
   scoring                           ``strategy.score`` through a ``QueryContext``
                                     with a ``Predictor`` (all model passes happen here)
-  selection                         ``strategy.select(ctx, k)`` (reuses the cached outputs)
+  selection                         ``strategy.select(ctx, k).indices`` (reuses the cached outputs)
 
 Target: <= 15 s on 2 CPU cores, <= 3 s on an H100. Each device gets one cold
 run (what a user waits for; the prepared pair is reused for a second device).
@@ -193,7 +193,7 @@ def suggest(slices: Any, device: torch.device, strategy_name: str, k: int, tiny:
     with clock.stage("scoring"):
         strategy.score(ctx)
     with clock.stage("selection"):
-        picks = keep[strategy.select(ctx, k)]
+        picks = keep[strategy.select(ctx, k).indices]
     return clock.seconds, {"model": note, "strategy": strategy_name, "k": k, "picks": picks.tolist(),
                            "n_slices": n, "slices_scored": int(len(keep)),
                            "slices_with_foreground": int((fg_frac >= 1e-3).sum()),

@@ -69,7 +69,7 @@ def first_suggestion(slices: Any, predictor: Any, name: str, k: int, shortlist: 
     load = load1()
     t0 = time.perf_counter()
     strategy.score(ctx)
-    picks = strategy.select(ctx, k)
+    picks = strategy.select(ctx, k).indices
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "load1": load, "picks": picks.tolist()}
 

@@ -51,14 +51,14 @@ def _deflate_everything(directory: Path) -> bytes:
 def build_session(work: Path, spacing_mm: float, size: int, rounds: int) -> None:
     import scene_testdata
 
-    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.imaging.pairing import pair_slices
 
     baseline = scene_testdata.mni_t1(spacing_mm)
     followup = baseline + 0.0
     mask = sitk.Cast(baseline > float(np.percentile(sitk.GetArrayViewFromImage(baseline), 60)), sitk.sitkUInt8)
     case = pair_slices(baseline, followup, mask, "case", axis="axial", size=size, spacing_mm=spacing_mm)
-    session = ALSession.create(work / "session", [case], init_weights="scratch")
+    session = SessionStore.create(work / "session", [case], init_weights="scratch")
     rng = np.random.default_rng(0)
     for i in range(0, len(case.provenance), 9):  # some accepted labels
         session.add_label("case", case.provenance[i].slice_index, np.zeros(case.images.shape[2:], np.uint8))

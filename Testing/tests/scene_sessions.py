@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.imaging.pairing import pair_slices
 from LongitudinalALLib.jobs import jobs
 from LongitudinalALLib.scene import volumes
@@ -67,7 +67,7 @@ def _prepare_without_registration(spec: dict, baseline: sitk.Image, followup: si
     case = pair_slices(baseline, followup, foreground, spec["case_id"], axis=prep["axis"], size=prep["size"],
                        spacing_mm=prep["spacing_mm"])
     s = spec["session"]
-    ALSession.create(work / "session", [case], strategy=s["strategy"], seed=s["seed"],
+    SessionStore.create(work / "session", [case], strategy=s["strategy"], seed=s["seed"],
                      model_config=s["model_config"], init_weights=s["init_weights"])
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -65,10 +65,10 @@ def test_suggest_label_train_round_trip(tmp_path, pair_dir, capsys):
     rc, out, err = _run(capsys, "suggest", "--session", str(s), "-k", "3", "--strategy", "entropy_mean")
     assert rc == 0, err
     assert "round 1" in out and "entropy_mean" in out
-    session = ALSession.open(s)
-    labelled = {r["slice_index"] for r in session.state["labels"].values()}
-    last = session.state["suggestions"][-1]["slices"]
-    assert len(last) == 3 and not labelled & {x["slice_index"] for x in last}
+    session = SessionStore.open_recovered(s)[0]
+    labelled = {r.slice_index for r in session.labels()}
+    last = session.suggestion_batches()[-1].slices
+    assert len(last) == 3 and not labelled & {x.slice_index for x in last}
 
 
 def test_suggest_from_prepared_folder(tmp_path, pair_dir, capsys):
@@ -84,7 +84,7 @@ def test_suggest_from_prepared_folder(tmp_path, pair_dir, capsys):
     assert rc == 0, err
     res = json.loads(out)
     assert len(res["suggestions"]) == 2 and res["suggestions"][0]["case_id"] == "prepared"
-    case = ALSession.open(tmp_path / "s").case("prepared")
+    case = SessionStore.open_recovered(tmp_path / "s")[0].case("prepared")
     # re-pairing the written volumes gives the slices preparation made
     np.testing.assert_allclose(case.images, pair.slices.images, atol=1e-4)
     # labels from a mask on the baseline grid work through the prepared folder's baseline

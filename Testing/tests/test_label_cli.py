@@ -15,19 +15,19 @@ import pytest
 import SimpleITK as sitk
 from test_session import _mni_volumes, new_session
 
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
 from LongitudinalALLib.core.errors import InputError
 
 
-def _released(s: ALSession) -> ALSession:
+def _released(s: SessionStore) -> SessionStore:
     """Let the command open the session: release this process's writer lock where sessions have one."""
     getattr(s, "close", lambda: None)()
     return s
 
 
 @pytest.fixture
-def session(tmp_path) -> ALSession:
+def session(tmp_path) -> SessionStore:
     return _released(new_session(tmp_path))
 
 
@@ -45,7 +45,7 @@ def _write(tmp_path: Path, name: str, array: np.ndarray | None = None, like: sit
     return str(path)
 
 
-def _label(capsys, session: ALSession, mask: str, *extra: str) -> tuple[int, dict | str, str]:
+def _label(capsys, session: SessionStore, mask: str, *extra: str) -> tuple[int, dict | str, str]:
     rc = main(["label", "--session", str(session.root), "--mask", mask, *extra])
     out = capsys.readouterr()
     return rc, (json.loads(out.out) if rc == 0 and "--json" in extra else out.out), out.err
@@ -77,7 +77,7 @@ def test_truncated_mask_is_refused_and_nothing_recorded(tmp_path, session, capsy
     slices = ",".join(map(str, _lesion_slices()))
     rc, _, err = _label(capsys, session, str(cut), "--slices", slices)
     _assert_refused(rc, err, "truncated or damaged", str(cut))
-    assert ALSession.open(session.root).state["labels"] == {}
+    assert SessionStore.open_recovered(session.root)[0].labels() == []
 
 
 @pytest.mark.parametrize("kind, words", [
@@ -100,7 +100,7 @@ def test_bad_mask_values_are_refused(tmp_path, session, capsys, kind, words):
     rc, _, err = _label(capsys, session, _write(tmp_path, f"{kind}.nii.gz", arrays[kind]),
                         "--slices", ",".join(map(str, _lesion_slices())))
     _assert_refused(rc, err, *words)
-    assert ALSession.open(session.root).state["labels"] == {}
+    assert SessionStore.open_recovered(session.root)[0].labels() == []
 
 
 def test_label_value_picks_one_label(tmp_path, session, capsys):
@@ -125,14 +125,14 @@ def test_mask_geometry_comes_from_the_session_not_a_prepared_folder(tmp_path, se
     flipped.SetOrigin(m.TransformIndexToPhysicalPoint((m.GetSize()[0] - 1, 0, 0)))
     path = tmp_path / "flipped_header.nii.gz"
     sitk.WriteImage(flipped, str(path))
-    assert "prepared" not in session.state
+    assert session.prepared == {}
     rc, res, err = _label(capsys, session, str(path), "--json")
     assert rc == 0, err
     assert "resampled" in res["note"]
     reference = new_session(tmp_path / "ref")
     reference.add_labels_from_volume("c0", arr)
     _released(reference)
-    s = ALSession.open(session.root)
+    s = SessionStore.open_recovered(session.root)[0]
     for k in _lesion_slices():
         np.testing.assert_array_equal(s.label("c0", k), reference.label("c0", k))
 
@@ -178,7 +178,7 @@ def test_session_refuses_non_binary_volumes(tmp_path, bad):
     vol[vol > 0] = bad
     with pytest.raises(InputError, match="other than 0 and 1"):
         session.add_labels_from_volume("c0", vol, _lesion_slices())
-    assert session.state["labels"] == {}
+    assert session.labels() == []
 
 
 def test_full_disk_while_labelling_is_one_line_and_leaves_no_temp_files(tmp_path, session, capsys, monkeypatch):
@@ -195,7 +195,7 @@ def test_full_disk_while_labelling_is_one_line_and_leaves_no_temp_files(tmp_path
     monkeypatch.undo()
     leftovers = [p for p in session.root.rglob("*") if ".tmp" in p.name]
     assert not leftovers
-    assert ALSession.open(session.root).state["labels"] == {}
+    assert SessionStore.open_recovered(session.root)[0].labels() == []
 
 
 def test_output_closed_early_ends_quietly(tmp_path):
@@ -215,7 +215,7 @@ def test_output_closed_early_ends_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 0, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
-    assert len(ALSession.open(s.root).state["suggestions"]) == 1  # the work itself was done
+    assert len(SessionStore.open_recovered(s.root)[0].suggestion_batches()) == 1  # the work itself was done
 
 
 def test_mask_from_a_dicom_folder_with_several_series_takes_series(tmp_path, session, capsys):

@@ -74,7 +74,7 @@ def test_context_runs_mc_on_the_most_uncertain_unlabelled_slices_only(pool):
     ctx = QueryContext(images, fg, lab, pred, mc_shortlist=6)
     stats = ctx.mc(3, "mean")
     assert set(np.flatnonzero(~np.isnan(stats.mutual_information)).tolist()) == want
-    picks = get_strategy("bald", passes=3).select(ctx, 8)
+    picks = get_strategy("bald", passes=3).select(ctx, 8).indices
     assert set(picks[:6].tolist()) == want  # the shortlist first, by BALD ...
     rest = picks[6:]
     assert np.all(np.diff(proxy[rest]) <= 0) and not set(rest.tolist()) & set(np.flatnonzero(lab).tolist())
@@ -111,7 +111,7 @@ def test_lmi_hybrid_candidates_beyond_the_shortlist_follow_deterministic_entropy
     cand = np.flatnonzero(fg.reshape(N, -1).mean(1) >= 1e-3)
     unscored = np.setdiff1d(cand, scored)
     allowed = set(scored.tolist()) | set(unscored[np.argsort(-proxy[unscored], kind="stable")[:6]].tolist())
-    picks = get_strategy("lmi_hybrid", passes=3, factor=3).select(ctx, 3)
+    picks = get_strategy("lmi_hybrid", passes=3, factor=3).select(ctx, 3).indices
     assert len(set(picks.tolist())) == 3 and set(picks.tolist()) <= allowed
 
 

@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 from LongitudinalALLib.active import policy
-from LongitudinalALLib.active.session import ALSession
 from LongitudinalALLib.active.simulate import SimulationConfig
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.active.strategies import available_strategies
 from LongitudinalALLib.commands import demo, simulate, suggest
 from LongitudinalALLib.imaging import io
@@ -29,7 +29,7 @@ def test_every_front_door_defaults_to_the_one_strategy():
     assert RunOptions().strategy == SimulationConfig().strategy == panel_options.DEFAULT_STRATEGY
     assert panel_options.DEFAULT_STRATEGY == policy.DEFAULT_STRATEGY
     import inspect
-    assert inspect.signature(ALSession.create).parameters["strategy"].default == policy.DEFAULT_STRATEGY
+    assert inspect.signature(SessionStore.create).parameters["strategy"].default == policy.DEFAULT_STRATEGY
 
 
 @pytest.mark.parametrize("path, expected", [("/data/sub-01_FLAIR.nii.gz", "sub-01_FLAIR"), ("a b(2).nrrd", "a_b_2_"),

@@ -21,7 +21,8 @@ slicer = pytest.importorskip("slicer")
 import scene_testdata  # noqa: E402
 from test_scene_logic import OPTIONS  # noqa: E402
 
-from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.active.loop import ActiveLoop
+from LongitudinalALLib.active.store import SessionStore  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, volumes  # noqa: E402
 from LongitudinalALLib.scene.job_runner import CANCELLED, DONE, FAILED  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
@@ -141,7 +142,7 @@ def test_a_train_round_cancelled_before_it_was_applied_commits_nothing(ran):
     outcome = jobs.wait()
     assert outcome.status == CANCELLED and outcome.error is None  # not shown as an error (D14)
     assert (session_dir / "state.json").read_bytes() == state_before
-    assert ALSession.open(session_dir).history == []
+    assert SessionStore.open_recovered(session_dir)[0].rounds == []
     assert not list((session_dir / "checkpoints").glob("*.safetensors"))
     assert not shutil.os.path.exists(staged)
     assert jobs.state(True).run_text == "Run"
@@ -153,8 +154,8 @@ def test_a_finished_train_round_is_committed_and_applied(ran):
     staged = jobs._job[1]["staged"]
     outcome = jobs.wait()
     assert outcome.status == DONE, outcome.message
-    session = ALSession.open(logic.work_dir / "session")
-    assert len(session.history) == 1 and session.current_model() is not None
+    session = SessionStore.open_recovered(logic.work_dir / "session")[0]
+    assert session.round_number == 1 and ActiveLoop(session).current_model() is not None
     assert (logic.work_dir / "maps" / "probability.nrrd").is_file()
     assert not shutil.os.path.exists(staged)
     assert len(logic.suggestions) == OPTIONS.k

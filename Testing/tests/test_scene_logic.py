@@ -18,7 +18,7 @@ slicer = pytest.importorskip("slicer")
 import scene_testdata  # noqa: E402
 
 from LongitudinalALLib.active import triage  # noqa: E402
-from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.active.store import SessionStore  # noqa: E402
 from LongitudinalALLib.core.errors import CancelledError, InputError  # noqa: E402
 from LongitudinalALLib.jobs.worker import WorkerProcess  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
@@ -112,7 +112,7 @@ def test_accept_stores_labels_and_survives_a_deleted_segmentation(run_state):
     assert accepted.status == "accepted" and accepted.extra["lesion_pixels"] > 0
     assert logic.node("table").GetCellText(0, list(outputs.TABLE_COLUMNS).index("status")) == "accepted"
     assert logic.current_index == 1  # moved on to the next pending suggestion
-    session = ALSession.open(logic.work_dir / "session")
+    session = SessionStore.open_recovered(logic.work_dir / "session")[0]
     case = session.case(first.case_id)
     row = session.position(first.case_id, first.slice_index)
     stored = session.label(first.case_id, first.slice_index)
@@ -124,7 +124,7 @@ def test_accept_stores_labels_and_survives_a_deleted_segmentation(run_state):
     run_state["hs"].scene.RemoveNode(logic.node("segmentation"))
     with pytest.raises(InputError, match="segmentation was deleted"):
         logic.accept_current()
-    assert len(ALSession.open(logic.work_dir / "session").state["labels"]) == 2
+    assert len(SessionStore.open_recovered(logic.work_dir / "session")[0].labels()) == 2
     logic.show_suggestion(0)
     again = labels.read_label_slice(logic.node("segmentation"), logic.reference_volume(), case.geometry, row)
     np.testing.assert_array_equal(again, stored)
@@ -147,7 +147,7 @@ def test_bad_inputs_are_clear_errors_before_any_work(run_state, tmp_path):
     with pytest.raises(InputError, match="deleted"):
         guarded.run(run_state["baseline"], gone, OPTIONS)
     assert calls == []
-    assert len(ALSession.open(logic.work_dir / "session").state["labels"]) == 2  # nothing lost
+    assert len(SessionStore.open_recovered(logic.work_dir / "session")[0].labels()) == 2  # nothing lost
 
 
 def test_cancelled_training_in_the_worker_keeps_the_last_good_state(run_state, tmp_path):
@@ -162,8 +162,8 @@ def test_cancelled_training_in_the_worker_keeps_the_last_good_state(run_state, t
             proc.cancel()
         time.sleep(0.05)
     assert isinstance(proc.error, CancelledError)
-    session = ALSession.open(work / "session")
-    assert session.history == [] and len(session.state["labels"]) == 2
+    session = SessionStore.open_recovered(work / "session")[0]
+    assert session.rounds == [] and len(session.labels()) == 2
     assert not list((work / "session" / "checkpoints").glob("*.safetensors"))
 
 
@@ -179,8 +179,8 @@ def test_retrain_save_reopen_and_continue(run_state, tmp_path):
     reopened = LongitudinalALSceneLogic(fresh.scene, fresh.app, work_root=tmp_path / "work2")
     assert reopened.load_bundle(mrb) == new
     assert reopened.work_dir != logic.work_dir and reopened.work_dir.is_dir()
-    session = ALSession.open(reopened.work_dir / "session")
-    assert len(session.history) == 1 and len(session.state["labels"]) == 2
+    session = SessionStore.open_recovered(reopened.work_dir / "session")[0]
+    assert session.round_number == 1 and len(session.labels()) == 2
     for (case_id, index), label in run_state["accepted"].items():
         got = session.label(case_id, index)
         assert got.sum() == 0 if label is None else np.array_equal(got, label)
@@ -196,7 +196,7 @@ def test_retrain_save_reopen_and_continue(run_state, tmp_path):
     assert red.GetSliceOffset() == pytest.approx(shown.slice_ras[2], abs=1e-6)
     _draw_on_slice(reopened, shown)
     reopened.accept_current()
-    assert len(ALSession.open(reopened.work_dir / "session").state["labels"]) == 3
+    assert len(SessionStore.open_recovered(reopened.work_dir / "session")[0].labels()) == 3
     # the restored session still scores (the maps left out of the bundle are rebuilt)
     labelled = {(s.case_id, s.slice_index) for s in reopened.suggestions if s.status == "accepted"}
     fresh_suggestions = reopened.resuggest()

@@ -20,7 +20,7 @@ slicer = pytest.importorskip("slicer")
 from slicer_app_standins import install_real_parameter_node_wrapper  # noqa: E402
 from test_scene_persistence import _mrb_pointing_at, _small_session  # noqa: E402
 
-from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.active.store import SessionStore  # noqa: E402
 from LongitudinalALLib.scene import headless, persistence, session_scene  # noqa: E402
 
 MODULE_FILE = Path(__file__).resolve().parents[2] / "LongitudinalAL" / "LongitudinalAL.py"
@@ -63,4 +63,4 @@ def test_opening_an_mrb_restores_the_session_before_any_panel_exists(tmp_path, m
     param = session_scene.parameter_node(hs.scene, create=False)
     restored = session_scene.get_value(param, "sessionDir")
     assert dialogs == [] and restored.startswith(str(tmp_path / "work"))
-    assert len(ALSession.open(f"{restored}/session").state["labels"]) == 1
+    assert len(SessionStore.open_recovered(f"{restored}/session")[0].labels()) == 1

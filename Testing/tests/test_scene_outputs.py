@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -12,7 +10,7 @@ slicer = pytest.importorskip("slicer")
 
 import scene_testdata  # noqa: E402
 
-from LongitudinalALLib.active.suggestions import Suggestion, build_suggestions, slice_axis_of  # noqa: E402
+from LongitudinalALLib.active.suggestions import Suggestion, place_on_baseline, slice_axis_of  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 
 
@@ -78,10 +76,11 @@ def test_difference_table_points_segmentation(env, pair):
     evidence = sitk.GetArrayFromImage(followup - baseline)
     fg = sitk.GetArrayFromImage(baseline) > 0.1
     ijk = volumes.ijk_to_ras(base)
-    n = evidence.shape[0]
-    provenance = [SimpleNamespace(slice_index=k, center_ras=tuple((ijk @ [30, 40, k, 1.0])[:3])) for k in range(n)]
     lesion_k = int(np.argmax(sitk.GetArrayFromImage(lesion).sum(axis=(1, 2))))
-    sugg = build_suggestions(np.array([lesion_k, 5]), np.linspace(1, 0, n), "case0", evidence, fg, ijk, provenance)
+    centres = [tuple(float(v) for v in (ijk @ [30, 40, k, 1.0])[:3]) for k in (lesion_k, 5)]
+    sugg = [Suggestion(rank, "case0", k, c, c, score, row=k)
+            for rank, (k, c, score) in enumerate(zip((lesion_k, 5), centres, (1.0, 0.5)), start=1)]
+    place_on_baseline(sugg, evidence, fg, ijk)
     # the candidate on the lesion slice lies inside the simulated new lesion
     blob_ras = np.array(scene_testdata.blob_center_lps(baseline)) * [-1, -1, 1]
     assert np.linalg.norm(np.array(sugg[0].ras) - blob_ras) < 9.0

@@ -20,7 +20,7 @@ slicer = pytest.importorskip("slicer")
 import scene_sessions  # noqa: E402
 from test_scene_archive import open_like_slicer  # noqa: E402
 
-from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.active.store import SessionStore  # noqa: E402
 from LongitudinalALLib.core.errors import InputError, SessionError  # noqa: E402
 from LongitudinalALLib.imaging.pairing import pair_slices  # noqa: E402
 from LongitudinalALLib.jobs import jobs  # noqa: E402
@@ -29,13 +29,13 @@ from LongitudinalALLib.scene.logic import ARCHIVE_EXCLUDE  # noqa: E402
 
 
 def _small_session(folder, axis="axial"):
-    """A real ALSession (pool on disk, no model needed) in ``folder``/session."""
+    """A real session store (pool on disk, no model needed) in ``folder``/session."""
     baseline, followup = scene_sessions.volume_pair()
     import SimpleITK as sitk
 
     case = pair_slices(baseline, followup, sitk.Cast(baseline > 0, sitk.sitkUInt8), "case", axis=axis, size=32,
                        spacing_mm=2.0)
-    session = ALSession.create(folder / "session", [case], init_weights="scratch")
+    session = SessionStore.create(folder / "session", [case], init_weights="scratch")
     session.add_label("case", case.provenance[5].slice_index, np.zeros(case.images.shape[2:], np.uint8))
     return session
 
@@ -81,12 +81,12 @@ def test_a_folder_inside_the_work_root_is_reused_only_when_it_matches_the_archiv
     assert errors == [] and logic.work_dir == ours.resolve()  # same content: reused, nothing unpacked
     assert sorted(p.name for p in work_root.iterdir()) == ["session-001"]
 
-    ALSession.open(ours / "session").add_label("case", 7, np.ones((32, 32), np.uint8))  # now it differs
+    SessionStore.open_recovered(ours / "session")[0].add_label("case", 7, np.ones((32, 32), np.uint8))  # now it differs
     before = scene_sessions.tree(ours)
     logic, errors = open_like_slicer(tmp_path, mrb, work_root)
     assert errors == [] and logic.work_dir != ours.resolve() and logic.work_dir.parent == work_root
     assert scene_sessions.tree(ours) == before
-    assert len(ALSession.open(logic.work_dir / "session").state["labels"]) == 1  # the archive's state
+    assert len(SessionStore.open_recovered(logic.work_dir / "session")[0].labels()) == 1  # the archive's state
 
 
 def test_new_runs_never_reuse_an_existing_work_folder(tmp_path):
@@ -128,23 +128,23 @@ def test_plain_write_to_mrb_carries_the_session_after_every_commit(tmp_path):
     logic = scene_sessions.start_session(hs, tmp_path / "work", "axial", k=3)
     s = _paint_current(logic)
     logic.accept_current()
-    label = ALSession.open(logic.work_dir / "session").label(s.case_id, s.slice_index)
+    label = SessionStore.open_recovered(logic.work_dir / "session")[0].label(s.case_id, s.slice_index)
     assert label.sum() > 0
 
     first = tmp_path / "after-accept.mrb"
     assert hs.scene.WriteToMRB(str(first))  # exactly what File > Save runs
     reopened, errors = open_like_slicer(tmp_path / "a", first, tmp_path / "work-a")
     assert errors == [] and reopened.work_dir.parent == tmp_path / "work-a"
-    session = ALSession.open(reopened.work_dir / "session")
+    session = SessionStore.open_recovered(reopened.work_dir / "session")[0]
     np.testing.assert_array_equal(session.label(s.case_id, s.slice_index), label)
-    assert reopened.suggestions == logic.suggestions and session.history == []
+    assert reopened.suggestions == logic.suggestions and session.rounds == []
 
     logic.retrain()
     second = tmp_path / "after-retrain.mrb"
     assert hs.scene.WriteToMRB(str(second))
     reopened, errors = open_like_slicer(tmp_path / "b", second, tmp_path / "work-b")
-    session = ALSession.open(reopened.work_dir / "session")
-    assert errors == [] and len(session.history) == 1 == len(ALSession.open(logic.work_dir / "session").history)
+    session = SessionStore.open_recovered(reopened.work_dir / "session")[0]
+    assert errors == [] and session.round_number == 1 == SessionStore.open_recovered(logic.work_dir / "session")[0].round_number
     np.testing.assert_array_equal(session.label(s.case_id, s.slice_index), label)
     assert reopened.suggestions == logic.suggestions
     assert saves == []  # no save event was needed (Slicer fires none)

@@ -17,7 +17,7 @@ slicer = pytest.importorskip("slicer")
 
 import scene_sessions  # noqa: E402
 
-from LongitudinalALLib.active.session import ALSession  # noqa: E402
+from LongitudinalALLib.active.store import SessionStore  # noqa: E402
 from LongitudinalALLib.active.suggestions import slice_axis_of  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 
@@ -42,7 +42,7 @@ def flipped(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(axis)
     hs = headless.create_headless_slicer(str(tmp / "cache"))
     logic = scene_sessions.start_session(hs, tmp / "work", axis, direction, k=4)
-    session = ALSession.open(logic.work_dir / "session")
+    session = SessionStore.open_recovered(logic.work_dir / "session")[0]
     case = session.case(logic.suggestions[0].case_id)
     assert case.geometry.flips[0], "this geometry must flip the slice axis"
     return {"hs": hs, "logic": logic, "axis": axis, "case": case}
@@ -97,8 +97,8 @@ def test_accept_reads_the_label_from_the_slice_the_user_sees(flipped):
     labels.write_segment(logic.node("segmentation"), outputs.LESION_SEGMENT, mask, reference)
     accepted = logic.accept_current()
     assert accepted.slice_index == shown
-    session = ALSession.open(logic.work_dir / "session")
-    assert list(session.state["labels"]) == [f"{s.case_id}:{shown}"]
+    session = SessionStore.open_recovered(logic.work_dir / "session")[0]
+    assert [r.key for r in session.labels()] == [f"{s.case_id}:{shown}"]
     stored = session.label(s.case_id, shown)
     expected = case.geometry.to_slices(mask.astype(np.float32), order=0)[session.position(s.case_id, shown)] > 0.5
     assert stored.sum() == 9 and np.array_equal(stored, expected)

@@ -5,24 +5,32 @@ Real MRML (slicer-core): the open session is the one the scene's parameter node 
 
 from __future__ import annotations
 
-import json
-
+import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer")
 
+import scene_sessions  # noqa: E402
+
+from LongitudinalALLib.active.store import SessionStore  # noqa: E402
 from LongitudinalALLib.core.errors import InputError, SessionError  # noqa: E402
+from LongitudinalALLib.imaging.pairing import pair_slices  # noqa: E402
 from LongitudinalALLib.scene import headless, persistence, stored_panel  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic  # noqa: E402
 from LongitudinalALLib.scene.session_scene import set_value  # noqa: E402
 
 
 def _stored(root, labels: int, rounds: int):
+    """A real session folder with ``labels`` answers and ``rounds`` committed rounds (dummy weights)."""
+    import SimpleITK as sitk
+
     folder = persistence.new_work_folder(root)
-    (folder / "session").mkdir()
-    state = {"labels": {f"case:{i}": {} for i in range(labels)}, "rounds": [{}] * rounds}
-    (folder / "session" / "state.json").write_text(json.dumps(state))
-    (folder / "session" / "weights.bin").write_bytes(b"\0" * 3000)
+    baseline, followup = scene_sessions.volume_pair()
+    case = pair_slices(baseline, followup, sitk.Cast(baseline > 0, sitk.sitkUInt8), "case", size=32, spacing_mm=2.0)
+    with SessionStore.create(folder / "session", [case], init_weights="scratch") as store:
+        store.add_labels(("case", p.slice_index, np.zeros((32, 32), np.uint8)) for p in case.provenance[:labels])
+        for _ in range(rounds):
+            store.commit_round(lambda path: path.write_bytes(b"\0" * 3000))
     return folder
 
 

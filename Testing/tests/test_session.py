@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.loop import ActiveLoop
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import CancelledError, InputError, SessionError
 from LongitudinalALLib.core.progress import CancelToken
@@ -61,11 +62,11 @@ def make_case(case_id: str = "c1", size: int = 64, spacing: float = 4.0):
     return pair_slices(base, fu, fg, case_id, axis="axial", size=(size, size), spacing_mm=spacing, labels=lab)
 
 
-def new_session(tmp_path: Path, n_cases: int = 1, **kw) -> ALSession:
+def new_session(tmp_path: Path, n_cases: int = 1, **kw) -> SessionStore:
     cases = [make_case(f"c{i}") for i in range(n_cases)]
     kw.setdefault("model_config", TINY)
     kw.setdefault("init_weights", "scratch")
-    return ALSession.create(tmp_path / "s", cases, **kw)
+    return SessionStore.create(tmp_path / "s", cases, **kw)
 
 
 def _lesion_slice(case) -> int:
@@ -83,8 +84,8 @@ def test_labels_budget_and_reopen(tmp_path):
     assert b["per_case"]["c0"] == {"slices": len(c0.images), "labelled": 2, "contoured": 1, "lesion_free": 1,
                                    "fraction": 2 / len(c0.images)}
     assert b["per_case"]["c1"]["lesion_free"] == 1 and b["total"]["labelled"] == 3
-    again = ALSession.open(tmp_path / "s")
-    assert again.recovered == [] and again.budget() == b
+    again, notes = SessionStore.open_recovered(tmp_path / "s")
+    assert notes == [] and again.budget() == b
     np.testing.assert_array_equal(again.label("c0", c0.provenance[i_les].slice_index),
                                   make_case("c0").labels[i_les])
     assert again.labelled_mask("c0").sum() == 2
@@ -117,12 +118,12 @@ def test_bad_input_errors(tmp_path):
     with pytest.raises(SessionError, match="already holds"):
         new_session(tmp_path)
     with pytest.raises(SessionError, match="no state.json"):
-        ALSession.open(tmp_path / "elsewhere")
+        SessionStore.open_recovered(tmp_path / "elsewhere")[0]
     (tmp_path / "s" / "state.json").write_text("{ broken")
     with pytest.raises(SessionError, match="cannot be read"):
-        ALSession.open(tmp_path / "s")
+        SessionStore.open_recovered(tmp_path / "s")[0]
     with pytest.raises(InputError, match="file name"):
-        ALSession.create(tmp_path / "t", [make_case("bad/id")])
+        SessionStore.create(tmp_path / "t", [make_case("bad/id")])
 
 
 def test_crash_leftovers_are_reconciled(tmp_path):
@@ -139,14 +140,14 @@ def test_crash_leftovers_are_reconciled(tmp_path):
     (s.root / "checkpoints").mkdir(exist_ok=True)
     (s.root / "checkpoints" / "round_1.safetensors").write_bytes(b"partial")
     (s.root / "labels" / "c0_999.npz").write_bytes(b"garbage")
-    again = ALSession.open(s.root)
-    notes = " | ".join(again.recovered)
+    again, repairs = SessionStore.open_recovered(s.root)
+    notes = " | ".join(repairs)
     assert "adopted label c0:%d" % idx in notes and "unfinished write" in notes
     assert "round_1.safetensors" in notes and "unreadable label" in notes
     assert again.budget()["total"] == {**again.budget()["total"], "labelled": 2, "contoured": 1}
     np.testing.assert_array_equal(again.label("c0", idx), case.labels[i])
     assert not list((s.root / "checkpoints").glob("*")) and not list((s.root / "labels").glob(".*"))
-    assert ALSession.open(s.root).recovered == []  # state is consistent now
+    assert SessionStore.open_recovered(s.root)[1] == []  # state is consistent now
 
 
 def test_killed_while_labelling_keeps_every_committed_label(tmp_path):
@@ -155,8 +156,8 @@ def test_killed_while_labelling_keeps_every_committed_label(tmp_path):
     s.close()  # the writer lock goes to the child process
     code = textwrap.dedent(f"""
         import numpy as np, sys
-        from LongitudinalALLib.active.session import ALSession
-        s = ALSession.open({str(s.root)!r})
+        from LongitudinalALLib.active.store import SessionStore
+        s = SessionStore.open_recovered({str(s.root)!r})[0]
         idx = [p.slice_index for p in s.case("c0").provenance]
         k = 0
         while True:
@@ -173,11 +174,11 @@ def test_killed_while_labelling_keeps_every_committed_label(tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    again = ALSession.open(s.root)
-    labels = again.state["labels"]
+    again = SessionStore.open_recovered(s.root)[0]
+    labels = again.labels()
     assert len(labels) >= 3
-    for rec in labels.values():  # every label the state knows loads and holds the 3x4 square it was given
-        assert again.label(rec["case_id"], rec["slice_index"]).sum() == 12
+    for rec in labels:  # every label the state knows loads and holds the 3x4 square it was given
+        assert again.label(rec.case_id, rec.slice_index).sum() == 12
     assert not [p for p in s.root.rglob(".*") if p.is_file() and p.name != ".lock"]
     json.loads((s.root / "state.json").read_text())
 
@@ -185,31 +186,31 @@ def test_killed_while_labelling_keeps_every_committed_label(tmp_path):
 def test_suggest_train_round_resume_and_cancel(tmp_path):
     s = new_session(tmp_path, seed=3)
     truth = make_case("c0").labels
-    picked = s.suggest(6, "fg_random")
+    picked = ActiveLoop(s).suggest(6, "fg_random").suggestions
     assert [p.rank for p in picked] == list(range(1, 7))
-    assert len({p.slice_index for p in picked}) == 6 and all(len(p.center_ras) == 3 for p in picked)
+    assert len({p.slice_index for p in picked}) == 6 and all(len(p.slice_ras) == 3 for p in picked)
     for p in picked:
         s.add_label(p.case_id, p.slice_index, truth[s.position(p.case_id, p.slice_index)])
     i = _lesion_slice(make_case("c0"))
     s.add_label("c0", s.case("c0").provenance[i].slice_index, truth[i])
     cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4, crop_size=32, device="cpu")
-    result = s.train_round(cfg)
-    assert len(result.history) == 1 and (s.root / s.history[-1]["checkpoint"]).is_file()
-    assert s.history[-1]["checkpoint"].startswith("checkpoints/round_1_")
+    result = ActiveLoop(s).train(cfg)
+    assert len(result.history) == 1 and (s.root / s.rounds[-1].checkpoint).is_file()
+    assert s.rounds[-1].checkpoint.startswith("checkpoints/round_1_")
     # cancel: nothing committed, the previous round stays current
     token = CancelToken()
     token.cancel()
     with pytest.raises(CancelledError):
-        s.train_round(cfg, cancel=token)
-    again = ALSession.open(s.root)
-    n_labels = len(s.state["labels"])
-    assert n_labels >= 6 and len(again.history) == 1 and again.history[0]["budget"]["labelled"] == n_labels
-    model = again.current_model()
+        ActiveLoop(s).train(cfg, cancel=token)
+    again = SessionStore.open_recovered(s.root)[0]
+    n_labels = len(s.labels())
+    assert n_labels >= 6 and again.round_number == 1 and again.rounds[0].budget["labelled"] == n_labels
+    model = ActiveLoop(again).current_model()
     assert model.cfg.channels == (8, 16, 32)
-    nxt = again.suggest(3, "entropy_mean")
-    labelled = {(r["case_id"], r["slice_index"]) for r in again.state["labels"].values()}
+    nxt = ActiveLoop(again).suggest(3, "entropy_mean").suggestions
+    labelled = {(r.case_id, r.slice_index) for r in again.labels()}
     assert not labelled & {(p.case_id, p.slice_index) for p in nxt}
-    assert len(again.state["suggestions"]) == 2
+    assert len(again.suggestion_batches()) == 2
 
 
 def test_suggest_runs_on_the_given_predictor(tmp_path):
@@ -217,28 +218,30 @@ def test_suggest_runs_on_the_given_predictor(tmp_path):
     from LongitudinalALLib.model import Predictor
 
     s = new_session(tmp_path)
-    predictor = Predictor(s.current_model(), device="cpu", amp=False)
+    predictor = Predictor(ActiveLoop(s).current_model(), device="cpu", amp=False)
     seen = []
     predictor.model.head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].shape[0]))
-    picked = s.suggest(3, "entropy_mean", predictor=predictor)
+    picked = ActiveLoop(s).suggest(3, "entropy_mean", predictor=predictor).suggestions
     assert len(picked) == 3 and sum(seen) > 0
     seen.clear()
-    s.suggest(3, "cold_start", predictor=predictor)  # needs no model: the predictor stays idle
+    ActiveLoop(s).suggest(3, "cold_start", predictor=predictor).suggestions  # needs no model: the predictor stays idle
     assert seen == []
 
 
-def test_suggest_reuses_precomputed_pool_outputs(tmp_path):
-    """Outputs the caller already computed over the pool are used as they are: no second model pass."""
+def test_the_pool_is_scored_once_and_that_pass_is_returned(tmp_path):
+    """One model pass serves the strategy and the caller's maps (``keep_outputs``): no second pass."""
     from LongitudinalALLib.model import Predictor
 
     s = new_session(tmp_path)
-    predictor = Predictor(s.current_model(), device="cpu", amp=False)
+    predictor = Predictor(ActiveLoop(s).current_model(), device="cpu", amp=False)
     images, fg, _ = s.pool_arrays()
-    outputs = predictor.predict_all(images, fg)
+    expected = predictor.predict_all(images, fg).probs
     seen = []
     predictor.model.head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].shape[0]))
-    with_outputs = s.suggest(3, "entropy_mean", predictor=predictor, outputs=outputs)
-    assert seen == []
-    fresh = s.suggest(3, "entropy_mean", predictor=predictor)
-    assert sum(seen) > 0
-    assert [p.slice_index for p in with_outputs] == [p.slice_index for p in fresh]
+    query = ActiveLoop(s).suggest(3, "entropy_mean", predictor=predictor, keep_outputs=True)
+    assert sum(seen) == len(images)  # one deterministic pass over the pool
+    np.testing.assert_allclose(query.outputs.probs, expected, atol=1e-6)
+    seen.clear()
+    label_free = ActiveLoop(s).suggest(3, "cold_start", predictor=predictor, keep_outputs=True)
+    assert sum(seen) == len(images) and label_free.outputs is not None  # the maps still get their pass
+    assert [p.row for p in query.suggestions] == [s.position("c0", p.slice_index) for p in query.suggestions]

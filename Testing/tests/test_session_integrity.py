@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from test_session import make_case, new_session
 
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.loop import ActiveLoop
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
-from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.model.training import TrainConfig
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUICK = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "32", "--device", "cpu", "--quiet"]
 
 
-def _labelled(tmp_path) -> ALSession:
+def _labelled(tmp_path) -> SessionStore:
     """A session with 4 labels (one with a lesion), closed again (no lock held)."""
     s = new_session(tmp_path)
     truth = make_case("c0").labels
@@ -36,11 +36,11 @@ def _labelled(tmp_path) -> ALSession:
     return s
 
 
-def _trained(tmp_path, rounds: int = 1) -> ALSession:
+def _trained(tmp_path, rounds: int = 1) -> SessionStore:
     s = _labelled(tmp_path)
-    with ALSession.open(s.root) as w:
+    with SessionStore.open_recovered(s.root)[0] as w:
         for _ in range(rounds):
-            w.train_round(TrainConfig(epochs=1, steps_per_epoch=1, batch_size=2, crop_size=32, device="cpu"))
+            ActiveLoop(w).train(TrainConfig(epochs=1, steps_per_epoch=1, batch_size=2, crop_size=32, device="cpu"))
     return s
 
 
@@ -50,8 +50,9 @@ class Holder:
     def __init__(self, root, hold: float = 60.0):
         code = textwrap.dedent(f"""
             import time
-            from LongitudinalALLib.active.session import ALSession
-            s = ALSession.open({str(root)!r})
+            from LongitudinalALLib.active.loop import ActiveLoop
+            from LongitudinalALLib.active.store import SessionStore
+            s = SessionStore.open_recovered({str(root)!r})[0]
             print("holding", flush=True)
             time.sleep({hold})
         """)
@@ -97,10 +98,10 @@ def test_the_lock_dies_with_its_process_and_wait_queues_behind_it(tmp_path):
     s = _labelled(tmp_path)
     holder = Holder(s.root)
     holder.kill()  # SIGKILL: no clean-up ran, yet the next writer gets in at once
-    ALSession.open(s.root).close()
+    SessionStore.open_recovered(s.root)[0].close()
     holder = Holder(s.root, hold=1.5)
     t0 = time.monotonic()
-    with ALSession.open(s.root, wait=30) as w:
+    with SessionStore.open_recovered(s.root, wait=30)[0] as w:
         assert w.writable and time.monotonic() - t0 >= 0.5
     holder.proc.wait()
 
@@ -115,35 +116,35 @@ def test_a_reader_during_a_write_changes_nothing_and_cannot_commit(tmp_path):
         temp = s.root / "labels" / ".c0_7.x1.tmp.npz"                      # a write in flight
         pending.write_bytes(b"weights")
         temp.write_bytes(b"half")
-        reader = ALSession.open(s.root, readonly=True)
-        assert reader.budget()["total"]["labelled"] == 4 and reader.recovered == []
+        reader = SessionStore.open(s.root)
+        assert reader.budget()["total"]["labelled"] == 4 and not reader.writable
         assert pending.read_bytes() == b"weights" and temp.read_bytes() == b"half"
         with pytest.raises(SessionError, match="read-only"):
             reader.add_label("c0", reader.case("c0").provenance[9].slice_index, np.zeros((64, 64)))
         with pytest.raises(SessionError, match="in use by another process"):
-            ALSession.open(s.root)
+            SessionStore.open_recovered(s.root)[0]
     finally:
         holder.kill()
     assert pending.exists()  # only a writer holding the lock recovers (and then removes it)
-    assert "round_1_abcd1234" in " ".join(ALSession.open(s.root).recovered)
+    assert "round_1_abcd1234" in " ".join(SessionStore.open_recovered(s.root)[1])
 
 
 def test_a_stale_writer_cannot_overwrite_a_newer_commit(tmp_path):
     """Race A1 of the review: a label committed from a stale state used to drop a trained round."""
     s = _labelled(tmp_path)
-    a = ALSession.open(s.root)
-    b = ALSession.open(s.root)   # same process: shares the lock, but not the state
+    a = SessionStore.open_recovered(s.root)[0]
+    b = SessionStore.open_recovered(s.root)[0]   # same process: shares the lock, but not the state
     b.add_label("c0", b.case("c0").provenance[20].slice_index, np.zeros((64, 64)))
     with pytest.raises(SessionError, match="changed by another writer"):
         a.add_label("c0", a.case("c0").provenance[21].slice_index, np.zeros((64, 64)))
     a.close()
     b.close()
-    assert len(ALSession.open(s.root, readonly=True).state["labels"]) == 5
+    assert len(SessionStore.open(s.root).labels()) == 5
 
 
 def test_two_trains_never_share_a_checkpoint_file(tmp_path):
     s = _trained(tmp_path, rounds=2)
-    ckpts = [r["checkpoint"] for r in ALSession.open(s.root, readonly=True).history]
+    ckpts = [r.checkpoint for r in SessionStore.open(s.root).rounds]
     assert len(set(ckpts)) == 2 and all(c.startswith(f"checkpoints/round_{i}_") for i, c in enumerate(ckpts, 1))
 
 
@@ -189,18 +190,18 @@ def test_state_of_the_wrong_shape_is_one_line(trained_template, tmp_path, capsys
 
 def test_a_damaged_label_is_set_aside_with_the_slice_to_relabel(tmp_path, capsys):
     s = _labelled(tmp_path)
-    rec = next(iter(ALSession.open(s.root, readonly=True).state["labels"].values()))
-    (s.root / rec["file"]).write_bytes(b"garbage")
+    rec = next(iter(SessionStore.open(s.root).labels()))
+    (s.root / rec.file).write_bytes(b"garbage")
     assert main(["train", "--session", str(s.root), *QUICK]) == 0
     out = capsys.readouterr().out
-    assert f"label slice {rec['slice_index']} again" in out
-    assert (s.root / "damaged" / f"labels_{rec['file'].split('/')[-1]}").read_bytes() == b"garbage"
-    assert len(ALSession.open(s.root, readonly=True).state["labels"]) == 3
+    assert f"label slice {rec.slice_index} again" in out
+    assert (s.root / "damaged" / f"labels_{rec.file.split('/')[-1]}").read_bytes() == b"garbage"
+    assert len(SessionStore.open(s.root).labels()) == 3
 
 
 def test_a_sidecar_with_thousands_of_levels_is_refused_cleanly(tmp_path, capsys):
     s = _trained(tmp_path)
-    ck = s.root / ALSession.open(s.root, readonly=True).history[-1]["checkpoint"]
+    ck = s.root / SessionStore.open(s.root).rounds[-1].checkpoint
     side = ck.with_suffix(".json")
     info = json.loads(side.read_text())
     info["config"]["channels"] = [8] * 5000
@@ -217,7 +218,7 @@ def test_a_sidecar_with_thousands_of_levels_is_refused_cleanly(tmp_path, capsys)
 # ---------------------------------------------------------------- D11: damaged latest checkpoint
 def test_a_damaged_latest_model_rolls_back_with_one_command(tmp_path, capsys):
     s = _trained(tmp_path, rounds=2)
-    last = s.root / ALSession.open(s.root, readonly=True).history[-1]["checkpoint"]
+    last = s.root / SessionStore.open(s.root).rounds[-1].checkpoint
     with open(last, "r+b") as fh:
         fh.truncate(1000)
     for cmd in (["suggest", "-k", "2", "--quiet", "--strategy", "entropy_mean"], ["train", *QUICK]):
@@ -229,7 +230,7 @@ def test_a_damaged_latest_model_rolls_back_with_one_command(tmp_path, capsys):
     assert not last.exists()
     assert main(["suggest", "--session", str(s.root), "-k", "2", "--quiet", "--strategy", "entropy_mean"]) == 0
     assert main(["train", "--session", str(s.root), *QUICK]) == 0
-    assert len(ALSession.open(s.root, readonly=True).history) == 2
+    assert SessionStore.open(s.root).round_number == 2
     assert main(["rollback", "--session", str(s.root), "--to-round", "7"]) == 2
 
 
@@ -267,4 +268,4 @@ def test_a_slice_label_of_other_values_than_0_and_1_is_refused(tmp_path, value):
     mask[10:14, 10:14] = value
     with pytest.raises(InputError, match="other than 0 and 1"):
         s.add_label("c0", s.case("c0").provenance[5].slice_index, mask)
-    assert s.state["labels"] == {} and not list((s.root / "labels").glob("*"))
+    assert s.labels() == [] and not list((s.root / "labels").glob("*"))

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from LongitudinalALLib.active import simulate
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -38,10 +38,10 @@ def _comparable(obj):
 
 
 def _state(out):
-    s = ALSession.open(out, readonly=True)
-    labels = sorted((r["case_id"], r["slice_index"], r["lesion_pixels"]) for r in s.state["labels"].values())
-    return labels, [[(x["case_id"], x["slice_index"]) for x in sg["slices"]] for sg in s.state["suggestions"]], \
-        len(s.history)
+    s = SessionStore.open(out)
+    labels = sorted((r.case_id, r.slice_index, r.lesion_pixels) for r in s.labels())
+    return labels, [[(x.case_id, x.slice_index) for x in sg.slices] for sg in s.suggestion_batches()], \
+        s.round_number
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_stop_during_evaluation_does_not_train_the_round_twice(cohort, reference
     out = tmp_path / "sim"
     with pytest.raises(Stop):
         main(_argv(cohort, out))
-    assert len(ALSession.open(out, readonly=True).history) == 1
+    assert SessionStore.open(out).round_number == 1
     assert main(_argv(cohort, out)) == 0
     record, state = json.loads((out / "simulation.json").read_text()), _state(out)
     assert state == reference[1]                     # 2 rounds, same labels and suggestions
@@ -84,7 +84,7 @@ def test_stop_during_evaluation_does_not_train_the_round_twice(cohort, reference
 
 
 def test_stop_while_labelling_resumes_with_the_same_slices(cohort, reference, tmp_path, monkeypatch):
-    real = ALSession._write_label
+    real = SessionStore._write_label
     written = []
 
     def write_then_die(self, *a, **k):
@@ -93,11 +93,11 @@ def test_stop_while_labelling_resumes_with_the_same_slices(cohort, reference, tm
         written.append(1)
         return real(self, *a, **k)
 
-    monkeypatch.setattr(ALSession, "_write_label", write_then_die)
+    monkeypatch.setattr(SessionStore, "_write_label", write_then_die)
     out = tmp_path / "sim"
     with pytest.raises(Stop):
         main(_argv(cohort, out))
-    monkeypatch.setattr(ALSession, "_write_label", real)
+    monkeypatch.setattr(SessionStore, "_write_label", real)
     assert main(_argv(cohort, out)) == 0
     record, state = json.loads((out / "simulation.json").read_text()), _state(out)
     assert state == reference[1]

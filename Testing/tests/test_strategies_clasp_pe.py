@@ -39,7 +39,7 @@ def _ctx(pool, round_index=1, seed=0, labelled=None):  # noqa: F811
 def test_two_thirds_of_a_query_come_from_predicted_lesion_slices(pool):  # noqa: F811
     strat = get_strategy("clasp_pe", noise=False)
     for k in (3, 6, 9):
-        picks = strat.select(_ctx(pool), k)
+        picks = strat.select(_ctx(pool), k).indices
         assert len(picks) == k == len(set(picks.tolist()))
         n_fg = int(np.isin(picks, PREDICTED).sum())
         assert n_fg == round(0.66 * k), (k, picks)
@@ -47,13 +47,13 @@ def test_two_thirds_of_a_query_come_from_predicted_lesion_slices(pool):  # noqa:
     fg, ent, lesion = strat.channels(_ctx(pool))
     assert sorted(np.flatnonzero(lesion).tolist()) == PREDICTED
     top_fg = sorted(PREDICTED, key=lambda i: -fg[i])[:4]
-    assert set(top_fg) <= set(strat.select(_ctx(pool), 6).tolist())
+    assert set(top_fg) <= set(strat.select(_ctx(pool), 6).indices.tolist())
 
 
 def test_fewer_predicted_slices_than_the_share_leaves_the_rest_to_entropy(pool):  # noqa: F811
     labelled = np.zeros(NZ, bool)
     labelled[PREDICTED[1:]] = True  # only one predicted-lesion slice is still unlabelled
-    picks = get_strategy("clasp_pe").select(_ctx(pool, labelled=labelled), 9)
+    picks = get_strategy("clasp_pe").select(_ctx(pool, labelled=labelled), 9).indices
     assert len(picks) == 9 and not labelled[picks].any()
     assert PREDICTED[0] in picks.tolist()
 
@@ -69,10 +69,10 @@ def test_noise_decays_with_rounds(pool):  # noqa: F811
     strat = get_strategy("clasp_pe", rounds=5)
     np.testing.assert_allclose(exponential_schedule(5, 1.0, 100.0), [1, 10 ** 0.5, 10, 10 ** 1.5, 100])
     assert [strat.beta(r) for r in (0, 1, 5, 9)] == pytest.approx([1.0, 1.0, 100.0, 100.0])
-    exact = set(get_strategy("clasp_pe", noise=False).select(_ctx(pool), 6).tolist())
+    exact = set(get_strategy("clasp_pe", noise=False).select(_ctx(pool), 6).indices.tolist())
 
     def overlap(r):
-        return np.mean([len(exact & set(strat.select(_ctx(pool, r, seed), 6).tolist())) for seed in range(30)])
+        return np.mean([len(exact & set(strat.select(_ctx(pool, r, seed), 6).indices.tolist())) for seed in range(30)])
 
     early, late = overlap(1), overlap(5)
     assert late > early + 1.0 and late >= 4.5  # round 5: beta 100, close to the noiseless query (near-ties aside)

@@ -51,9 +51,9 @@ def test_saliency_is_highest_on_slices_with_real_change(pool):
 
 def test_cold_start_prefers_change_and_spreads_over_the_volume(pool):
     ctx = _ctx(pool)
-    maxmd = get_strategy("cold_start", mode="maxmd").select(ctx, 2)
+    maxmd = get_strategy("cold_start", mode="maxmd").select(ctx, 2).indices
     assert all(abs(int(i) - LESION_A[0]) <= 1 for i in maxmd)  # both picks pile onto lesion A
-    diverse = get_strategy("cold_start").select(ctx, 2)
+    diverse = get_strategy("cold_start").select(ctx, 2).indices
     assert diverse[0] == LESION_A[0]
     assert abs(int(diverse[1]) - LESION_B[0]) <= 1  # the second pick goes to the other lesion
 
@@ -61,7 +61,7 @@ def test_cold_start_prefers_change_and_spreads_over_the_volume(pool):
 def test_cold_start_counts_labelled_slices_as_covered(pool):
     lab = np.zeros(NZ, bool)
     lab[LESION_A[0]] = True
-    picks = get_strategy("cold_start").select(_ctx(pool, lab), 1)
+    picks = get_strategy("cold_start").select(_ctx(pool, lab), 1).indices
     assert abs(int(picks[0]) - LESION_B[0]) <= 1
 
 
@@ -77,7 +77,7 @@ def test_label_free_embedding_shape_and_scale(pool):
 
 def test_model_strategies_need_a_model_with_a_clear_error(pool):
     with pytest.raises(InputError, match="needs a model"):
-        get_strategy("entropy_mean").select(_ctx(pool), 2)
+        get_strategy("entropy_mean").select(_ctx(pool), 2).indices
     assert get_strategy("cold_start").needs_model is False
 
 

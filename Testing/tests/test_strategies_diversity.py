@@ -55,10 +55,10 @@ def test_coreset_strategy_uses_labelled_slices_as_centres():
     lab[0] = True
     ctx = _ctx(emb=emb, labelled=lab)
     s = get_strategy("coreset")
-    assert list(s.select(ctx, 2)) == [5, 4]  # not 2, a near duplicate of 5
+    assert list(s.select(ctx, 2).indices) == [5, 4]  # not 2, a near duplicate of 5
     assert s.score(ctx)[0] == 0 and np.argmax(s.score(ctx)) == 5
     lab[5] = True
-    assert list(s.select(_ctx(emb=emb, labelled=lab), 1)) == [4]
+    assert list(s.select(_ctx(emb=emb, labelled=lab), 1).indices) == [4]
 
 
 def test_cluster_margin_round_robins_over_clusters_smallest_first():
@@ -71,11 +71,11 @@ def test_cluster_margin_round_robins_over_clusters_smallest_first():
     emb[4:6] = [[9, 9], [9.1, 9]]  # cluster Y: 4, 5
     emb[6:] = [[-9, 0]] * 6
     ctx = _ctx(probs=probs, emb=emb)
-    assert list(get_strategy("margin").select(ctx, 2)) == [0, 1]
+    assert list(get_strategy("margin").select(ctx, 2).indices) == [0, 1]
     s = get_strategy("cluster_margin", margin_factor=3)
-    assert list(s.select(ctx, 2)) == [4, 0]  # smallest cluster first, each its lowest margin
+    assert list(s.select(ctx, 2).indices) == [4, 0]  # smallest cluster first, each its lowest margin
     two = get_strategy("cluster_margin", margin_factor=2, n_clusters=2)
-    assert list(two.select(ctx, 3)) == [4, 0, 5]
+    assert list(two.select(ctx, 3).indices) == [4, 0, 5]
 
 
 def test_kmeans_pp_first_pick_is_the_largest_gradient():
@@ -98,7 +98,7 @@ def test_badge_picks_diverse_high_gradient_slices():
     group = np.array(group)
     small_picks, covered = 0, []
     for seed in range(20):
-        picks = get_strategy("badge").select(_ctx(grads=g, seed=seed), 3)
+        picks = get_strategy("badge").select(_ctx(grads=g, seed=seed), 3).indices
         assert len(set(picks)) == 3
         assert group[picks[0]] != "small"  # largest norm first
         small_picks += int(np.sum(group[picks] == "small"))
@@ -119,11 +119,11 @@ def test_lmi_hybrid_takes_uncertain_slices_then_spreads_them():
     emb[2] = [5, 0]
     emb[3:] = [0, 0.5]
     ctx = _ctx(probs=probs, emb=emb)
-    assert list(get_strategy("entropy_mean").select(ctx, 2)) == [0, 1]
+    assert list(get_strategy("entropy_mean").select(ctx, 2).indices) == [0, 1]
     hybrid = get_strategy("lmi_hybrid", uncertainty="entropy", factor=2)
-    assert list(hybrid.select(ctx, 2)) == [0, 2]
+    assert list(hybrid.select(ctx, 2).indices) == [0, 2]
     emb[9] = [40, 40]  # far away but certain: never a candidate
-    assert 9 not in hybrid.select(_ctx(probs=probs, emb=emb), 3)
+    assert 9 not in hybrid.select(_ctx(probs=probs, emb=emb), 3).indices
 
 
 @pytest.mark.parametrize("name", ["coreset", "cluster_margin", "badge", "lmi_hybrid"])
@@ -139,6 +139,6 @@ def test_real_model_selection_is_valid(name):
     pred = Predictor(build_model(ModelConfig(channels=(4, 8, 16), strides=(2, 2), head_features=4)), device="cpu")
     ctx = QueryContext(images, fg, lab, pred)
     kw = {"passes": 3} if name == "lmi_hybrid" else {}
-    picks = get_strategy(name, **kw).select(ctx, 5)
+    picks = get_strategy(name, **kw).select(ctx, 5).indices
     assert len(picks) == 5 and len(set(picks)) == 5
     assert not set(picks) & {0, 7, 13}

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from test_session import make_case, new_session
 
+from LongitudinalALLib.active.loop import ActiveLoop
 from LongitudinalALLib.active.strategies import QueryContext, get_strategy
 from LongitudinalALLib.active.strategies.selection import SelectionOptions, interleave, select_batch
 from LongitudinalALLib.core.errors import InputError
@@ -38,7 +39,7 @@ def _label_lesion_free(s, case, n=6):
 def _pure_ranking(s, name, k):
     images, fg, _ = s.pool_arrays()
     lab = np.concatenate([s.labelled_mask(c) for c in s.case_ids])
-    ctx = QueryContext(images, fg, lab, predictor=Predictor(s.current_model(), device="cpu"))
+    ctx = QueryContext(images, fg, lab, predictor=Predictor(ActiveLoop(s).current_model(), device="cpu"))
     return select_batch(get_strategy(name), ctx, k, np.zeros(len(lab)), True)[0]
 
 
@@ -58,45 +59,45 @@ def test_no_collapse_before_the_first_lesion(tmp_path):
     lesion = _lesion_positions(case)
     cold = get_strategy("cold_start")
     images, fg, _ = s.pool_arrays()
-    cold_picks = cold.select(QueryContext(images, fg, s.labelled_mask("c0")), math.ceil(0.5 * 4))
+    cold_picks = cold.select(QueryContext(images, fg, s.labelled_mask("c0")), math.ceil(0.5 * 4)).indices
     assert set(cold_picks.tolist()) & lesion  # the cold start sees the change
-    picked = [s.position("c0", p.slice_index) for p in s.suggest(4, "entropy_mean")]
+    picked = [s.position("c0", p.slice_index) for p in ActiveLoop(s).suggest(4, "entropy_mean").suggestions]
     assert set(cold_picks.tolist()) <= set(picked) and set(picked) & lesion  # mixed in: a lesion is asked for
     # switched off, the same query is the plain uncertainty ranking
-    plain = [s.position("c0", p.slice_index) for p in s.suggest(4, "entropy_mean", selection={"cold_start_share": 0})]
+    plain = [s.position("c0", p.slice_index) for p in ActiveLoop(s).suggest(4, "entropy_mean", selection={"cold_start_share": 0}).suggestions]
     assert plain == _pure_ranking(s, "entropy_mean", 4).tolist() and not set(plain) & lesion  # the collapse
     # once a labelled slice holds a lesion the strategy runs alone
     i = sorted(lesion)[0]
     s.add_label("c0", case.provenance[i].slice_index, case.labels[i])
-    after = [s.position("c0", p.slice_index) for p in s.suggest(4, "entropy_mean")]
+    after = [s.position("c0", p.slice_index) for p in ActiveLoop(s).suggest(4, "entropy_mean").suggestions]
     assert after == _pure_ranking(s, "entropy_mean", 4).tolist()
 
 
 def test_label_free_baselines_stay_pure(tmp_path):
     s = new_session(tmp_path, seed=2)
     _label_lesion_free(s, make_case("c0"))
-    a = [p.slice_index for p in s.suggest(4, "fg_random")]
+    a = [p.slice_index for p in ActiveLoop(s).suggest(4, "fg_random").suggestions]
     s2 = new_session(tmp_path / "b", seed=2)
     _label_lesion_free(s2, make_case("c0"))
-    b = [p.slice_index for p in s2.suggest(4, "fg_random", selection={"cold_start_share": 0})]
+    b = [p.slice_index for p in ActiveLoop(s2).suggest(4, "fg_random", selection={"cold_start_share": 0}).suggestions]
     assert a == b
 
 
 def test_per_subject_cap_and_round_robin_spread_a_query(tmp_path):
     s = new_session(tmp_path, n_cases=3, seed=1)
-    capped = s.suggest(6, "cold_start", selection={"per_subject_cap": 2})
+    capped = ActiveLoop(s).suggest(6, "cold_start", selection={"per_subject_cap": 2}).suggestions
     assert sorted(np.unique([p.case_id for p in capped], return_counts=True)[1].tolist()) == [2, 2, 2]
-    robin = s.suggest(6, "cold_start", selection={"round_robin": True})
+    robin = ActiveLoop(s).suggest(6, "cold_start", selection={"round_robin": True}).suggestions
     cases = [p.case_id for p in robin]
     assert cases[:3] == cases[3:] and len(set(cases[:3])) == 3  # each subject's best in turn
-    uncapped = [p.case_id for p in s.suggest(6, "cold_start")]
+    uncapped = [p.case_id for p in ActiveLoop(s).suggest(6, "cold_start").suggestions]
     assert max(uncapped.count(c) for c in set(uncapped)) > 2  # the cap changed the query
-    n = len(s.state["suggestions"])
+    n = len(s.suggestion_batches())
     with pytest.raises(InputError, match="cap of 1 slices per subject allows only 3 of the 6"):
-        s.suggest(6, "cold_start", selection={"per_subject_cap": 1})
+        ActiveLoop(s).suggest(6, "cold_start", selection={"per_subject_cap": 1}).suggestions
     with pytest.raises(InputError, match="Unknown selection options"):
-        s.suggest(6, "cold_start", selection={"cap": 1})
-    assert len(s.state["suggestions"]) == n  # refused queries write nothing
+        ActiveLoop(s).suggest(6, "cold_start", selection={"cap": 1}).suggestions
+    assert len(s.suggestion_batches()) == n  # refused queries write nothing
 
 
 @pytest.mark.parametrize("bad", [{"cold_start_share": 2}, {"per_subject_cap": 0}, {"round_robin": "yes"}])

@@ -84,7 +84,7 @@ def test_uncertainty_prefers_probabilities_near_half(name):
     scores = s.score(ctx)
     assert np.all(np.isfinite(scores))
     assert scores[0] == pytest.approx(0.0, abs=1e-9) and scores[1] == pytest.approx(0.0, abs=1e-9)
-    assert list(s.select(ctx, 4)) == [2, 4, 3, 5]
+    assert list(s.select(ctx, 4).indices) == [2, 4, 3, 5]
 
 
 def test_reduction_choice_changes_the_ranking():
@@ -93,9 +93,9 @@ def test_reduction_choice_changes_the_ranking():
     probs[0, :2, :2] = 0.5
     probs[1] = 0.1
     ctx = _ctx_from_probs(probs)
-    assert list(get_strategy("entropy_topk", reduction="topk:4").select(ctx, 2)) == [0, 1]
-    assert list(get_strategy("entropy_mean").select(ctx, 2)) == [1, 0]
-    assert list(get_strategy("entropy_sum").select(ctx, 2)) == [1, 0]
+    assert list(get_strategy("entropy_topk", reduction="topk:4").select(ctx, 2).indices) == [0, 1]
+    assert list(get_strategy("entropy_mean").select(ctx, 2).indices) == [1, 0]
+    assert list(get_strategy("entropy_sum").select(ctx, 2).indices) == [1, 0]
 
 
 def test_slices_without_foreground_come_last():
@@ -105,8 +105,8 @@ def test_slices_without_foreground_come_last():
     ctx = _ctx_from_probs(probs, fg)
     s = get_strategy("entropy_mean")
     assert s.score(ctx)[0] == 0.0
-    assert list(s.select(ctx, 2)) == [1, 2]
-    assert list(s.select(ctx, 3)) == [1, 2, 0]  # only when nothing else is left
+    assert list(s.select(ctx, 2).indices) == [1, 2]
+    assert list(s.select(ctx, 3).indices) == [1, 2, 0]  # only when nothing else is left
 
 
 @pytest.mark.parametrize("name", ["margin", "least_confidence", "entropy_mean", "bald", "mc_entropy"])
@@ -160,7 +160,7 @@ def test_bayesian_strategies_share_the_mc_passes():
     pred.model.head.register_forward_hook(lambda _m, inputs, _out: calls.append(inputs[0].shape[0]))
     ctx = QueryContext(images, fg, np.zeros(N, bool), pred)
     for name in ("bald", "mc_entropy", "powerbald"):
-        get_strategy(name, passes=3).select(ctx, 3)
+        get_strategy(name, passes=3).select(ctx, 3).indices
     assert sum(calls) == 3 * (N - 1)  # 3 passes over the slices with tissue (not 5), once for all three
 
 
@@ -175,10 +175,10 @@ def test_powerbald_is_seeded_and_approaches_bald_for_large_beta():
         c._mc_cache.update(base._mc_cache)
         return c
 
-    a = get_strategy("powerbald", passes=4).select(ctx(1), 5)
-    assert np.array_equal(a, get_strategy("powerbald", passes=4).select(ctx(1), 5))
-    picks = {tuple(get_strategy("powerbald", passes=4).select(ctx(s), 5)) for s in range(6)}
+    a = get_strategy("powerbald", passes=4).select(ctx(1), 5).indices
+    assert np.array_equal(a, get_strategy("powerbald", passes=4).select(ctx(1), 5).indices)
+    picks = {tuple(get_strategy("powerbald", passes=4).select(ctx(s), 5).indices) for s in range(6)}
     assert len(picks) > 1  # stochastic across seeds
-    greedy = get_strategy("bald", passes=4).select(ctx(0), 5)
-    assert np.array_equal(get_strategy("powerbald", passes=4, beta=1e4).select(ctx(3), 5), greedy)
+    greedy = get_strategy("bald", passes=4).select(ctx(0), 5).indices
+    assert np.array_equal(get_strategy("powerbald", passes=4, beta=1e4).select(ctx(3), 5).indices, greedy)
     assert 5 not in a and greedy[0] == int(np.argmax(stats.mutual_information))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model.train_plan import check_config, resolve_device
@@ -23,7 +23,7 @@ def session_dir(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("opts") / "session"
     case = make_case("c0")
-    s = ALSession.create(root, [case], model_config=TINY, init_weights="scratch")
+    s = SessionStore.create(root, [case], model_config=TINY, init_weights="scratch")
     i = _lesion_slice(case)
     s.add_label("c0", case.provenance[i].slice_index, case.labels[i])
     return root
@@ -56,7 +56,7 @@ def test_bad_train_option_is_one_line_and_writes_nothing(session_dir, capsys, mo
     assert rc == 2 and len(lines) == 1, err
     assert words in lines[0] and lines[0].startswith("longitudinal-al train: error:"), lines[0]
     assert _snapshot(session_dir) == before       # not even open()'s repairs ran
-    assert len(ALSession.open(session_dir).history) == 0
+    assert SessionStore.open_recovered(session_dir)[0].round_number == 0
 
 
 def test_simulate_checks_training_options_before_touching_the_cohort(tmp_path, capsys):

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.loop import ActiveLoop
 from LongitudinalALLib.active.simulate import evaluate, load_cohort_cases
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.model.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -56,18 +57,18 @@ def test_every_seed_learns_from_two_contoured_slices(cohort, tmp_path):
     pool, test = cohort
     outcomes = []
     for seed in SEEDS:
-        s = ALSession.create(tmp_path / f"s{seed}", [oc.slices for oc in pool], seed=seed, model_config=TINY,
+        s = SessionStore.create(tmp_path / f"s{seed}", [oc.slices for oc in pool], seed=seed, model_config=TINY,
                              init_weights="scratch")
         for case_id, slice_index, truth in _pick(pool, seed):
             s.add_label(case_id, slice_index, truth)
         assert s.budget()["total"]["contoured"] == 2
         cfg = TrainConfig(epochs=15, lr=3e-3, crop_size=32, min_total_steps=120, device="cpu", seed=seed)
-        result = s.train_round(cfg)
-        row = s.history[-1]["train"]
+        result = ActiveLoop(s).train(cfg)
+        row = s.rounds[-1].train
         assert row["selection"] == "last_weights" and row["steps"] >= 120          # said in the round record
-        assert s.history[-1]["warm_start"] == "scratch" and s.history[-1]["n_val"] == 0
-        model = s.current_model()
-        arrays = s.training_arrays()
+        assert s.rounds[-1].warm_start == "scratch" and s.rounds[-1].n_val == 0
+        model = ActiveLoop(s).current_model()
+        arrays = ActiveLoop(s).training_arrays()
         hits = check_lesion_slices(model, arrays["train_images"], arrays["train_labels"], torch.device("cpu"))
         dice = evaluate(model, test).dice
         outcomes.append((seed, hits.slices_hit, result.collapse["outcome"], round(dice, 3)))

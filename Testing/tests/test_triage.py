@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from test_session import make_case, new_session
 
+from LongitudinalALLib.active.loop import ActiveLoop
 from LongitudinalALLib.active.triage import auroc, pair_probability, triage_cases
 from LongitudinalALLib.commands.cli import main
 from LongitudinalALLib.model import Predictor
@@ -42,7 +43,7 @@ def test_a_lesion_sized_cluster_outranks_scattered_noise_and_air_is_ignored():
 def test_triage_ranks_cases_by_their_probability(tmp_path):
     s = new_session(tmp_path, n_cases=2)
     cases = [s.case(c) for c in s.case_ids]
-    predictor = Predictor(s.current_model(), device="cpu")
+    predictor = Predictor(ActiveLoop(s).current_model(), device="cpu")
     rows = triage_cases(cases, predictor)
     expected = sorted((-pair_probability(predictor.predict(c.images), c.foreground), c.case_id) for c in cases)
     assert [r.case_id for r in rows] == [cid for _, cid in expected] and [r.rank for r in rows] == [1, 2]

@@ -8,7 +8,7 @@ and start time into the file so a second writer can say who is in the way.
 Within one process the lock is re-entrant (a count per session folder): code
 in one process runs one step at a time, and a stale in-process copy of the
 state is caught by the session's generation check instead (see
-:meth:`ALSession._commit`).
+:meth:`SessionStore._commit`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import numpy as np
 from LongitudinalALLib.core.errors import InputError, SessionError
 
 if TYPE_CHECKING:
-    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.store import SessionStore
 
 
 def read_label_file(path) -> tuple[str, int, np.ndarray]:
@@ -32,15 +32,18 @@ def read_label_file(path) -> tuple[str, int, np.ndarray]:
         raise ValueError(f"{path.name} cannot be read ({err})") from err
 
 
-def _quarantine(session: "ALSession", f) -> None:
-    target = session.root / "damaged" / f"{f.parent.name}_{f.name}"
+def _quarantine(store: "SessionStore", f) -> None:
+    target = store.root / "damaged" / f"{f.parent.name}_{f.name}"
     target.parent.mkdir(exist_ok=True)
     os.replace(f, target)
 
 
-def reconcile(session: "ALSession") -> bool:
-    """Bring files and state back in line (see module docstring); True when the state changed."""
-    root, state, notes = session.root, session.state, session.recovered
+def reconcile(store: "SessionStore", notes: list[str]) -> bool:
+    """Bring files and state back in line (see module docstring); True when the state changed.
+
+    Part of the store: it edits the store's state in place, and ``notes`` gets one line per repair.
+    """
+    root, state = store.root, store._state
     changed = False
     for sub in ("", "pool", "labels", "checkpoints", "scores"):
         d = root / sub
@@ -60,7 +63,7 @@ def reconcile(session: "ALSession") -> bool:
         except ValueError:
             del labels[key]
             changed = True
-            _quarantine(session, f)
+            _quarantine(store, f)
             notes.append(f"label {key} is damaged (moved to damaged/); label slice {rec['slice_index']} again")
     known = {rec["file"] for rec in labels.values()}
     for f in sorted((root / "labels").glob("*.npz")):
@@ -68,10 +71,10 @@ def reconcile(session: "ALSession") -> bool:
             continue
         try:
             case_id, idx, mask = read_label_file(f)
-            session._record_label(case_id, idx, mask, f"labels/{f.name}")
+            store._record_label(case_id, idx, mask, f"labels/{f.name}")
             notes.append(f"adopted label {case_id}:{idx} written before a crash")
         except (ValueError, InputError):
-            _quarantine(session, f)
+            _quarantine(store, f)
             notes.append(f"moved unreadable label file {f.name} to damaged/")
         changed = True
     done = {rel.split("/")[-1].split(".")[0] for rel in (r["checkpoint"] for r in state["rounds"])}

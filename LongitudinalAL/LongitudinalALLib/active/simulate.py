@@ -4,9 +4,10 @@ Pool = the cohort's train and val pairs (their labels are hidden in the
 oracle and revealed one slice at a time, when the strategy asks); evaluation
 = the test pairs, scored per subject on the baseline grid with the metrics of
 :mod:`metrics`. Every round is: suggest -> the oracle labels -> train (warm
-start from the previous round) -> evaluate. The loop runs inside an
-:class:`ALSession` and records each round in ``simulation.json`` so an
-interrupted run resumes where it stopped.
+start from the previous round) -> evaluate. Each round is the product's own
+:class:`ActiveLoop` round on a session folder; the oracle only answers its
+suggestions. Rounds are recorded in ``simulation.json`` so an interrupted run
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from LongitudinalALLib.active import pool_store
+from LongitudinalALLib.active.loop import ActiveLoop
 from LongitudinalALLib.active.policy import DEFAULT_STRATEGY, training_seed
-from LongitudinalALLib.active.session import ALSession
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
@@ -139,30 +141,32 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
     """Run (or resume) ``cfg.rounds`` rounds; returns and writes ``simulation.json``."""
     session_dir = Path(session_dir)
     record_path = session_dir / "simulation.json"
-    if (session_dir / "state.json").is_file():
-        session = ALSession.open(session_dir)
+    if SessionStore.exists(session_dir):
+        store = SessionStore.open_recovered(session_dir)[0]
         record = json.loads(record_path.read_text()) if record_path.is_file() else None
         same = {**json.loads(json.dumps(cfg.to_dict())), "rounds": None}
         if record is None or {**record["config"], "rounds": None} != same:
             raise InputError(f"{session_dir} holds a different simulation.", "Use a new --out directory.")
         record["config"]["rounds"] = cfg.rounds
     else:
-        session = ALSession.create(session_dir, [oc.slices for oc in pool], strategy=cfg.strategy, seed=cfg.seed,
-                                   model_config=cfg.model, init_weights=cfg.init_weights)
+        store = SessionStore.create(session_dir, [oc.slices for oc in pool], strategy=cfg.strategy, seed=cfg.seed,
+                                    model_config=cfg.model, init_weights=cfg.init_weights)
         record = {"config": cfg.to_dict(), "rounds": []}
         atomic.write_json(record_path, record)
     truth = {oc.slices.case_id: oc.slices.labels for oc in pool}
     initial = cfg.initial if cfg.initial is not None else cfg.per_round
+    loop = ActiveLoop(store)
     for r in range(len(record["rounds"]) + 1, cfg.rounds + 1):
         check_cancel(cancel, "Simulation")
-        if len(session.history) < r:  # a round committed before a crash is evaluated, never trained twice
-            missing = initial + (r - 1) * cfg.per_round - session.budget()["total"]["labelled"]
+        if store.round_number < r:  # a round committed before a crash is evaluated, never trained twice
+            missing = initial + (r - 1) * cfg.per_round - store.budget()["total"]["labelled"]
             if missing > 0:
-                _oracle_labels(session, r, missing, truth, cfg, cancel)
-            session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": training_seed(cfg.seed, r)}),
-                                cancel=cancel)
-        metrics = evaluate(session.current_model(), test, cfg.threshold, cancel)
-        row = {"round": r, **_budget_row(session.history[r - 1]["budget"]), "train": session.history[r - 1]["train"],
+                _oracle_labels(loop, r, missing, truth, cfg, cancel)
+            loop.train(loop.train_config(**{**cfg.train.to_dict(), "seed": training_seed(cfg.seed, r)}),
+                       cancel=cancel)
+        metrics = evaluate(loop.current_model(), test, cfg.threshold, cancel)
+        done = store.rounds[r - 1]
+        row = {"round": r, **_budget_row(done.budget), "train": done.train,
                "metrics": _metrics_row(metrics), "subjects": metrics.subjects}
         record["rounds"].append(row)
         atomic.write_json(record_path, record)
@@ -177,7 +181,7 @@ def _budget_row(budget: dict[str, Any]) -> dict[str, Any]:
             "lesion_free": budget["lesion_free"]}
 
 
-def _oracle_labels(session: ALSession, r: int, missing: int, truth: dict, cfg: SimulationConfig,
+def _oracle_labels(loop: ActiveLoop, r: int, missing: int, truth: dict, cfg: SimulationConfig,
                    cancel: CancelToken | None) -> None:
     """Label ``missing`` slices for round ``r`` with the ground truth.
 
@@ -185,32 +189,30 @@ def _oracle_labels(session: ALSession, r: int, missing: int, truth: dict, cfg: S
     is finished rather than replaced, so a resumed run labels exactly the
     slices an uninterrupted one would.
     """
-    last = session.state["suggestions"][-1] if session.state["suggestions"] else None
-    if last is not None and last["round"] == len(session.history):
-        keys = [(s["case_id"], s["slice_index"]) for s in last["slices"]]
-        keys = [k for k in keys if f"{k[0]}:{k[1]}" not in session.state["labels"]][:missing]
+    store = loop.store
+    batches = store.suggestion_batches()
+    if batches and batches[-1].round == store.round_number:
+        picked = [s for s in batches[-1].slices if store.label_record(s.case_id, s.slice_index) is None][:missing]
     else:
         strategy = cfg.initial_strategy if r == 1 else cfg.strategy
         kwargs = {} if r == 1 else {**cfg.strategy_kwargs, "selection": cfg.selection or None}
-        keys = [(s.case_id, s.slice_index) for s in session.suggest(missing, strategy, cancel=cancel, **kwargs)]
-    for case_id, idx in keys:
-        session._write_label(case_id, idx, truth[case_id][session.position(case_id, idx)])  # oracle answer
-    session._commit()
+        picked = loop.suggest(missing, strategy, cancel=cancel, **kwargs).suggestions
+    store.add_labels((s.case_id, s.slice_index, truth[s.case_id][store.position(s.case_id, s.slice_index)])
+                     for s in picked)  # the oracle's answers
 
 
 def train_full_supervision(session_dir: str | Path, pool: list[OracleCase], test: list[OracleCase],
                            cfg: SimulationConfig, cancel: CancelToken | None = None) -> dict[str, Any]:
     """Upper bound: every pool slice labelled, same recipe, same split rule, one round."""
-    session = ALSession.create(session_dir, [oc.slices for oc in pool], strategy="random", seed=cfg.seed,
-                               model_config=cfg.model, init_weights=cfg.init_weights, overwrite=True)
-    for oc in pool:
-        for p, lab in zip(oc.slices.provenance, oc.slices.labels):
-            session._write_label(oc.slices.case_id, p.slice_index, lab)
-    session._commit()
-    result = session.train_round(TrainConfig.from_dict({**cfg.train.to_dict(), "seed": training_seed(cfg.seed, 0)}),
-                                 cancel=cancel)
-    metrics = evaluate(session.current_model(), test, cfg.threshold, cancel)
-    budget = session.budget()["total"]
+    store = SessionStore.create(session_dir, [oc.slices for oc in pool], strategy="random", seed=cfg.seed,
+                                model_config=cfg.model, init_weights=cfg.init_weights, overwrite=True)
+    store.add_labels((oc.slices.case_id, p.slice_index, lab)
+                     for oc in pool for p, lab in zip(oc.slices.provenance, oc.slices.labels))
+    loop = ActiveLoop(store)
+    result = loop.train(loop.train_config(**{**cfg.train.to_dict(), "seed": training_seed(cfg.seed, 0)}),
+                        cancel=cancel)
+    metrics = evaluate(loop.current_model(), test, cfg.threshold, cancel)
+    budget = store.budget()["total"]
     return {"labels": budget["labelled"], "fraction": 1.0, "train": result.summary(),
             "metrics": _metrics_row(metrics), "subjects": metrics.subjects}
 
@@ -230,7 +232,6 @@ def fork_simulation(src: str | Path, dst: str | Path, cfg: SimulationConfig) -> 
     record = json.loads((dst / "simulation.json").read_text())
     record["config"] = cfg.to_dict()
     record["forked_from"] = str(src)
-    state = json.loads((dst / "state.json").read_text())
-    state["strategy"] = cfg.strategy
-    atomic.write_json(dst / "state.json", state)
+    with SessionStore.open(dst, write=True) as store:
+        store.set_strategy(cfg.strategy)
     atomic.write_json(dst / "simulation.json", record)

@@ -1,14 +1,15 @@
-"""Suggestions shown to the user: which slice to label and where its candidate change is.
+"""The one suggestion record: which slice to label, and where its candidate change is.
 
-Slicer-free (numpy only) so the worker process and the tests share it. One
-record carries both coordinates of a suggested slice: ``row``, its position in
-the pool arrays (N, ...) and on the model grid, and ``slice_index``, the
-baseline voxel slice along the pairing axis (what the user sees). They differ
-whenever pairing flips the slice axis (coronal/sagittal runs, inferior-pointing
-k axes), so geometry always uses ``row`` and the session's label key always
-``slice_index``. ``ras`` is the candidate change on that baseline slice: the
-voxel of maximal evidence (|difference| or model uncertainty, inside the
-foreground), in RAS mm.
+Torch-free (numpy only): the loop, the CLI, the job worker and the scene all
+use it. A record carries both coordinates of a suggested slice: ``row``, its
+position in the pool arrays (N, ...) and on the model grid, and
+``slice_index``, the baseline voxel slice along the pairing axis (what the
+user sees and the session's label key). They differ whenever pairing flips the
+slice axis (coronal/sagittal runs, inferior-pointing k axes), so geometry
+always uses ``row`` and labels always ``slice_index``. ``slice_ras`` is the
+centre of the model window on that slice; ``ras`` the candidate change on it
+(the voxel of maximal evidence, :func:`place_on_baseline`), the slice centre
+until the suggestion is placed. Both in RAS mm.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Suggestion:
     rank: int                       # 1 = most worth labelling
     case_id: str
     slice_index: int                # baseline voxel slice along the pairing axis (the session's label key)
-    ras: tuple[float, float, float]  # candidate change, RAS mm (on the suggested slice)
+    ras: tuple[float, float, float]  # candidate change on that slice, RAS mm (the slice centre until placed)
     slice_ras: tuple[float, float, float]  # centre of the model window on that slice, RAS mm
     score: float
     status: str = PENDING
@@ -41,7 +42,7 @@ class Suggestion:
         return d
 
     def pool_row(self, session) -> int:
-        """The pool row of this suggestion in ``session`` (an ALSession), checked against the stored row."""
+        """The pool row of this suggestion in ``session`` (a SessionStore), checked against the stored row."""
         row = session.position(self.case_id, self.slice_index)
         if self.row is not None and int(self.row) != row:
             from LongitudinalALLib.core.errors import SessionError
@@ -53,10 +54,14 @@ class Suggestion:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Suggestion":
+        """Read a stored record; sessions written before the records were unified stored ``center_ras``."""
         d = dict(d)
-        d["ras"] = tuple(float(v) for v in d["ras"])
+        if "center_ras" in d:
+            d["slice_ras"] = d.pop("center_ras")
         d["slice_ras"] = tuple(float(v) for v in d["slice_ras"])
-        return cls(**d)
+        d["ras"] = tuple(float(v) for v in d.get("ras", d["slice_ras"]))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def image_ijk_to_ras(image) -> np.ndarray:
@@ -96,18 +101,12 @@ def candidate_point(evidence: np.ndarray, foreground: np.ndarray | None, ijk_to_
     return tuple(float(v) for v in ras[:3])
 
 
-def build_suggestions(rows: np.ndarray, scores: np.ndarray, case_id: str, evidence: np.ndarray,
-                      foreground: np.ndarray | None, ijk_to_ras: np.ndarray, provenance: list,
-                      axis: str = "axial") -> list[Suggestion]:
-    """Suggestions for pool ``rows`` (best first).
+def place_on_baseline(suggestions: list[Suggestion], evidence: np.ndarray, foreground: np.ndarray | None,
+                      ijk_to_ras: np.ndarray, axis: str = "axial") -> list[Suggestion]:
+    """Set each suggestion's ``ras`` to its candidate change: the max-evidence voxel on its baseline slice.
 
-    scores: (N,) per row; provenance: per row, objects with ``slice_index`` (baseline slice)
-    and ``center_ras`` (pairing.SliceProvenance); evidence, foreground: (K, J, I) baseline grid.
+    evidence, foreground: (K, J, I) on the baseline grid; ijk_to_ras: (4, 4).
     """
-    out = []
-    for rank, n in enumerate(np.asarray(rows).tolist(), start=1):
-        index = int(provenance[n].slice_index)
-        ras = candidate_point(evidence, foreground, ijk_to_ras, index, axis)
-        out.append(Suggestion(rank, case_id, index, ras, tuple(float(v) for v in provenance[n].center_ras),
-                              float(scores[n]), row=int(n)))
-    return out
+    for s in suggestions:
+        s.ras = candidate_point(evidence, foreground, ijk_to_ras, s.slice_index, axis)
+    return suggestions

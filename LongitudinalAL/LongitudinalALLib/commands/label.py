@@ -64,15 +64,15 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"Mask {args.mask} does not cover slice(s) {missing} of {case_id}, so it cannot say "
                              "they are lesion-free.", "Give a mask covering the whole baseline, or leave those "
                              "slices out of --slices.")
-    before = {k: r["lesion_pixels"] for k, r in session.state["labels"].items() if r["case_id"] == case_id}
+    before = {r.slice_index: r.lesion_pixels for r in session.labels() if r.case_id == case_id}
     added = session.add_labels_from_volume(case_id, on_base.volume, slices)
     if not added:
         raise InputError(f"Mask {args.mask} is empty and no --slices were given.",
                          "List the slices you checked with --slices to record them as 'no new lesion'.")
-    recs = [session.state["labels"][f"{case_id}:{s}"] for s in added]
-    contoured = [r["slice_index"] for r in recs if r["lesion_pixels"]]
-    empty = [r["slice_index"] for r in recs if not r["lesion_pixels"]]
-    erased = [s for s in empty if before.get(f"{case_id}:{s}")]
+    recs = [session.label_record(case_id, s) for s in added]
+    contoured = [r.slice_index for r in recs if r.lesion_pixels]
+    empty = [r.slice_index for r in recs if not r.lesion_pixels]
+    erased = [s for s in empty if before.get(s)]
     b = session.budget()["total"]
     if args.json:
         print(json.dumps({"case_id": case_id, "contoured": contoured, "lesion_free": empty, "budget": b,

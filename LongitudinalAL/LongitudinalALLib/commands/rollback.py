@@ -17,9 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from LongitudinalALLib.active.loop import ActiveLoop
+
     session = open_for_writing(args)
-    before = len(session.history)
-    now = session.rollback(args.to_round)
+    before = session.round_number
+    now = ActiveLoop(session).rollback(args.to_round)
     what = f"round {now}" if now else "the starting model"
     print(f"{session.root}: dropped {before - now} round(s); {what} is current. "
           f"{session.budget()['total']['labelled']} labels kept; run `longitudinal-al train` to train again.")

@@ -11,13 +11,13 @@ def add_wait_option(p: argparse.ArgumentParser) -> None:
 
 
 def open_for_writing(args: argparse.Namespace):
-    """Open ``args.session`` holding its writer lock; print what crash recovery repaired."""
-    from LongitudinalALLib.active.session import ALSession
+    """The session store of ``args.session``, holding its writer lock; prints what crash recovery repaired."""
+    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.core.errors import InputError
 
     if not args.wait >= 0:
         raise InputError(f"--wait {args.wait} is not a number of seconds.", "Give 0 or more, e.g. --wait 60.")
-    session = ALSession.open(args.session, wait=args.wait)
-    for note in session.recovered:
+    store, notes = SessionStore.open_recovered(args.session, wait=args.wait)
+    for note in notes:
         print(f"recovered: {note}")
-    return session
+    return store

@@ -84,7 +84,7 @@ def _check_choices(args: argparse.Namespace) -> None:
 
 def _create(args: argparse.Namespace, progress):
     from LongitudinalALLib.active.pool_store import check_case_id
-    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.commands.prepare import check_size
     from LongitudinalALLib.core.errors import InputError
     from LongitudinalALLib.imaging.io import check_output_dir
@@ -109,10 +109,9 @@ def _create(args: argparse.Namespace, progress):
     else:
         raise InputError(f"{root} holds no session yet, and no inputs were given.",
                          "Give --baseline and --followup (or --pair) to create it.")
-    session = ALSession.create(root, [case], strategy=args.strategy or DEFAULT_STRATEGY, seed=args.seed,
+    session = SessionStore.create(root, [case], strategy=args.strategy or DEFAULT_STRATEGY, seed=args.seed,
                                init_weights=args.weights)
-    session.state["prepared"] = {case.case_id: _relative_to(Path(prepared_dir), root)}
-    session._commit()
+    session.set_prepared(case.case_id, _relative_to(Path(prepared_dir), root))
     return session
 
 
@@ -139,6 +138,7 @@ def load_scans(baseline: str, followup: str, series: list[str] | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from LongitudinalALLib.active.loop import ActiveLoop
     from LongitudinalALLib.core.errors import InputError
     from LongitudinalALLib.core.progress import TqdmProgress
 
@@ -153,24 +153,24 @@ def run(args: argparse.Namespace) -> int:
             session = open_for_writing(args)
         else:
             session = _create(args, bar)
-        picked = session.suggest(args.k, args.strategy, progress=bar, selection={
+        query = ActiveLoop(session).suggest(args.k, args.strategy, progress=bar, selection={
             "per_subject_cap": args.per_subject_cap, "round_robin": args.round_robin})
     finally:
         bar.close()
-    strategy = session.state["suggestions"][-1]["strategy"]
+    picked, strategy = query.suggestions, query.strategy
     if args.json:
-        print(json.dumps({"session": str(session.root), "strategy": strategy, "round": len(session.history),
+        print(json.dumps({"session": str(session.root), "strategy": strategy, "round": session.round_number,
                           "budget": session.budget()["total"], "budget_per_subject": session.budget()["per_case"],
-                          "suggestions": [s.__dict__ for s in picked]}, indent=2))
+                          "suggestions": [s.to_dict() for s in picked]}, indent=2))
         return 0
     b = session.budget()["total"]
-    print(f"session {session.root}: round {len(session.history)}, strategy {strategy}, "
+    print(f"session {session.root}: round {session.round_number}, strategy {strategy}, "
           f"{b['labelled']} of {b['slices']} slices labelled ({b['contoured']} contoured, {b['lesion_free']} lesion-free)")
     for cid, c in session.budget()["per_case"].items() if len(session.case_ids) > 1 else ():
         print(f"  {cid}: {c['labelled']} of {c['slices']} labelled ({c['contoured']} contoured)")
     print("rank  case            slice   score      centre RAS (mm)")
     for s in picked:
-        r, a, z = s.center_ras
+        r, a, z = s.slice_ras
         print(f"{s.rank:4d}  {s.case_id:<14s} {s.slice_index:6d}  {s.score:9.4g}  ({r:7.1f}, {a:7.1f}, {z:7.1f})")
     print(f"label them with: longitudinal-al label --session {session.root} --mask MASK "
           f"--slices {','.join(str(s.slice_index) for s in picked)}")

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError
 
 
 def write_suggestion_sheet(path: str | Path, images: np.ndarray, probability: np.ndarray,
@@ -30,7 +31,7 @@ def write_suggestion_sheet(path: str | Path, images: np.ndarray, probability: np
 
     rows = list(rows)
     if not rows:
-        raise ValueError("No suggestion to draw.")
+        raise InputError("No suggestion to draw.", "Run `longitudinal-al suggest` first.")
     fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.6 * len(rows)), squeeze=False)
     diff_scale = float(np.percentile(np.abs(images[:, 2]), 99.9)) or 1.0
     grey = dict(cmap="gray", vmin=0.0, vmax=float(np.percentile(images[:, :2], 99.5)) or 1.0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from LongitudinalALLib.active.policy import training_seed
 from LongitudinalALLib.commands.session_args import add_wait_option, open_for_writing
 
 HELP = "Train one round on every labelled slice of a session, starting from its latest model."
@@ -69,28 +68,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from LongitudinalALLib.active.loop import ActiveLoop
     from LongitudinalALLib.core.progress import TqdmProgress
 
     cfg = train_config(args, seed=0)  # checked before the session is opened (open may repair files)
     session = open_for_writing(args)
-    cfg.seed = args.seed if args.seed is not None else training_seed(session.state["seed"], len(session.history) + 1)
+    loop = ActiveLoop(session)
+    cfg.seed = args.seed if args.seed is not None else loop.train_config().seed
     bar = TqdmProgress(disable=args.quiet or args.json)
     try:
-        result = session.train_round(cfg, progress=bar)
+        result = loop.train(cfg, progress=bar)
     finally:
         bar.close()
-    row = session.history[-1]
+    row = session.rounds[-1]
     if args.json:
-        print(json.dumps({"round": row["round"], "checkpoint": str(session.root / row["checkpoint"]),
-                          "budget": row["budget"], "train": row["train"]}, indent=2))
+        print(json.dumps({"round": row.round, "checkpoint": str(session.root / row.checkpoint),
+                          "budget": row.budget, "train": row.train}, indent=2))
         return 0
-    b = row["budget"]
-    print(f"round {row['round']}: {row['n_train']} training + {row['n_val']} validation slices "
+    b = row.budget
+    print(f"round {row.round}: {row.n_train} training + {row.n_val} validation slices "
           f"({b['contoured']} contoured, {b['lesion_free']} lesion-free)")
     val = f"{result.best_val_dice:.3f}" if result.selection == "validation_dice" else "n/a"
     print(f"{result.steps} steps ({result.budget_rule}, stopped: {result.stop_reason}); kept weights: "
           f"{result.selection} ({result.selection_reason}); validation Dice {val}; "
-          f"{result.seconds:.1f} s -> {session.root / row['checkpoint']}")
+          f"{result.seconds:.1f} s -> {session.root / row.checkpoint}")
     for w in result.warnings:
         print(f"warning: {w}")
     return 0

@@ -23,23 +23,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.loop import ActiveLoop
+    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.active.triage import triage_cases
     from LongitudinalALLib.core.errors import InputError
     from LongitudinalALLib.model import Predictor
 
     if not 0.0 < args.threshold < 1.0:
         raise InputError(f"--threshold {args.threshold} is not a probability.", "Use a value in (0, 1), e.g. 0.5.")
-    session = ALSession.open(args.session, readonly=True)
-    predictor = Predictor(session.current_model(), device="cpu" if args.cpu else None)
+    session = SessionStore.open(args.session)
+    predictor = Predictor(ActiveLoop(session).current_model(), device="cpu" if args.cpu else None)
     rows = triage_cases([session.case(c) for c in session.case_ids], predictor, top=args.top,
                         threshold=args.threshold)
     budget = session.budget()["per_case"]
     if args.json:
-        print(json.dumps({"session": str(session.root), "round": len(session.history),
+        print(json.dumps({"session": str(session.root), "round": session.round_number,
                           "pairs": [{**r.to_dict(), "budget": budget[r.case_id]} for r in rows]}, indent=2))
         return 0
-    print(f"session {session.root}: round {len(session.history)}, {len(rows)} pairs, most likely new lesion first")
+    print(f"session {session.root}: round {session.round_number}, {len(rows)} pairs, most likely new lesion first")
     print("rank  case            P(new lesion)  flagged slices  labelled        call")
     for r in rows:
         b = budget[r.case_id]

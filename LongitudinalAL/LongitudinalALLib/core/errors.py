@@ -24,6 +24,10 @@ class RegistrationError(LongitudinalALError, RuntimeError):
     """Registration diverged or made the alignment worse."""
 
 
+class ResourceError(LongitudinalALError, RuntimeError):
+    """The machine ran out of memory (or another resource) for a step; the input itself is fine."""
+
+
 class SessionError(LongitudinalALError, RuntimeError):
     """An active-learning session directory is missing, damaged or inconsistent."""
 

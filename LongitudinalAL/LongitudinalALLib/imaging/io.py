@@ -38,10 +38,10 @@ def image_suffix(path: str | os.PathLike) -> str:
 
 
 def load_image(path: str | os.PathLike, *, name: str | None = None, series: Sequence[str] = (),
-               notes: list[str] | None = None) -> sitk.Image:
+               notes: list[str] | None = None, allow_constant: bool = False) -> sitk.Image:
     """Read one 3D scalar scan and validate it (see :func:`read_image`, :func:`validate_image`)."""
     image = read_image(path, name=name, series=series, notes=notes)
-    validate_image(image, name or str(path))
+    validate_image(image, name or str(path), allow_constant=allow_constant)
     return image
 
 

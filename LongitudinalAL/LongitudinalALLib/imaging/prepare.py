@@ -191,13 +191,8 @@ def _as_image(value: sitk.Image | str | Path, name: str, validate: bool = True) 
 
 
 def load_image_unchecked(path: str | Path) -> sitk.Image:
-    """Masks and label maps may legitimately be constant (e.g. no lesion): only read them."""
-    try:
-        return load_image(path)
-    except InputError as err:
-        if "constant" not in err.problem:
-            raise
-    return sitk.ReadImage(str(path))
+    """Masks and label maps may legitimately be constant (e.g. no lesion): checked, but constant allowed."""
+    return load_image(path, allow_constant=True)
 
 
 def _name(value, default: str) -> str:

@@ -8,14 +8,13 @@ Work directory layout (all of it travels inside the .mrb, see session_scene)::
 
     inputs/          baseline.nrrd, followup.nrrd exported from the scene
     prepared/        baseline, followup_registered, difference, foreground (.nrrd), transform.tfm, qc.json
-    session/         the ALSession directory (pool, labels, checkpoints, state.json)
+    session/         the session store (active/store.py: pool, labels, checkpoints, state.json)
     maps/            probability.nrrd, uncertainty.nrrd on the baseline grid (latest model)
-    suggestions.json the current suggestions (scene Suggestion dicts)
+    suggestions.json the current suggestions (active.suggestions.Suggestion dicts)
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,8 +22,9 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
-from LongitudinalALLib.active.policy import DEFAULT_STRATEGY, training_seed
-from LongitudinalALLib.active.suggestions import build_suggestions, image_ijk_to_ras
+from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
+from LongitudinalALLib.active.store import SessionStore
+from LongitudinalALLib.active.suggestions import image_ijk_to_ras, place_on_baseline
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
@@ -61,11 +61,10 @@ def _qc_dict(qc: Any) -> dict[str, Any]:
 def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> dict[str, Any]:
     """Register + pair the inputs, start a session, score the pool; see module docstring."""
-    from LongitudinalALLib.active.session import ALSession
     from LongitudinalALLib.imaging.prepare import prepare_pair
 
     work = Path(spec["work_dir"])
-    if (work / "session" / "state.json").exists():  # never replace someone's session (labels, rounds)
+    if SessionStore.exists(work / "session"):  # never replace someone's session (labels, rounds)
         raise SessionError(f"{work} already holds a session.", "Press Run again: it starts in a new folder.")
     pair = prepare_pair(spec["baseline"], spec["followup"], _prepare_options(spec.get("prepare", {})),
                         case_id=spec.get("case_id", "case"), progress=progress, cancel=cancel)
@@ -78,9 +77,10 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
     qc = _qc_dict(pair.qc)
     atomic.write_json(prepared / "qc.json", qc)
     s = spec.get("session", {})
-    ALSession.create(work / "session", [pair.slices], strategy=s.get("strategy", DEFAULT_STRATEGY),
-                     seed=int(s.get("seed", 0)), model_config=s.get("model_config"),
-                     init_weights=s.get("init_weights", "bundled"))
+    store = SessionStore.create(work / "session", [pair.slices], strategy=s.get("strategy", DEFAULT_STRATEGY),
+                                seed=int(s.get("seed", 0)), model_config=s.get("model_config"),
+                                init_weights=s.get("init_weights", "bundled"))
+    store.close()
     result = job_suggest(spec, progress, cancel)
     result["qc"] = qc
     return result
@@ -92,24 +92,25 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     import torch
 
     from LongitudinalALLib.active import triage
-    from LongitudinalALLib.active.session import ALSession
+    from LongitudinalALLib.active.loop import ActiveLoop
     from LongitudinalALLib.model import Predictor, binary_entropy, select_device
 
     work = Path(spec["work_dir"])
     out_dir = Path(spec.get("out_dir") or work)  # a staged train job writes beside its staged session
-    session = ALSession.open(spec.get("session_dir") or work / "session")
     s = spec.get("session", {})
     device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
     record_devices(Path(spec.get("devices_file") or work.parent / "devices.json"))
-    predictor = Predictor(session.current_model(), device=device)  # the user's device, loaded once
-    images, foreground_slices, _ = session.pool_arrays()
-    outputs = predictor.predict_all(images, foreground_slices, progress=progress, cancel=cancel)  # one pass
-    picked = session.suggest(int(s.get("k", 10)), s.get("strategy"), progress=progress, cancel=cancel,
-                             predictor=predictor, outputs=outputs)
+    session = SessionStore.open_recovered(spec.get("session_dir") or work / "session")[0]
+    with session:
+        loop = ActiveLoop(session)
+        predictor = Predictor(loop.current_model(), device=device)  # the user's device, loaded once
+        query = loop.suggest(int(s.get("k", 10)), s.get("strategy"), predictor=predictor, progress=progress,
+                             cancel=cancel, keep_outputs=True)  # one model pass: strategy, maps and triage
+        budget = session.budget()["total"]
     case_id = session.case_ids[0]
     case = session.case(case_id)
     report(progress, "Mapping", 0.0, "model output on the baseline grid")
-    probs = outputs.probs[: len(case.provenance)]  # (N, H, W): the first case leads the pool
+    probs = query.outputs.probs[: len(case.provenance)]  # (N, H, W): the first case leads the pool
     uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
     baseline = sitk.ReadImage(str(work / "prepared" / "baseline.nrrd"))
     maps = {}
@@ -119,19 +120,15 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
         maps[name] = _write_image(volume, out_dir / "maps" / f"{name}.nrrd")
     difference = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "difference.nrrd")))
     foreground = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "foreground.nrrd")))
-    rows = [session.position(p.case_id, p.slice_index) for p in picked]
-    scores = np.zeros(len(case.provenance))
-    for p, row in zip(picked, rows):
-        scores[row] = p.score
-    suggestions = build_suggestions(np.array(rows, dtype=int), scores, case_id, difference, foreground,
-                                    image_ijk_to_ras(baseline), case.provenance, case.geometry.axis)
+    suggestions = place_on_baseline(query.suggestions, difference, foreground, image_ijk_to_ras(baseline),
+                                    case.geometry.axis)
     pair_probability = triage.pair_probability(probs, case.foreground)  # issue 15's triage score of this pair
     for x in suggestions:
         x.extra["pair_probability"] = pair_probability
     dicts = [x.to_dict() for x in suggestions]
     atomic.write_json(out_dir / "suggestions.json", dicts)
     report(progress, "Mapping", 1.0, f"{len(dicts)} suggestions")
-    return {"suggestions": dicts, "maps": maps, "round": len(session.history), "budget": session.budget()["total"],
+    return {"suggestions": dicts, "maps": maps, "round": query.round, "budget": budget,
             "device": str(device), "case_id": case_id, "pair_probability": pair_probability}
 
 
@@ -143,8 +140,7 @@ def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
     staged copy of the session that only the parent commits (:mod:`.staging`), so a
     cancelled or killed job commits nothing; the result names the copy as ``staged``.
     """
-    from LongitudinalALLib.active.session import ALSession
-    from LongitudinalALLib.model.training import TrainConfig
+    from LongitudinalALLib.active.loop import ActiveLoop
 
     work = Path(spec["work_dir"])
     session_dir = work / "session"
@@ -152,15 +148,14 @@ def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
         out_dir = Path(spec["staged"])
         session_dir = staging.stage(session_dir, out_dir / "session")
         spec = {**spec, "session_dir": str(session_dir), "out_dir": str(out_dir)}
-    session = ALSession.open(session_dir)
     overrides = dict(spec.get("train", {}))
     if spec.get("device"):  # the user's choice in the panel
         overrides["device"] = spec["device"]
     elif spec.get("prefer_cpu"):
         overrides["device"] = "cpu"
-    config = TrainConfig.from_dict({"seed": training_seed(session.state["seed"], len(session.history) + 1),
-                                    **overrides})
-    result = session.train_round(config, progress=progress, cancel=cancel)
+    with SessionStore.open_recovered(session_dir)[0] as session:
+        loop = ActiveLoop(session)
+        result = loop.train(loop.train_config(**overrides), progress=progress, cancel=cancel)
     out = job_suggest(spec, progress, cancel)
     out["train"] = {**result.summary(), "device": out["device"]}  # the round record names where it ran
     if spec.get("staged"):

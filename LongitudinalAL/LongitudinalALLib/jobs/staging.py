@@ -1,12 +1,12 @@
 """Train in a staged copy of the session; only the parent commits it.
 
 Why: a training round cancelled from the panel must commit nothing, and the
-worker can be killed at any instant (also just after ALSession's own commit).
+worker can be killed at any instant (also just after the store's own commit).
 So the train job works on a hard-linked copy of the session (unchanged pool
 and label files are shared, never rewritten in place: every write is an atomic
 replace, which gives the staged file a new inode) and the parent process copies
 the new files back, ``state.json`` last, only when it applies a finished job.
-A crash mid-commit leaves orphan files that ``ALSession.open`` reconciles.
+A crash mid-commit leaves orphan files that ``SessionStore.recover`` reconciles.
 """
 
 from __future__ import annotations

@@ -30,12 +30,13 @@ from LongitudinalALLib.core.errors import (
     InputError,
     LongitudinalALError,
     RegistrationError,
+    ResourceError,
     SessionError,
 )
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, report
 from LongitudinalALLib.jobs import process_tree
 
-ERRORS = {cls.__name__: cls for cls in (InputError, SessionError, RegistrationError, CancelledError,
+ERRORS = {cls.__name__: cls for cls in (InputError, SessionError, RegistrationError, ResourceError, CancelledError,
                                          LongitudinalALError)}
 log = logging.getLogger(__name__)
 

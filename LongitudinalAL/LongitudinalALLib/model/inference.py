@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.errors import InputError, ResourceError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from LongitudinalALLib.model.network import ChangeSegNet, mc_dropout
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction, binary_entropy
@@ -248,7 +248,7 @@ class Predictor:
                     self.mc_replicas //= 2
                     continue
                 if stop - start <= 1:
-                    raise InputError(
+                    raise ResourceError(
                         f"Out of memory on {self.device} even for one {images.shape[2]}x{images.shape[3]} slice.",
                         "Free memory (close other programs) or run on the CPU.",
                     ) from err

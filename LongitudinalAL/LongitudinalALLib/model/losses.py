@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from LongitudinalALLib.core.errors import InputError
+
 
 def build_loss(kind: str = "dicefocal", *, lambda_dice: float = 1.0, lambda_other: float = 1.0,
                focal_gamma: float = 2.0) -> nn.Module:
@@ -24,4 +26,4 @@ def build_loss(kind: str = "dicefocal", *, lambda_dice: float = 1.0, lambda_othe
                              lambda_dice=lambda_dice, lambda_focal=lambda_other)
     if kind == "dicebce":
         return DiceCELoss(sigmoid=True, batch=True, lambda_dice=lambda_dice, lambda_ce=lambda_other)
-    raise ValueError(f"unknown loss kind {kind!r}; use 'dicefocal' or 'dicebce'")
+    raise InputError(f"Unknown loss {kind!r}.", "Use 'dicefocal' or 'dicebce'.")

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from LongitudinalALLib.core.errors import InputError
+
 
 def _as_bool(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
@@ -43,7 +45,8 @@ def dice_foreground(pred: np.ndarray, truth: np.ndarray) -> float:
     """
     p, t = _as_bool(pred), _as_bool(truth)
     if p.shape != t.shape:
-        raise ValueError(f"prediction {p.shape} and truth {t.shape} differ in shape")
+        raise InputError(f"The prediction {p.shape} and the truth {t.shape} differ in shape.",
+                         "Compare masks on the same grid (resample the prediction onto the truth).")
     denom = int(p.sum()) + int(t.sum())
     if denom == 0:
         return 1.0
@@ -129,7 +132,8 @@ def lesion_counts(pred: np.ndarray, truth: np.ndarray, *, connectivity: int | No
     """Match connected components of ``pred`` and ``truth`` (same shape, 2D or 3D) by the MSSEG rule."""
     p, t = _as_bool(pred), _as_bool(truth)
     if p.shape != t.shape:
-        raise ValueError(f"prediction {p.shape} and truth {t.shape} differ in shape")
+        raise InputError(f"The prediction {p.shape} and the truth {t.shape} differ in shape.",
+                         "Compare masks on the same grid (resample the prediction onto the truth).")
     lab_t, n_t = connected_lesions(t, connectivity)
     lab_p, n_p = connected_lesions(p, connectivity, min_size=min_size)
     if n_t == 0 or n_p == 0:

@@ -15,6 +15,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.scene import volumes
 from LongitudinalALLib.scene.outputs import LESION_SEGMENT, PREDICTION_SEGMENT, segment_id
 
@@ -75,7 +76,8 @@ def write_segment(segmentation_node, segment_name: str, mask: np.ndarray, refere
     oriented.SetImageToWorldMatrix(matrix)
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     if not logic.SetBinaryLabelmapToSegment(oriented, segmentation_node, sid, logic.MODE_REPLACE):
-        raise RuntimeError(f"Could not write segment '{segment_name}'.")
+        raise InputError(f"Could not write segment '{segment_name}'.",
+                         "Show the suggestion again to recreate the segmentation, then repeat the step.")
 
 
 def read_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, slice_index: int,

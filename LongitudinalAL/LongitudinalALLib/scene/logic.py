@@ -20,6 +20,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
+from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.active.suggestions import ACCEPTED, PENDING, Suggestion
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, LongitudinalALError, SessionError
@@ -220,11 +221,11 @@ class LongitudinalALSceneLogic:
     def _restore_labels(self, segmentation) -> None:
         session = self._session()
         reference = self.reference_volume()
-        for rec in session.state["labels"].values():
-            case = session.case(rec["case_id"])
+        for rec in session.labels():
+            case = session.case(rec.case_id)
             labels.write_label_slice(segmentation, reference, case.geometry,
-                                     session.position(rec["case_id"], rec["slice_index"]),
-                                     session.label(rec["case_id"], rec["slice_index"]))
+                                     session.position(rec.case_id, rec.slice_index),
+                                     session.label(rec.case_id, rec.slice_index))
 
     def _session(self, write: bool = False):
         """The session on disk: read-only (no lock, never changes a file) unless ``write``.
@@ -232,9 +233,8 @@ class LongitudinalALSceneLogic:
         A writer takes the session lock for as long as the returned object lives, so
         a click in the GUI never races a worker that is writing the same session.
         """
-        from LongitudinalALLib.active.session import ALSession
-
-        return ALSession.open(self.work_dir / "session", readonly=not write)
+        folder = self.work_dir / "session"
+        return SessionStore.open_recovered(folder)[0] if write else SessionStore.open(folder)
 
     def _store(self, suggestions: list[Suggestion], current: int) -> None:
         session_scene.store_suggestions(self.param, suggestions, current)
@@ -289,7 +289,7 @@ class LongitudinalALSceneLogic:
 
     # ------------------------------------------------------------ retrain
     def train_spec(self) -> dict[str, Any]:
-        if not self._session().state["labels"]:
+        if not self._session().labels():
             raise SessionError("No slice is accepted yet.", "Label and accept some suggested slices, then Retrain.")
         return self._spec(self.work_dir, self.options)
 
@@ -365,7 +365,7 @@ class LongitudinalALSceneLogic:
         """Repack now (harmless extra: the archive is already current after every commit); False without a session."""
         param = session_scene.parameter_node(self.scene, create=False)
         current = get_value(param, "sessionDir") if param is not None else ""
-        if not current or not (Path(current) / "session" / "state.json").is_file():
+        if not current or not SessionStore.exists(Path(current) / "session"):
             return False
         try:
             self.persist()

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 import slicer
 
 from LongitudinalALLib.active.suggestions import Suggestion
+from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.scene import volumes
 
 DIVERGING_NAME = "LongitudinalAL DivergingBlueRed"
@@ -84,7 +85,8 @@ def update_transform_node(transform: sitk.Transform, scene, name: str = "Follow-
         target = node if node is not None else scene.AddNewNodeByClass(
             "vtkMRMLLinearTransformNode" if _is_linear(transform) else "vtkMRMLTransformNode", name)
         if not storage.ReadData(target):
-            raise RuntimeError(f"Slicer could not read the registration transform {path}")
+            raise InputError(f"Slicer could not read the registration transform {path}.",
+                             "Press Run again to register the pair anew.")
     if target.GetStorageNode() is None:
         target.AddDefaultStorageNode()
     return target

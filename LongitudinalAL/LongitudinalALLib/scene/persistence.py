@@ -13,7 +13,6 @@ temp folder), so sessions survive temp cleaning; :func:`stored_sessions` and
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,7 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from LongitudinalALLib.core.errors import SessionError
+from LongitudinalALLib.active.store import SessionStore
+from LongitudinalALLib.core.errors import LongitudinalALError, SessionError
 from LongitudinalALLib.scene import archive, session_scene
 
 #: environment variable naming a fixed work root (all sessions of this user go there)
@@ -71,7 +71,7 @@ def reusable_session_dir(param, work_root: Path, exclude: tuple[str, ...]) -> Pa
         folder = archive.confined(work_root, Path(value))
     except SessionError:
         return None  # a folder outside our work root: never touched
-    if not (folder / "session" / "state.json").is_file():
+    if not SessionStore.exists(folder / "session"):
         return None
     return folder if archive.folder_digest(folder, exclude) == digest else None
 
@@ -102,14 +102,13 @@ def stored_sessions(work_root: Path) -> list[StoredSession]:
     for folder in (p for p in root.iterdir() if p.is_dir() and _STORED.match(p.name)) if root.is_dir() else ():
         files = [p for p in folder.rglob("*") if p.is_file()]
         try:
-            state = json.loads((folder / "session" / "state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            state = {}
-        labels, rounds = state.get("labels", {}), state.get("rounds", [])
+            store = SessionStore.open(folder / "session")
+            labels, rounds = len(store.labels()), store.round_number
+        except LongitudinalALError:  # not a session, or a damaged one: listed so it can be removed
+            labels = rounds = 0
         out.append(StoredSession(folder, sum(p.stat().st_size for p in files),
                                  max((p.stat().st_mtime for p in files), default=folder.stat().st_mtime),
-                                 len(labels) if isinstance(labels, dict) else 0,
-                                 len(rounds) if isinstance(rounds, list) else 0))
+                                 labels, rounds))
     return sorted(out, key=lambda s: s.modified, reverse=True)
 
 

@@ -4,7 +4,7 @@
 the names. Importing this package registers every strategy module.
 """
 
-from LongitudinalALLib.active.strategies import (
+from LongitudinalALLib.active.strategies import (  # noqa: F401  (importing registers the strategies)
     bayesian,
     clasp_pe,
     cold_start,
@@ -12,15 +12,16 @@ from LongitudinalALLib.active.strategies import (
     lmi_al,
     random_,
     uncertainty,
-)  # noqa: F401  (registration)
+)
 from LongitudinalALLib.active.strategies.base import (
     QueryContext,
     QueryStrategy,
+    Selection,
     available_strategies,
     describe_strategies,
     get_strategy,
     rank_candidates,
 )
 
-__all__ = ["QueryContext", "QueryStrategy", "available_strategies", "describe_strategies", "get_strategy",
+__all__ = ["QueryContext", "QueryStrategy", "Selection", "available_strategies", "describe_strategies", "get_strategy",
            "rank_candidates"]

@@ -161,6 +161,20 @@ class QueryContext:
         return np.sort(cand[np.argsort(-proxy[cand], kind="stable")[:size]])
 
 
+@dataclass(frozen=True)
+class Selection:
+    """A query, as baal's ``get_ranks`` gives it: the chosen slices and every slice's score.
+
+    indices (k,) int64: unlabelled slices to label, best first; scores (N,)
+    float64: the informativeness shown beside each slice (higher is better; NaN:
+    not scored, e.g. outside an MC shortlist). Callers never need to know how a
+    strategy chose: plain ranking, diversity or noise.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+
+
 class QueryStrategy(ABC):
     """Score slices and pick the next ones to label.
 
@@ -178,10 +192,11 @@ class QueryStrategy(ABC):
     def score(self, ctx: QueryContext) -> np.ndarray:
         """(N,) float64 informativeness of every slice (labelled ones too); higher is better."""
 
-    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
-        """Indices (int64) of up to ``k`` unlabelled slices, best first."""
+    def select(self, ctx: QueryContext, k: int) -> Selection:
+        """Up to ``k`` unlabelled slices, best first, with every slice's score (plain ranking here)."""
         k = check_k(k)
-        return rank_candidates(ctx, self.score(ctx), self.min_foreground)[:k]
+        scores = self.score(ctx)
+        return Selection(rank_candidates(ctx, scores, self.min_foreground)[:k], scores)
 
     # helpers for strategies that select with diversity
     def split_candidates(self, ctx: QueryContext) -> tuple[np.ndarray, np.ndarray]:
@@ -190,8 +205,8 @@ class QueryStrategy(ABC):
         ok = ctx.foreground_fraction >= self.min_foreground
         return np.flatnonzero(unl & ok), np.flatnonzero(unl & ~ok)
 
-    def fill(self, ctx: QueryContext, chosen: list[int] | np.ndarray, k: int, scores: np.ndarray) -> np.ndarray:
-        """Top up a diverse pick to ``k`` from the plain ranking, never repeating a slice."""
+    def fill(self, ctx: QueryContext, chosen: list[int] | np.ndarray, k: int, scores: np.ndarray) -> Selection:
+        """A diverse pick topped up to ``k`` from the plain ranking (never repeating a slice), with ``scores``."""
         chosen = [int(i) for i in chosen][:k]
         if len(chosen) < k:
             taken = set(chosen)
@@ -200,7 +215,7 @@ class QueryStrategy(ABC):
                     break
                 if int(i) not in taken:
                     chosen.append(int(i))
-        return np.asarray(chosen, dtype=np.int64)
+        return Selection(np.asarray(chosen, dtype=np.int64), scores)
 
 
 def check_k(k: int) -> int:
@@ -218,7 +233,7 @@ def rank_candidates(ctx: QueryContext, scores: np.ndarray, min_foreground: float
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (ctx.n,):
-        raise ValueError(f"scores have shape {scores.shape}, expected ({ctx.n},)")
+        raise InputError(f"Scores have shape {scores.shape}; expected ({ctx.n},).", "Give one score per pool slice.")
     nan = np.isnan(scores)
     s = np.where(nan, -np.inf, scores)
     key = getattr(ctx, "unscored_key", None)

@@ -18,6 +18,7 @@ import numpy as np
 from LongitudinalALLib.active.strategies.base import (
     QueryContext,
     QueryStrategy,
+    Selection,
     check_k,
     rank_candidates,
     register,
@@ -74,13 +75,14 @@ class PowerBALDStrategy(BALDStrategy):
             raise InputError(f"PowerBALD beta must be positive, got {beta}.", "Use e.g. beta=1.")
         self.beta = float(beta)
 
-    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
+    def select(self, ctx: QueryContext, k: int) -> Selection:
         k = check_k(k)
-        bald = np.maximum(self.score(ctx), 0.0)
+        scores = self.score(ctx)
+        bald = np.maximum(scores, 0.0)
         with np.errstate(divide="ignore"):
             keys = self.beta * np.log(bald) + ctx.rng.gumbel(size=ctx.n)
         # slices with exactly zero BALD keep -inf keys and come last among those with tissue
-        return rank_candidates(ctx, keys, self.min_foreground)[:k]
+        return Selection(rank_candidates(ctx, keys, self.min_foreground)[:k], scores)
 
 
 register("mc_entropy", MCEntropyStrategy, "entropy of the MC-dropout mean prediction")

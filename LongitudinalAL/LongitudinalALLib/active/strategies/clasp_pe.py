@@ -29,6 +29,7 @@ import numpy as np
 from LongitudinalALLib.active.strategies.base import (
     QueryContext,
     QueryStrategy,
+    Selection,
     check_k,
     rank_candidates,
     register,
@@ -91,7 +92,7 @@ class ClaspPEStrategy(QueryStrategy):
             return np.asarray(scores, dtype=np.float64)
         return power_noise(scores, self.beta(ctx.round_index), ctx.rng)
 
-    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
+    def select(self, ctx: QueryContext, k: int) -> Selection:
         """``round(fg_share * k)`` predicted-lesion slices by noisy H*p, interleaved with the rest by noisy H."""
         k = check_k(k)
         fg, ent, lesion = self.channels(ctx)
@@ -99,7 +100,7 @@ class ClaspPEStrategy(QueryStrategy):
         fg_order = fg_order[lesion[fg_order] & (ctx.foreground_fraction[fg_order] >= self.min_foreground)]
         n_fg = min(len(fg_order), int(round(self.fg_share * k)))
         ent_order = rank_candidates(ctx, self.keys(ctx, ent), self.min_foreground)
-        return interleave(fg_order[:n_fg], ent_order, n_fg / k if k else 0.0)[:k]
+        return Selection(interleave(fg_order[:n_fg], ent_order, n_fg / k if k else 0.0)[:k], ent)
 
 register("clasp_pe", ClaspPEStrategy,
          "ClaSP PE: 2/3 from predicted-lesion slices (entropy x p), rest by entropy; power noise decaying 1->100")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from LongitudinalALLib.active.strategies.base import QueryContext, QueryStrategy, check_k, register
+from LongitudinalALLib.active.strategies.base import QueryContext, QueryStrategy, Selection, check_k, register
 from LongitudinalALLib.active.strategies.change import change_saliency, label_free_embedding
-from LongitudinalALLib.active.strategies.diversity import context_device, k_center_greedy
+from LongitudinalALLib.active.strategies.diversity import top_then_k_center
 from LongitudinalALLib.core.errors import InputError
 
 
@@ -38,15 +38,13 @@ class ColdStartStrategy(QueryStrategy):
     def score(self, ctx: QueryContext) -> np.ndarray:
         return change_saliency(ctx, self.top_pixels)
 
-    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
+    def select(self, ctx: QueryContext, k: int) -> Selection:
         k = check_k(k)
-        scores = self.score(ctx)
         if self.mode == "maxmd":
             return super().select(ctx, k)
-        eligible, _ = self.split_candidates(ctx)
-        cand = eligible[np.argsort(-scores[eligible], kind="stable")][: self.factor * k]
-        emb = label_free_embedding(ctx, self.grid)
-        picks = k_center_greedy(emb, cand, np.flatnonzero(ctx.labelled), k, context_device(ctx), first=0)
+        scores = self.score(ctx)
+        picks = top_then_k_center(ctx, scores, label_free_embedding(ctx, self.grid), k, self.factor,
+                                  self.min_foreground)
         return self.fill(ctx, picks, k, scores)
 
 

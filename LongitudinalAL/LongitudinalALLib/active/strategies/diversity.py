@@ -11,7 +11,14 @@ import numpy as np
 import torch
 from sklearn.cluster import AgglomerativeClustering
 
-from LongitudinalALLib.active.strategies.base import QueryContext, QueryStrategy, check_k, register
+from LongitudinalALLib.active.strategies.base import (
+    QueryContext,
+    QueryStrategy,
+    Selection,
+    check_k,
+    rank_candidates,
+    register,
+)
 from LongitudinalALLib.active.strategies.uncertainty import reduce_pixels
 from LongitudinalALLib.model.inference import select_device
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction
@@ -98,6 +105,17 @@ def kmeans_pp_seeding(features: np.ndarray, k: int, rng: np.random.Generator,
     return np.asarray(picks, dtype=np.int64)
 
 
+def top_then_k_center(ctx: QueryContext, scores: np.ndarray, features: np.ndarray, k: int, factor: int,
+                      min_foreground: float) -> np.ndarray:
+    """The one "top-k then k-center" recipe: the ``factor * k`` best unlabelled slices with tissue by
+    ``scores`` (ranked as every strategy ranks, NaN last), then ``k`` of them by k-center greedy on
+    ``features`` (N, D), the labelled slices as the first centres (none: the best candidate first).
+    """
+    n_eligible = int((~ctx.labelled & (ctx.foreground_fraction >= min_foreground)).sum())
+    cand = rank_candidates(ctx, scores, min_foreground)[: min(n_eligible, factor * k)]
+    return k_center_greedy(features, cand, np.flatnonzero(ctx.labelled), k, context_device(ctx), first=0)
+
+
 class CoreSetStrategy(QueryStrategy):
     """Core-set: k-center greedy on bottleneck embeddings, labelled slices as the first centres."""
 
@@ -111,7 +129,7 @@ class CoreSetStrategy(QueryStrategy):
         centres = x[torch.as_tensor(lab, device=x.device)] if len(lab) else x.mean(0, keepdim=True)
         return _min_distances(x, centres).double().cpu().numpy()
 
-    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
+    def select(self, ctx: QueryContext, k: int) -> Selection:
         k = check_k(k)
         emb = ctx.model_outputs(self.name).embeddings
         eligible, _ = self.split_candidates(ctx)
@@ -139,7 +157,7 @@ class ClusterMarginStrategy(QueryStrategy):
     def score(self, ctx: QueryContext) -> np.ndarray:
         return reduce_pixels(ctx, ctx.probs(self.name), lambda p, _: 1.0 - (2.0 * p - 1.0).abs(), self.reduction)
 
-    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
+    def select(self, ctx: QueryContext, k: int) -> Selection:
         k = check_k(k)
         scores = self.score(ctx)
         eligible, _ = self.split_candidates(ctx)
@@ -173,7 +191,7 @@ class BADGEStrategy(QueryStrategy):
         """Gradient-embedding norm (how much labelling this slice would move the last layer)."""
         return np.linalg.norm(ctx.model_outputs(self.name).gradient_embeddings.astype(np.float64), axis=1)
 
-    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
+    def select(self, ctx: QueryContext, k: int) -> Selection:
         k = check_k(k)
         g = ctx.model_outputs(self.name).gradient_embeddings
         eligible, _ = self.split_candidates(ctx)

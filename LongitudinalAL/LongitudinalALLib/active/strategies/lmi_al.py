@@ -22,12 +22,12 @@ import torch
 from LongitudinalALLib.active.strategies.base import (
     QueryContext,
     QueryStrategy,
+    Selection,
     check_k,
-    rank_candidates,
     register,
 )
 from LongitudinalALLib.active.strategies.change import difference_scale
-from LongitudinalALLib.active.strategies.diversity import context_device, k_center_greedy
+from LongitudinalALLib.active.strategies.diversity import top_then_k_center
 from LongitudinalALLib.active.strategies.uncertainty import reduce_pixels
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction, binary_entropy
@@ -79,15 +79,11 @@ class LMIHybridStrategy(QueryStrategy):
             return DiffWeightedEntropyStrategy(self.reduction, min_foreground=self.min_foreground).score(ctx)
         return reduce_pixels(ctx, ctx.probs(self.name), lambda p, _: binary_entropy(p), self.reduction)
 
-    def select(self, ctx: QueryContext, k: int) -> np.ndarray:
+    def select(self, ctx: QueryContext, k: int) -> Selection:
         k = check_k(k)
         scores = self.score(ctx)
-        eligible, _ = self.split_candidates(ctx)
-        # ranked like every strategy: slices outside an MC shortlist (NaN) follow by deterministic entropy
-        cand = rank_candidates(ctx, scores, self.min_foreground)[: min(len(eligible), self.factor * k)]
         emb = ctx.model_outputs(self.name).embeddings
-        picks = k_center_greedy(emb, cand, np.flatnonzero(ctx.labelled), k, context_device(ctx), first=0)
-        return self.fill(ctx, picks, k, scores)
+        return self.fill(ctx, top_then_k_center(ctx, scores, emb, k, self.factor, self.min_foreground), k, scores)
 
 
 register("diff_weighted_entropy", DiffWeightedEntropyStrategy, "entropy weighted by |difference| magnitude")

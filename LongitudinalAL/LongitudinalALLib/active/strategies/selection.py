@@ -79,11 +79,9 @@ def interleave(first: np.ndarray, second: np.ndarray, share: float) -> np.ndarra
 
 def strategy_order(strategy: QueryStrategy, ctx: QueryContext, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(every unlabelled index, best first; (N,) display scores): the strategy's set, then its ranking."""
-    if type(strategy).select is QueryStrategy.select:  # plain ranking: score once
-        scores = np.asarray(strategy.score(ctx), dtype=np.float64)
-        return rank_candidates(ctx, scores, strategy.min_foreground), scores
-    chosen = np.asarray(strategy.select(ctx, k), dtype=np.int64)
-    scores = np.asarray(strategy.score(ctx), dtype=np.float64)  # cached outputs: display only
+    query = strategy.select(ctx, k)
+    chosen = np.asarray(query.indices, dtype=np.int64)
+    scores = np.asarray(query.scores, dtype=np.float64)
     rest = rank_candidates(ctx, scores, strategy.min_foreground)
     return np.concatenate([chosen, rest[~np.isin(rest, chosen)]]), scores
 
@@ -122,9 +120,9 @@ def select_batch(strategy: QueryStrategy, ctx: QueryContext, k: int, groups, has
     opts = SelectionOptions.from_dict(options)
     groups = np.asarray(groups)
     if groups.shape != (ctx.n,):
-        raise ValueError(f"groups have shape {groups.shape}, expected ({ctx.n},)")
+        raise InputError(f"Subjects have shape {groups.shape}; expected ({ctx.n},).", "Give one subject per pool slice.")
     order, scores = strategy_order(strategy, ctx, k)
     if opts.cold_start_share > 0 and strategy.needs_model and not has_lesion:
-        cold = ColdStartStrategy().select(ctx, math.ceil(opts.cold_start_share * k))
+        cold = ColdStartStrategy().select(ctx, math.ceil(opts.cold_start_share * k)).indices
         order = interleave(cold, order, opts.cold_start_share)
     return spread(order, groups, k, opts), scores

@@ -1,0 +1,201 @@
+"""One active-learning round, owned in one place: score the pool once, select, record; train.
+
+Why one owner: the Slicer jobs, the CLI commands, ``simulate`` and the
+bundled-weights script used to assemble a round each in their own way and drifted
+(seed rules, default strategy, how the pool was scored). They are thin
+adapters over :class:`ActiveLoop` now. The store (:mod:`store`) keeps the files;
+this module adds the model: the current weights, the strategies, training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from LongitudinalALLib.active.policy import training_seed
+from LongitudinalALLib.active.store import SessionStore
+from LongitudinalALLib.active.suggestions import Suggestion
+from LongitudinalALLib.core.errors import CancelledError, InputError, SessionError
+from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, report
+
+
+@dataclass
+class RoundResult:
+    """A query: the suggestions (best first) and the model pass it was scored on (None: no model needed)."""
+
+    suggestions: list[Suggestion]
+    strategy: str
+    round: int
+    outputs: Any = None              # PoolOutputs over store.pool_arrays(): probs (M, H, W), embeddings, ...
+
+
+class ActiveLoop:
+    """The model side of a session: current weights, suggestions, training rounds.
+
+    ``store``: a :class:`SessionStore`; writing steps need it open for writing.
+    """
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------ model
+    def model_config(self):
+        from LongitudinalALLib.model import ModelConfig
+
+        d = self.store.settings.model_config
+        return ModelConfig.from_dict(d) if d else ModelConfig()
+
+    def current_model(self):
+        """Latest round's checkpoint, else the starting weights (bundled, a file, or fresh by seed)."""
+        import torch
+
+        from LongitudinalALLib.model import build_model, load_weights
+        from LongitudinalALLib.model.weights import bundled_weights_path
+
+        rounds, settings = self.store.rounds, self.store.settings
+        if rounds:
+            last = rounds[-1]
+            try:
+                return load_weights(self.store.root / last.checkpoint)
+            except InputError as err:
+                back = f"round {last.round - 1}" if last.round > 1 else "the starting model"
+                raise SessionError(f"The model of round {last.round} cannot be loaded: {err.problem}",
+                                   f"Return to {back} with `longitudinal-al rollback --session {self.store.root}`, "
+                                   "then train again (your labels are kept).") from err
+        init = settings.init_weights
+        if init == "bundled" and bundled_weights_path().is_file() and not settings.model_config:
+            return load_weights(bundled_weights_path())
+        if init not in ("bundled", "scratch"):
+            return load_weights(init)
+        torch.manual_seed(settings.seed)
+        return build_model(self.model_config())
+
+    def rollback(self, to_round: int | None = None) -> int:
+        """Return to ``to_round`` (default: the newest round whose checkpoint can be read); labels stay."""
+        from LongitudinalALLib.model.weights import read_weights_info
+
+        def loads(path) -> bool:
+            try:
+                read_weights_info(path)
+                return True
+            except InputError:
+                return False
+
+        return self.store.rollback(to_round, loads=loads)
+
+    # ------------------------------------------------------------ suggest
+    def suggest(self, k: int, strategy: str | None = None, *, predictor=None, selection=None,
+                progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                keep_outputs: bool = False, **strategy_kwargs: Any) -> RoundResult:
+        """Rank the unlabelled slices of the whole pool and record the ``k`` best with their scores.
+
+        The pool is scored once: one model pass serves the strategy and, with
+        ``keep_outputs``, the caller (probability and uncertainty maps, triage).
+        ``predictor`` chooses the device (e.g. the user's "use CPU"); ``selection``:
+        cold-start mix, per-subject cap, round robin (``SelectionOptions`` fields).
+        """
+        from LongitudinalALLib.active.strategies import QueryContext, get_strategy
+        from LongitudinalALLib.active.strategies.selection import select_batch
+        from LongitudinalALLib.model import Predictor
+
+        store = self.store
+        if k < 1:
+            raise InputError(f"Asked for {k} suggestions.", "Ask for at least one slice.")
+        name = strategy or store.settings.strategy
+        images, fg, keys = store.pool_arrays()
+        labelled = np.concatenate([store.labelled_mask(c) for c in store.case_ids])
+        if labelled.all():
+            raise SessionError("Every slice of the pool is labelled already.", "Train a round or add cases.")
+        r, seed = store.round_number, store.settings.seed
+        rng = np.random.default_rng([seed, r, len(store.suggestion_batches())])
+        report(progress, "Suggesting", 0.0, f"strategy {name}")
+        strat = get_strategy(name, **strategy_kwargs)
+        if strat.needs_model or keep_outputs:
+            predictor = predictor or Predictor(self.current_model())
+        ctx = QueryContext(images=images, foreground=fg, labelled=labelled,
+                           predictor=predictor if strat.needs_model else None, rng=rng, mc_seed=seed + r,
+                           round_index=r, progress=progress, cancel=cancel)
+        k = min(k, int((~labelled).sum()))
+        chosen, scores = select_batch(strat, ctx, k, [c for c, _ in keys], store.has_lesion_label(), selection)
+        outputs = ctx.outputs  # the strategy's one model pass, when it made one
+        if keep_outputs and outputs is None:
+            outputs = predictor.predict_all(images, fg, progress=progress, cancel=cancel)
+        report(progress, "Suggesting", 1.0, f"{len(chosen)} slices")
+        out = []
+        for rank, i in enumerate(chosen, 1):
+            cid, s = keys[i]
+            row = store.position(cid, s)
+            centre = tuple(float(v) for v in store.case(cid).provenance[row].center_ras)
+            out.append(Suggestion(rank, cid, s, centre, centre, float(scores[i]), row=row))
+        store.record_suggestions(name, out, scores, chosen)
+        return RoundResult(out, name, r, outputs)
+
+    # ------------------------------------------------------------ train
+    def train_config(self, **overrides: Any):
+        """The TrainConfig of the next round: defaults, the one seed rule, then ``overrides``."""
+        from LongitudinalALLib.model.training import TrainConfig
+
+        seed = training_seed(self.store.settings.seed, self.store.round_number + 1)
+        return TrainConfig.from_dict({"seed": seed, **overrides})
+
+    def training_arrays(self) -> dict[str, np.ndarray]:
+        """Labelled slices split into train/val: images, labels, foreground per split.
+
+        The hashed validation split is kept only when ``train_plan.selection_rule`` (default
+        thresholds) trusts it; otherwise every label is trained on.
+        """
+        from LongitudinalALLib.model.train_plan import selection_rule
+        from LongitudinalALLib.model.training import TrainConfig
+
+        store = self.store
+        out: dict[str, list] = {f"{s}_{a}": [] for s in ("train", "val") for a in ("images", "labels", "fg")}
+        recs = store.labels()
+        val = {r.key for r in recs if r.split == "val"}
+        n_val_les = sum(1 for r in recs if r.lesion_pixels and r.key in val)
+        n_train_les = sum(1 for r in recs if r.lesion_pixels) - n_val_les
+        if selection_rule(len(val), n_val_les, n_train_les, TrainConfig()).name != "validation_dice":
+            val = set()  # a split that cannot measure anything: train on every label
+        for rec in recs:
+            case = store.case(rec.case_id)
+            i = store.position(rec.case_id, rec.slice_index)
+            split = "val" if rec.key in val else "train"
+            out[f"{split}_images"].append(case.images[i])
+            out[f"{split}_labels"].append(store.label(rec.case_id, rec.slice_index))
+            out[f"{split}_fg"].append(case.foreground[i])
+        return {k: np.stack(v) if v else np.empty((0,)) for k, v in out.items()}
+
+    def train(self, config=None, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None):
+        """Train from the current model (warm start) on every label; commit it as a new round.
+
+        ``config`` None: :meth:`train_config`. The round record says how much was
+        trained, which rule chose the kept weights and whether a collapse to "no
+        lesion" was found (``train.collapse``, ``train.warnings``). On cancel nothing
+        is committed and CancelledError is raised. Returns the TrainResult.
+        """
+        from LongitudinalALLib.model import save_weights
+        from LongitudinalALLib.model.training import train_model
+
+        store = self.store
+        if not store.labels():
+            raise SessionError("No slice is labelled yet.", "Label some suggested slices, then train.")
+        cfg = config or self.train_config()
+        arrays = self.training_arrays()
+        model = self.current_model()
+        rounds = store.rounds
+        start = rounds[-1].checkpoint if rounds else store.settings.init_weights
+        has_val = len(arrays["val_images"]) > 0
+        result = train_model(model, arrays["train_images"], arrays["train_labels"],
+                             arrays["val_images"] if has_val else None, arrays["val_labels"] if has_val else None,
+                             cfg, train_foreground=arrays["train_fg"],
+                             val_foreground=arrays["val_fg"] if has_val else None, progress=progress, cancel=cancel)
+        if result.cancelled:
+            raise CancelledError("Training")
+        budget = store.budget()["total"]
+        info = {"session_round": store.round_number + 1, "labels": budget["labelled"],
+                "best_val_dice": result.best_val_dice}
+        store.commit_round(lambda path: save_weights(model, path, info), budget=budget, n_train=result.n_train,
+                           n_val=result.n_val, warm_start=start, train=result.summary(), history=result.history,
+                           config=cfg.to_dict())
+        return result

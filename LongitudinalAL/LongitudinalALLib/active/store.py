@@ -1,0 +1,478 @@
+"""The session directory of one active-learning run: torch-free, typed, the only reader of its JSON.
+
+Layout::
+
+    state.json                      written last, after every change (the commit point)
+    .lock                           the writer lock (session_lock); names the holder
+    pool/<case>.npz|json            slice pairs, provenance, geometry (pool_store)
+    labels/<case>_<slice>.npz       one answer per slice; all zero = "no new lesion"
+    checkpoints/round_<r>_<id>.safetensors (+ .json sidecar, model/weights)
+    scores/round_<r>_<n>.npz        strategy scores behind each suggestion
+    damaged/                        files recovery could not read (kept for inspection)
+
+Every file is written atomically and before the ``state.json`` that refers to
+it, so a crash at any moment leaves either the old state or the new one plus
+orphan files. Opening never changes a file: :meth:`SessionStore.open` is
+read-only unless ``write=True`` takes the folder's lock, and crash recovery
+(:mod:`session_recovery`) runs only when a writer calls :meth:`recover`.
+Callers see typed records (:class:`LabelRecord`, :class:`RoundRecord`,
+:class:`SuggestionBatch`, :class:`SessionSettings`), never the JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from LongitudinalALLib.active import pool_store
+from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
+from LongitudinalALLib.active.session_lock import SessionLock
+from LongitudinalALLib.active.session_recovery import read_label_file, reconcile
+from LongitudinalALLib.active.session_state import STATE_VERSION, validate_state
+from LongitudinalALLib.active.suggestions import Suggestion
+from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.errors import InputError, SessionError
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    strategy: str
+    seed: int
+    init_weights: str               # "bundled", "scratch" or a weights path
+    model_config: dict | None       # ModelConfig fields; None: the default network
+    val_fraction: float
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    case_id: str
+    slice_index: int                # baseline slice (the label key)
+    file: str                       # relative to the session folder
+    lesion_pixels: int              # 0 = the user confirmed "no new lesion"
+    round: int                      # rounds trained when it was given
+    split: str                      # "train" or "val" (hashed, stable)
+
+    @property
+    def key(self) -> str:
+        return f"{self.case_id}:{self.slice_index}"
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    round: int
+    checkpoint: str                 # relative path of the round's weights
+    time: float = 0.0
+    budget: dict | None = None      # budget()["total"] when it was trained
+    n_train: int = 0
+    n_val: int = 0
+    warm_start: str = ""
+    train: dict | None = None       # TrainResult.summary()
+    history: list | None = None
+    config: dict | None = None      # TrainConfig.to_dict()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RoundRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class SuggestionBatch:
+    round: int
+    strategy: str
+    scores: str                     # relative path of the (N,) scores behind it
+    slices: tuple[Suggestion, ...]
+
+
+def _hash01(*parts: Any) -> float:
+    """A stable pseudo-random number in [0, 1) from ``parts`` (split assignment)."""
+    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def binary_mask(mask: Any, what: str) -> np.ndarray:
+    """``mask`` as an array of 0/1; any other value (NaN, -1, 255, intensities) would become a wrong label."""
+    arr = np.asarray(mask)
+    if arr.dtype != bool and arr.size and (not np.isfinite(arr).all() or not np.isin(arr, (0, 1)).all()):
+        raise InputError(f"{what} holds values other than 0 and 1 (e.g. {arr[~np.isin(arr, (0, 1))].flat[0]}).",
+                         "Give a lesion mask of 0 (background) and 1 (lesion), e.g. via label_masks.")
+    return arr
+
+
+def _read_state(root: Path) -> dict[str, Any]:
+    path = root / "state.json"
+    if not path.is_file():
+        raise SessionError(f"{root} is not an active-learning session (no state.json).",
+                           "Create one with `longitudinal-al suggest` or SessionStore.create().")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise SessionError(f"{path} cannot be read ({err}).", "Restore it from a backup or re-create the session.") from err
+    return validate_state(state, root)
+
+
+class SessionStore:
+    """Pool, labels, rounds and suggestions of one session folder (see module docstring)."""
+
+    def __init__(self, root: Path, state: dict[str, Any], lock: SessionLock | None = None) -> None:
+        self.root = root
+        self._state = state
+        self._cases: dict[str, Any] = {}
+        self._lock = lock
+
+    # ------------------------------------------------------------ create / open / recover
+    @classmethod
+    def create(cls, directory: str | Path, cases: list, *, strategy: str = DEFAULT_STRATEGY, seed: int = 0,
+               model_config: dict | None = None, init_weights: str = "bundled",
+               val_fraction: float = 0.2, overwrite: bool = False, wait: float = 0.0) -> "SessionStore":
+        """Start a session on ``cases`` (list of CaseSlices), open for writing; ``init_weights``: see settings."""
+        root = Path(directory)
+        if (root / "state.json").exists() and not overwrite:
+            raise SessionError(f"{root} already holds a session.",
+                               "Open it to continue, or choose another directory (or pass overwrite).")
+        if not cases:
+            raise InputError("No cases were given for the session pool.", "Prepare at least one pair first.")
+        ids = [pool_store.check_case_id(c.case_id) for c in cases]
+        if len(set(ids)) != len(ids):
+            raise InputError(f"Case ids repeat in the pool: {ids}.", "Give every pair its own case id.")
+        sizes = {tuple(np.shape(c.images)[2:]) for c in cases}
+        if len(sizes) != 1:
+            raise InputError(f"Cases have different slice sizes {sorted(sizes)}.", "Prepare all pairs with one --size.")
+        lock = SessionLock(root, wait)
+        try:
+            if (root / "state.json").exists():
+                (root / "state.json").unlink()
+            for sub in ("pool", "labels", "checkpoints", "scores"):
+                for f in (root / sub).glob("*") if (root / sub).exists() else []:
+                    f.unlink()
+            for c in cases:
+                pool_store.save_case(root / "pool", c)
+        except BaseException:
+            lock.release()
+            raise
+        state = {
+            "version": STATE_VERSION, "created": time.time(), "strategy": strategy, "seed": int(seed),
+            "init_weights": str(init_weights), "model_config": model_config, "val_fraction": float(val_fraction),
+            "cases": {c.case_id: {"n_slices": int(len(c.images)),
+                                  "slice_indices": [int(p.slice_index) for p in c.provenance]} for c in cases},
+            "labels": {}, "rounds": [], "suggestions": [], "generation": 0,
+        }
+        store = cls(root, state, lock)
+        store._cases = {c.case_id: c for c in cases}
+        store._commit()
+        return store
+
+    @classmethod
+    def open(cls, directory: str | Path, *, write: bool = False, wait: float = 0.0) -> "SessionStore":
+        """Open read-only (no lock, no change), or with ``write`` take the writer lock (no repair: see recover).
+
+        ``wait``: seconds to queue behind another writer before giving up with a SessionError.
+        """
+        root = Path(directory)
+        if not write:
+            return cls(root, _read_state(root))
+        if not (root / "state.json").is_file():
+            _read_state(root)  # the clear "not a session" error, before a lock file is made
+        lock = SessionLock(root, wait)
+        try:
+            return cls(root, _read_state(root), lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @staticmethod
+    def exists(directory: str | Path) -> bool:
+        """Whether ``directory`` holds a session (its commit point is there)."""
+        return (Path(directory) / "state.json").is_file()
+
+    @classmethod
+    def open_recovered(cls, directory: str | Path, *, wait: float = 0.0) -> tuple["SessionStore", list[str]]:
+        """Open for writing and run crash recovery: (the store, one line per repair)."""
+        store = cls.open(directory, write=True, wait=wait)
+        try:
+            return store, store.recover()
+        except BaseException:
+            store.close()
+            raise
+
+    def recover(self) -> list[str]:
+        """Repair what a crash left behind (writer only); returns what was done, one line each."""
+        self._require_writer()
+        notes: list[str] = []
+        if reconcile(self, notes):
+            self._commit()
+        return notes
+
+    def close(self) -> None:
+        """Release the writer lock (also released when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "SessionStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def writable(self) -> bool:
+        return self._lock is not None
+
+    def _require_writer(self) -> None:
+        if self._lock is None:
+            raise SessionError(f"Session {self.root} was opened read-only or closed.", "Open it for writing.")
+
+    def _commit(self) -> None:
+        """Write state.json; refuses a read-only store and a state another writer changed since."""
+        self._require_writer()
+        path = self.root / "state.json"
+        loaded = self._state.get("generation", 0)
+        if path.is_file():
+            try:
+                on_disk = json.loads(path.read_text(encoding="utf-8")).get("generation", 0)
+            except (OSError, ValueError, AttributeError):
+                on_disk = loaded
+            if on_disk != loaded:
+                raise SessionError(f"Session {self.root} was changed by another writer since it was opened.",
+                                   "Open it again and repeat the step.")
+        self._state["generation"] = loaded + 1
+        self._state["updated"] = time.time()
+        try:
+            atomic.write_json(path, self._state)
+        except BaseException:
+            self._state["generation"] = loaded
+            raise
+
+    # ------------------------------------------------------------ settings
+    @property
+    def settings(self) -> SessionSettings:
+        s = self._state
+        return SessionSettings(s["strategy"], int(s["seed"]), s["init_weights"], s.get("model_config"),
+                               float(s.get("val_fraction", 0.2)))
+
+    def set_strategy(self, name: str) -> None:
+        """The strategy later suggestions use when none is named (a forked simulation changes it)."""
+        self._state["strategy"] = name
+        self._commit()
+
+    @property
+    def prepared(self) -> dict[str, str]:
+        """case id -> its prepared folder (relative to the session, or absolute on another drive)."""
+        return dict(self._state.get("prepared") or {})
+
+    def set_prepared(self, case_id: str, folder: str) -> None:
+        self.position_check(case_id)
+        self._state["prepared"] = {**self.prepared, case_id: str(folder)}
+        self._commit()
+
+    # ------------------------------------------------------------ pool
+    @property
+    def case_ids(self) -> list[str]:
+        return list(self._state["cases"])
+
+    def position_check(self, case_id: str) -> None:
+        if case_id not in self._state["cases"]:
+            raise InputError(f"Case {case_id!r} is not in this session.", f"Use one of {self.case_ids}.")
+
+    def case(self, case_id: str):
+        """The CaseSlices of ``case_id`` (loaded from disk once)."""
+        self.position_check(case_id)
+        if case_id not in self._cases:
+            self._cases[case_id] = pool_store.load_case(self.root / "pool", case_id)
+        return self._cases[case_id]
+
+    def n_slices(self, case_id: str) -> int:
+        self.position_check(case_id)
+        return int(self._state["cases"][case_id]["n_slices"])
+
+    def slice_indices(self, case_id: str) -> list[int]:
+        """Baseline slice index of every pool row of the case, in row order."""
+        self.position_check(case_id)
+        return list(self._state["cases"][case_id]["slice_indices"])
+
+    def position(self, case_id: str, slice_index: int) -> int:
+        """Row of ``slice_index`` in the case's (N,...) arrays."""
+        idx = self.slice_indices(case_id)
+        try:
+            return idx.index(int(slice_index))
+        except ValueError:
+            raise InputError(f"Slice {slice_index} does not exist in case {case_id} "
+                             f"(slices {idx[0]}..{idx[-1]}).", "Pick a slice index inside that range.") from None
+
+    def pool_arrays(self) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+        """All cases stacked: images (M,3,H,W), foreground (M,H,W), (case_id, slice_index) per row."""
+        cases = [self.case(c) for c in self.case_ids]
+        keys = [(c.case_id, int(p.slice_index)) for c in cases for p in c.provenance]
+        return (np.concatenate([c.images for c in cases]).astype(np.float32, copy=False),
+                np.concatenate([c.foreground for c in cases]), keys)
+
+    # ------------------------------------------------------------ labels
+    def labels(self) -> list[LabelRecord]:
+        """Every answer, sorted by case and slice."""
+        recs = [LabelRecord(**r) for r in self._state["labels"].values()]
+        return sorted(recs, key=lambda r: (r.case_id, r.slice_index))
+
+    def label_record(self, case_id: str, slice_index: int) -> LabelRecord | None:
+        rec = self._state["labels"].get(f"{case_id}:{int(slice_index)}")
+        return LabelRecord(**rec) if rec else None
+
+    def has_lesion_label(self) -> bool:
+        """Whether some answer holds a lesion (before that, strategies mix in cold-start picks)."""
+        return any(r["lesion_pixels"] for r in self._state["labels"].values())
+
+    def _record_label(self, case_id: str, slice_index: int, mask: np.ndarray, rel: str) -> None:
+        self.position(case_id, slice_index)
+        s = self._state
+        split = "val" if _hash01(s["seed"], case_id, slice_index) < s["val_fraction"] else "train"
+        s["labels"][f"{case_id}:{int(slice_index)}"] = asdict(LabelRecord(
+            case_id, int(slice_index), rel, int(np.count_nonzero(mask)), len(s["rounds"]), split))
+
+    def _write_label(self, case_id: str, slice_index: int, mask: Any) -> None:
+        case = self.case(case_id)
+        self.position(case_id, slice_index)
+        mask = binary_mask(mask, f"The label for {case_id}:{slice_index}")
+        if mask.shape != case.images.shape[2:]:
+            raise InputError(f"Label for {case_id}:{slice_index} is {mask.shape}; the model grid is "
+                             f"{case.images.shape[2:]}.", "Pass a mask on the model grid or a volume mask.")
+        mask = mask.astype(np.uint8)
+        rel = f"labels/{case_id}_{int(slice_index)}.npz"
+        atomic.write_npz(self.root / rel, mask=mask, case_id=np.array(case_id), slice_index=np.array(int(slice_index)))
+        self._record_label(case_id, slice_index, mask, rel)
+
+    def add_label(self, case_id: str, slice_index: int, mask: Any) -> None:
+        """Store the answer for one slice: mask (H, W) on the model grid; all zero = no new lesion."""
+        self.add_labels([(case_id, slice_index, mask)])
+
+    def add_labels(self, answers: Iterable[tuple[str, int, Any]]) -> None:
+        """Store several answers ``(case_id, slice_index, mask (H, W))`` with one commit."""
+        self._require_writer()
+        for case_id, slice_index, mask in answers:
+            self._write_label(case_id, slice_index, mask)
+        self._commit()
+
+    def add_labels_from_volume(self, case_id: str, volume: np.ndarray,
+                               slice_indices: list[int] | None = None) -> list[int]:
+        """Import labels from a (K, J, I) 0/1 mask on the baseline grid.
+
+        ``slice_indices`` None: every slice where the mask is 1. Listed slices that
+        are empty in the mask are recorded as "no new lesion". Any value other than
+        0/1 (NaN, -1, 255, intensities) is refused: it would become a wrong label.
+        """
+        case = self.case(case_id)
+        vol = binary_mask(volume, f"The mask for {case_id}")
+        try:
+            slices = case.geometry.to_slices(vol.astype(np.uint8), order=0) > 0
+        except (ValueError, IndexError) as err:
+            raise InputError(f"Mask of shape {vol.shape} does not fit the baseline grid of {case_id} ({err}).",
+                             "Give a mask saved on the baseline image's grid.") from err
+        all_idx = self.slice_indices(case_id)
+        if slice_indices is None:
+            slice_indices = [all_idx[i] for i in np.flatnonzero(slices.reshape(len(slices), -1).any(1))]
+        rows = [self.position(case_id, s) for s in slice_indices]
+        self.add_labels((case_id, s, slices[row]) for s, row in zip(slice_indices, rows))
+        return [int(s) for s in slice_indices]
+
+    def label(self, case_id: str, slice_index: int) -> np.ndarray:
+        """The (H, W) uint8 answer of one slice."""
+        rec = self.label_record(case_id, slice_index)
+        if rec is None:
+            raise InputError(f"Slice {case_id}:{slice_index} has no label.", "Label it first.")
+        try:
+            return read_label_file(self.root / rec.file)[2].astype(np.uint8)
+        except ValueError as err:
+            raise SessionError(f"The label of {case_id}:{slice_index} is damaged: {err}.",
+                               "Open the session again (it moves the file aside), then label that slice again.") from err
+
+    def labelled_mask(self, case_id: str) -> np.ndarray:
+        """(N,) bool: which slices of the case already have an answer."""
+        out = np.zeros(self.n_slices(case_id), dtype=bool)
+        for rec in self.labels():
+            if rec.case_id == case_id:
+                out[self.position(case_id, rec.slice_index)] = True
+        return out
+
+    def budget(self) -> dict[str, Any]:
+        """Labels spent, per subject and in total; lesion-free confirmations counted apart."""
+        per = {cid: {"slices": c["n_slices"], "labelled": 0, "contoured": 0, "lesion_free": 0}
+               for cid, c in self._state["cases"].items()}
+        for rec in self.labels():
+            p = per[rec.case_id]
+            p["labelled"] += 1
+            p["contoured" if rec.lesion_pixels else "lesion_free"] += 1
+        for p in per.values():
+            p["fraction"] = p["labelled"] / p["slices"] if p["slices"] else 0.0
+        tot = {k: sum(p[k] for p in per.values()) for k in ("slices", "labelled", "contoured", "lesion_free")}
+        tot["fraction"] = tot["labelled"] / tot["slices"] if tot["slices"] else 0.0
+        return {"per_case": per, "total": tot}
+
+    # ------------------------------------------------------------ rounds
+    @property
+    def rounds(self) -> list[RoundRecord]:
+        return [RoundRecord.from_dict(r) for r in self._state["rounds"]]
+
+    @property
+    def round_number(self) -> int:
+        """Rounds trained so far (0 = the starting model is current)."""
+        return len(self._state["rounds"])
+
+    def commit_round(self, write_checkpoint: Callable[[Path], None], **record: Any) -> RoundRecord:
+        """Add round ``round_number + 1``: ``write_checkpoint(path)`` writes its weights, then the record commits.
+
+        The checkpoint name is unique, so two trainings never write one file.
+        """
+        self._require_writer()
+        r = self.round_number + 1
+        rel = f"checkpoints/round_{r}_{secrets.token_hex(4)}.safetensors"
+        (self.root / "checkpoints").mkdir(exist_ok=True)
+        write_checkpoint(self.root / rel)
+        rec = RoundRecord(round=r, checkpoint=rel, time=time.time(), **record)
+        self._state["rounds"].append(asdict(rec))
+        self._commit()
+        return rec
+
+    def rollback(self, to_round: int | None = None, *, loads: Callable[[Path], bool] | None = None) -> int:
+        """Drop the rounds after ``to_round`` (default: the newest whose checkpoint ``loads``); labels stay.
+
+        Returns the round now current (0 = the starting model). The dropped
+        rounds' checkpoints are deleted after the commit.
+        """
+        rounds = self._state["rounds"]
+        if to_round is None:
+            to_round = next((r["round"] for r in reversed(rounds) if loads is None or loads(self.root / r["checkpoint"])), 0)
+        if not 0 <= to_round <= len(rounds):
+            raise InputError(f"Round {to_round} does not exist (rounds 0..{len(rounds)}).",
+                             "Pick a round from `longitudinal-al train` output, or 0 for the starting model.")
+        dropped = rounds[to_round:]
+        self._state["rounds"] = rounds[:to_round]
+        self._commit()
+        for r in dropped:
+            for f in self.root.joinpath("checkpoints").glob(Path(r["checkpoint"]).stem + ".*"):
+                f.unlink()
+        return to_round
+
+    # ------------------------------------------------------------ suggestions
+    def suggestion_batches(self) -> list[SuggestionBatch]:
+        return [SuggestionBatch(b["round"], b["strategy"], b.get("scores", ""),
+                                tuple(Suggestion.from_dict(s) for s in b["slices"]))
+                for b in self._state["suggestions"]]
+
+    def record_suggestions(self, strategy: str, suggestions: list[Suggestion], scores: np.ndarray,
+                           chosen: np.ndarray) -> SuggestionBatch:
+        """Keep a query with the (N,) scores behind it, for this round."""
+        self._require_writer()
+        r, n = self.round_number, len(self._state["suggestions"])
+        rel = f"scores/round_{r}_{n}.npz"
+        atomic.write_npz(self.root / rel, scores=scores, chosen=chosen)
+        self._state["suggestions"].append({"round": r, "strategy": strategy, "scores": rel,
+                                           "slices": [s.to_dict() for s in suggestions]})
+        self._commit()
+        return self.suggestion_batches()[-1]
