@@ -25,7 +25,7 @@ from LongitudinalALLib.core.errors import InputError, SessionError  # noqa: E402
 from LongitudinalALLib.imaging.pairing import pair_slices  # noqa: E402
 from LongitudinalALLib.jobs import jobs  # noqa: E402
 from LongitudinalALLib.scene import archive, headless, labels, outputs, session_scene, volumes
-from LongitudinalALLib.scene.logic import ARCHIVE_EXCLUDE  # noqa: E402
+from LongitudinalALLib.scene.bundles import ARCHIVE_EXCLUDE  # noqa: E402
 
 
 def _small_session(folder, axis="axial"):

@@ -68,12 +68,7 @@ def write_segment(segmentation_node, segment_name: str, mask: np.ndarray, refere
     oriented.SetDimensions(mask.shape[2], mask.shape[1], mask.shape[0])
     oriented.GetPointData().SetScalars(numpy_support.numpy_to_vtk(mask.ravel(), deep=True,
                                                                   array_type=vtk.VTK_UNSIGNED_CHAR))
-    matrix = vtk.vtkMatrix4x4()
-    ijk = volumes.ijk_to_ras(reference)
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(ijk[r, c]))
-    oriented.SetImageToWorldMatrix(matrix)
+    oriented.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(volumes.ijk_to_ras(reference)))
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     if not logic.SetBinaryLabelmapToSegment(oriented, segmentation_node, sid, logic.MODE_REPLACE):
         raise InputError(f"Could not write segment '{segment_name}'.",

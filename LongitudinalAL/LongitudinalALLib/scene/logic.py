@@ -10,8 +10,6 @@ the scene as .mrb and reopening it continues the session.
 
 from __future__ import annotations
 
-import os
-import shutil
 import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.active.suggestions import ACCEPTED, PENDING, Suggestion
 from LongitudinalALLib.core import atomic
-from LongitudinalALLib.core.errors import InputError, LongitudinalALError, SessionError
+from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
 from LongitudinalALLib.jobs.worker import Runner, run_in_process
 from LongitudinalALLib.scene import (
@@ -37,11 +35,8 @@ from LongitudinalALLib.scene import (
     viewer,
     volumes,
 )
+from LongitudinalALLib.scene.bundles import SceneBundles
 from LongitudinalALLib.scene.session_scene import get_node, get_value, set_node, set_value
-
-#: work-directory files left out of the .mrb: inputs and maps are in the scene as nodes already,
-#: and the jobs never read them again (suggest rewrites the maps)
-ARCHIVE_EXCLUDE = ("inputs/", "maps/", "prepared/followup_registered")
 
 
 @dataclass
@@ -79,7 +74,7 @@ class _CloseCounter:
             logic._jobs.cancel()  # its result could only go into the next scene
 
 
-class LongitudinalALSceneLogic:
+class LongitudinalALSceneLogic(SceneBundles):
     def __init__(self, scene, app, work_root: str | Path | None = None, runner: Runner | None = None) -> None:
         self.scene, self.app = scene, app
         self.work_root = Path(work_root) if work_root else persistence.default_work_root()
@@ -310,78 +305,6 @@ class LongitudinalALSceneLogic:
         return self._apply_suggest_result(self.runner("suggest", self._spec(self.work_dir, self.options),
                                                       progress, cancel))
 
-    # ------------------------------------------------------------ bundles
-    def persist(self) -> None:
-        """Repack the session into the scene's archive node, so any .mrb written now carries it.
-
-        Called after every commit (run, accept, retrain, resuggest): Slicer's File > Save
-        writes the scene with ``vtkMRMLScene::WriteToMRB`` and fires no event we could pack on.
-        """
-        session_scene.pack_session(self.scene, self.param, self.work_dir, ARCHIVE_EXCLUDE)
-
-    def save_bundle(self, path: str | Path) -> Path:
-        """Save the scene with the session inside as a .mrb (written atomically)."""
-        path = Path(path)
-        self.persist()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # WriteToMRB names the scene inside after the file, so the temporary keeps a plain name
-        tmp = path.with_name(f"{path.stem}-saving-{os.getpid()}.mrb")
-        try:
-            if not self.scene.WriteToMRB(str(tmp)):
-                raise SessionError(f"Could not write the scene bundle {path}.", "Check free disk space and permissions.")
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
-
-    def load_bundle(self, path: str | Path) -> list[Suggestion]:
-        """Replace the scene by a saved .mrb and restore its session (work continues)."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"Scene bundle not found: {path}.", "Check the path.")
-        if not self.scene.ReadFromMRB(str(path), True):
-            raise InputError(f"Could not read the scene bundle {path}.", "Is it a Slicer .mrb file?")
-        self.ensure_session()
-        return self.suggestions
-
-    def ensure_session(self) -> Path | None:
-        """After a scene import: reuse the recorded folder only if it is ours and matches the archive, else unpack.
-
-        The scene is untrusted: a ``sessionDir`` outside the work root, or whose content differs
-        from the archive, is never opened (so never modified); a fresh copy is unpacked instead.
-        """
-        param = session_scene.parameter_node(self.scene, create=False)
-        if param is None or session_scene.archive_node(param) is None:
-            return None
-        reused = persistence.reusable_session_dir(param, self.work_root, ARCHIVE_EXCLUDE)
-        if reused is not None:
-            return reused
-        set_value(param, "sessionDir", "")  # never left pointing at a folder we did not vet, even if unpacking fails
-        return self.restore_session()
-
-    def pack_for_save(self) -> bool:
-        """Repack now (harmless extra: the archive is already current after every commit); False without a session."""
-        param = session_scene.parameter_node(self.scene, create=False)
-        current = get_value(param, "sessionDir") if param is not None else ""
-        if not current or not SessionStore.exists(Path(current) / "session"):
-            return False
-        try:
-            self.persist()
-        except SessionError:  # e.g. a folder outside the work root: an event observer must not raise
-            return False
-        return True
-
-    def stored_sessions(self) -> list[persistence.StoredSession]:
-        """Sessions kept in the work root (newest first), for the user to review and delete."""
-        return persistence.stored_sessions(self.work_root)
-
-    def remove_stored_session(self, folder: str | Path) -> int:
-        """Delete a stored session folder (never the one open in this scene); returns the bytes freed."""
-        current = get_value(self.param, "sessionDir")
-        return persistence.remove_stored_session(self.work_root, Path(folder), Path(current) if current else None)
-
     def status(self) -> dict[str, Any]:
         """Small summary for the panel: device, round, number of suggestions, current index."""
         param = session_scene.parameter_node(self.scene, create=False)
@@ -390,17 +313,3 @@ class LongitudinalALSceneLogic:
         return {"device": get_value(param, "device"), "round": get_value(param, "round"),
                 "suggestions": len(self.suggestions), "current": self.current_index,
                 "registration_warning": transform_review.warning(self)}
-
-    def restore_session(self) -> Path:
-        """Unpack the session stored in the scene into a new folder under the work root, and check it."""
-        param = self.param
-        work = session_scene.unpack_session(param, self.work_root, self.archive_limits)
-        try:
-            self._session(write=True).close()  # validates it and recovers a copy saved mid-write
-        except Exception as err:  # a scene file is untrusted: whatever is wrong, keep nothing, say one line
-            shutil.rmtree(work, ignore_errors=True)
-            set_value(param, "sessionDir", "")
-            reason = err.problem if isinstance(err, LongitudinalALError) else f"{type(err).__name__}: {err}"
-            raise SessionError(f"The session stored in this scene is not a valid LongitudinalAL session "
-                               f"({reason})", "Reopen an earlier copy of the scene.") from None
-        return work

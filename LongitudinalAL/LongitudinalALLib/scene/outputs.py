@@ -116,8 +116,7 @@ def update_score_volume(array: np.ndarray, reference, scene, name: str = "Change
     """Per-voxel score/uncertainty (K, J, I) on the reference (baseline) grid, hot colours."""
     if not _alive(node):
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    volumes.update_node_from_array(node, np.asarray(array, dtype=np.float32))
-    volumes.set_node_geometry(node, volumes.ijk_to_ras(reference))
+    volumes.set_voxels(node, np.asarray(array, dtype=np.float32), volumes.ijk_to_ras(reference))
     volumes.ensure_display_and_storage(node, "vtkMRMLColorTableNodeIron")
     display = node.GetDisplayNode()
     display.AutoWindowLevelOff()

@@ -13,7 +13,6 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
-from vtk.util import numpy_support
 
 from LongitudinalALLib.active.suggestions import image_ijk_to_ras
 from LongitudinalALLib.core.errors import InputError
@@ -55,7 +54,7 @@ def ijk_to_ras(node) -> np.ndarray:
     """(4, 4) IJK->world RAS matrix, including a linear parent transform if any."""
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
-    matrix = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    matrix = slicer.util.arrayFromVTKMatrix(m)
     parent = node.GetParentTransformNode()
     if parent is not None:
         if not parent.IsLinear():
@@ -63,7 +62,7 @@ def ijk_to_ras(node) -> np.ndarray:
                              "Harden the transform (Data module, right click > Harden transform) first.")
         w = vtk.vtkMatrix4x4()
         parent.GetMatrixTransformToWorld(w)
-        matrix = np.array([[w.GetElement(r, c) for c in range(4)] for r in range(4)]) @ matrix
+        matrix = slicer.util.arrayFromVTKMatrix(w) @ matrix
     return matrix
 
 
@@ -85,27 +84,10 @@ def node_to_sitk(node, role: str = "input") -> sitk.Image:
     return image
 
 
-def sitk_geometry_to_ijk_to_ras(image: sitk.Image) -> np.ndarray:
-    """(4, 4) IJK->RAS matrix of a SimpleITK image."""
-    return image_ijk_to_ras(image)
-
-
-def set_node_geometry(node, ijk_to_ras_matrix: np.ndarray) -> None:
-    m = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            m.SetElement(r, c, float(ijk_to_ras_matrix[r, c]))
-    node.SetIJKToRASMatrix(m)
-
-
-def update_node_from_array(node, array: np.ndarray) -> None:
-    """Replace the voxels of ``node`` by ``array`` (K, J, I); geometry is left as it is."""
-    array = np.ascontiguousarray(array)
-    image = vtk.vtkImageData()
-    image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    vtk_array = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
-    image.GetPointData().SetScalars(vtk_array)
-    node.SetAndObserveImageData(image)
+def set_voxels(node, array: np.ndarray, ijk_to_ras_matrix: np.ndarray) -> None:
+    """Give ``node`` the voxels ``array`` (K, J, I) and the (4, 4) IJK->RAS geometry (Slicer's own helpers)."""
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(np.asarray(ijk_to_ras_matrix, dtype=float)))
 
 
 def sitk_to_node(image: sitk.Image, scene, name: str, node=None, color_node_id: str | None = None,
@@ -116,8 +98,7 @@ def sitk_to_node(image: sitk.Image, scene, name: str, node=None, color_node_id: 
     if node is None or node.GetScene() is None:
         cls = "vtkMRMLLabelMapVolumeNode" if label_map else "vtkMRMLScalarVolumeNode"
         node = scene.AddNewNodeByClass(cls, name)
-    update_node_from_array(node, sitk.GetArrayFromImage(image))
-    set_node_geometry(node, sitk_geometry_to_ijk_to_ras(image))
+    set_voxels(node, sitk.GetArrayFromImage(image), image_ijk_to_ras(image))
     ensure_display_and_storage(node, color_node_id)
     return node
 

@@ -192,7 +192,6 @@ def _bspline(fixed: Pyramid, moving: Pyramid, affine: sitk.AffineTransform, s: R
     extent = np.asarray(image.GetSize()) * np.asarray(image.GetSpacing())
     mesh = [max(1, int(round(e / s.bspline_mesh_mm))) for e in extent]
     bspline = sitk.BSplineTransformInitializer(image, mesh, 3)
-    composite = sitk.CompositeTransform([affine, bspline])
     from LongitudinalALLib.imaging.registration.engine import method
 
     iters = 0

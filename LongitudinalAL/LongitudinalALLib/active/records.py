@@ -1,0 +1,80 @@
+"""Typed records of a session folder: what the store hands out instead of its JSON.
+
+Torch-free. ``binary_mask`` and ``split_of`` are the rules a label is stored by.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from LongitudinalALLib.active.suggestions import Suggestion
+from LongitudinalALLib.core.errors import InputError
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    strategy: str
+    seed: int
+    init_weights: str               # "bundled", "scratch" or a weights path
+    model_config: dict | None       # ModelConfig fields; None: the default network
+    val_fraction: float
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    case_id: str
+    slice_index: int                # baseline slice (the label key)
+    file: str                       # relative to the session folder
+    lesion_pixels: int              # 0 = the user confirmed "no new lesion"
+    round: int                      # rounds trained when it was given
+    split: str                      # "train" or "val" (hashed, stable)
+
+    @property
+    def key(self) -> str:
+        return f"{self.case_id}:{self.slice_index}"
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    round: int
+    checkpoint: str                 # relative path of the round's weights
+    time: float = 0.0
+    budget: dict | None = None      # budget()["total"] when it was trained
+    n_train: int = 0
+    n_val: int = 0
+    warm_start: str = ""
+    train: dict | None = None       # TrainResult.summary()
+    history: list | None = None
+    config: dict | None = None      # TrainConfig.to_dict()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RoundRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class SuggestionBatch:
+    round: int
+    strategy: str
+    scores: str                     # relative path of the (N,) scores behind it
+    slices: tuple[Suggestion, ...]
+
+
+def hash01(*parts: Any) -> float:
+    """A stable pseudo-random number in [0, 1) from ``parts`` (the train/val split of a label)."""
+    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def binary_mask(mask: Any, what: str) -> np.ndarray:
+    """``mask`` as an array of 0/1; any other value (NaN, -1, 255, intensities) would become a wrong label."""
+    arr = np.asarray(mask)
+    if arr.dtype != bool and arr.size and (not np.isfinite(arr).all() or not np.isin(arr, (0, 1)).all()):
+        raise InputError(f"{what} holds values other than 0 and 1 (e.g. {arr[~np.isin(arr, (0, 1))].flat[0]}).",
+                         "Give a lesion mask of 0 (background) and 1 (lesion), e.g. via label_masks.")
+    return arr
