@@ -138,3 +138,19 @@ def test_slice_helpers():
     det = metrics.slice_detection(p, t)
     assert (det["tp"], det["fp"], det["fn"], det["tn"]) == (1, 1, 0, 1)
     assert det["precision"] == 0.5 and det["recall"] == 1.0
+
+
+def test_dropping_predicted_components_from_the_table_scores_like_the_masked_prediction():
+    from LongitudinalALLib.model.metrics import connected_lesions, counts_from_table, keep_predicted, overlap_table
+
+    rng = np.random.default_rng(3)
+    truth = np.zeros((12, 24, 24), bool)
+    truth[2:5, 2:8, 2:8] = truth[7:10, 14:20, 14:20] = True
+    pred = truth.copy()
+    pred[2:5, 5:10, 2:8] = True                 # one component spilling out of a lesion
+    pred |= rng.random(pred.shape) > 0.995      # specks
+    lab_t, n_t = connected_lesions(truth)
+    lab_p, n_p = connected_lesions(pred)
+    kept = np.arange(1, n_p + 1) % 3 != 0
+    direct = metrics.lesion_counts(np.isin(lab_p, np.flatnonzero(kept) + 1), truth)
+    assert counts_from_table(keep_predicted(overlap_table(lab_t, n_t, lab_p, n_p), kept)) == direct
