@@ -107,12 +107,14 @@ def lesion_mask(probability: np.ndarray, spacing, config: LesionMaskConfig = DEF
     return select(comps, keep(comps, config))
 
 
-def lesion_mask_from_slices(probs: np.ndarray, foreground: np.ndarray, geometry, spacing,
+def lesion_mask_from_slices(probs: np.ndarray, foreground: np.ndarray, geometry, spacing=None,
                             config: LesionMaskConfig = DEFAULT) -> np.ndarray:
     """Mask on the baseline grid from model slices: probs, foreground (N, H, W); ``geometry`` a SliceGeometry.
 
     Probabilities outside the foreground are zeroed, then mapped to the
     baseline grid with linear interpolation (as the product's probability map).
+    ``spacing`` defaults to the geometry's baseline voxel spacing.
     """
     p = np.asarray(probs, np.float32) * (np.asarray(foreground) > 0)
+    spacing = geometry.voxel_spacing if spacing is None else spacing
     return lesion_mask(geometry.to_volume(p, order=1), spacing, config)
