@@ -114,12 +114,12 @@ def _order(r: dict) -> tuple:
 
 def choose(rows: list[dict], raw_recall: float) -> dict:
     """The module docstring's rule."""
-    return sorted([r for r in rows if r["recall"] >= raw_recall - MAX_RECALL_LOSS], key=_order)[0]
+    return min((r for r in rows if r["recall"] >= raw_recall - MAX_RECALL_LOSS), key=_order)
 
 
 def choose_first_rule(rows: list[dict]) -> dict:
     """The first rule (pooled F1 alone), kept to show why it was replaced."""
-    return sorted(rows, key=_order)[0]
+    return min(rows, key=_order)
 
 
 def main(argv=None) -> dict:
@@ -159,7 +159,7 @@ def main(argv=None) -> dict:
                             for k, v in groups.items()},
            "grid": grid,
            "pairs": [{"pair": r["pair"], "has_lesions": r["has_lesions"], "spacing": r["spacing"],
-                      "n_components": int(len(r["peak"]))} for r in recs],
+                      "n_components": len(r["peak"])} for r in recs],
            "seconds": round(time.perf_counter() - t0, 1)}
     print(json.dumps({k: out[k] for k in ("n_pairs", "n_lesion_free", "raw", "chosen", "first_rule", "by_thickness")}, indent=1))
     write_results(args.name, out)

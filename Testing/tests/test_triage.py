@@ -93,13 +93,11 @@ class _Fixed:
 
 
 def test_triage_counts_what_the_lesion_mask_step_keeps_not_every_pixel_over_the_threshold():
-    from test_session import make_case
-
     from LongitudinalALLib.model.lesion_mask import LesionMaskConfig
 
     case = make_case("c0")
     probs = np.zeros(case.foreground.shape, np.float32)
-    n, h, w = probs.shape
+    n = len(probs)
     k = int(np.argmax(case.foreground.reshape(n, -1).sum(1)))
     ys, xs = np.nonzero(case.foreground[k])
     cy, cx = int(np.median(ys)), int(np.median(xs))
