@@ -13,13 +13,19 @@ it is) and with the voxel-pairwise matched one (``intensity_match``):
 * difference channel on lesion-free pairs: mean |difference| and share of brain voxels with
   |difference| > 0.1 (normalised units), histogram vs pairwise matching.
 
-Run:  .venv/bin/python Testing/benchmarks/bench_model_heldout.py --n 6 \
-          --weights old=LongitudinalAL/Resources/Weights/change_unet.safetensors,new=/tmp/new.safetensors
+Each model is scored with each lesion-mask step side by side (``--masks``): ``raw``
+(p >= 0.5, the product before issue 13) and ``lesion_mask`` (``model/lesion_mask.py``);
+for the lesion-free pairs every false lesion is described (``false_lesions.py``:
+volume, peak probability, location) and tabulated by location.
+
+Run:  .venv/bin/python Testing/benchmarks/bench_model_heldout.py --n 10 \
+          --weights old=/tmp/old.safetensors,new=Resources/Weights/change_unet.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -32,10 +38,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "LongitudinalAL"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import false_lesions  # noqa: E402
 from bench_common import describe_machine, write_results  # noqa: E402
 
 CACHE = ROOT / "Testing" / "benchmarks" / "results" / "tmp" / "heldout"
 MATCHINGS = ("histogram", "pairwise")
+MASKS = ("raw", "lesion_mask")  # probabilities -> lesion mask: plain threshold, and the product's step
 
 
 def prepared(index: int, grid_type: str) -> dict:
@@ -88,8 +96,22 @@ def diff_signal(d: dict, matching: str) -> dict:
     return out
 
 
-def score(model, d: dict, matching: str) -> dict:
-    """MSSEG-2 style metrics and the first-suggestion hit rate of one model on one pair."""
+def masks(probs: np.ndarray, c, d: dict, names) -> dict[str, np.ndarray]:
+    """(K, J, I) new-lesion masks on the baseline grid: ``raw`` (p >= 0.5 on the slices, as before
+    issue 13's lesion-mask step) and ``lesion_mask`` (``model/lesion_mask.py`` with its frozen defaults)."""
+    from LongitudinalALLib.model.lesion_mask import lesion_mask_from_slices
+
+    out = {}
+    if "raw" in names:
+        out["raw"] = c.geometry.to_volume(((probs >= 0.5) & c.foreground).astype(np.float32), order=0) > 0.5
+    if "lesion_mask" in names:
+        out["lesion_mask"] = lesion_mask_from_slices(probs, c.foreground, c.geometry, d["spacing"])
+    return out
+
+
+def score(model, d: dict, matching: str, mask_names=MASKS) -> dict[str, dict]:
+    """MSSEG-2 style metrics and the first-suggestion hit rate of one model on one pair, per mask step;
+    on a lesion-free pair also what each false lesion is (``false_lesions.describe``)."""
     from LongitudinalALLib.active.strategies.uncertainty import binary_entropy
     from LongitudinalALLib.imaging.pairing import pair_slices
     from LongitudinalALLib.model import Predictor
@@ -98,23 +120,30 @@ def score(model, d: dict, matching: str) -> dict:
     base, reg, fg = variant(d, matching)
     c = pair_slices(base, reg, fg, d["pair_id"], labels=d["truth"])
     probs = Predictor(model).predict(c.images)
-    pred = (probs >= 0.5) & c.foreground
-    vol = c.geometry.to_volume(pred.astype(np.float32), order=0) > 0.5
-    m = subject_metrics(d["pair_id"], vol, d["truth"] > 0)
     tissue = c.foreground.reshape(len(c.foreground), -1).mean(1) > 0.05
     ent = binary_entropy(torch.from_numpy(probs)).numpy() * c.foreground
     per_slice = ent.reshape(len(ent), -1).sum(1) / np.maximum(c.foreground.reshape(len(ent), -1).sum(1), 1)
     per_slice[~tissue] = -np.inf
     top = np.argsort(-per_slice, kind="stable")[:10]
     has = c.labels.reshape(len(c.labels), -1).any(1)
-    row = {"dice": m.dice, "lesion_f1": m.lesions.f1, "n_true": m.lesions.n_true,
-           "fp_lesions": m.lesions.false_positives,
-           "fp_volume_mm3": float(m.pred_voxels * np.prod(d["spacing"])) if not m.has_lesions else None,
-           "has_lesions": m.has_lesions}
-    if has.any():
-        row["top10_hit"] = float(has[top].mean())
-        row["tissue_share"] = float(has[tissue].mean())
-    return row
+    hits = {"top10_hit": float(has[top].mean()), "tissue_share": float(has[tissue].mean())} if has.any() else {}
+    prob_vol = None if d["truth"].any() else c.geometry.to_volume(probs * c.foreground, order=1)
+    rows = {}
+    for name, vol in masks(probs, c, d, mask_names).items():
+        m = subject_metrics(d["pair_id"], vol, d["truth"] > 0)
+        rows[name] = {"dice": m.dice, "lesion_f1": m.lesions.f1, "n_true": m.lesions.n_true,
+                      "fp_lesions": m.lesions.false_positives,
+                      "fp_volume_mm3": float(m.pred_voxels * np.prod(d["spacing"])) if not m.has_lesions else None,
+                      "has_lesions": m.has_lesions} | hits
+        if prob_vol is not None:
+            rows[name]["false_lesions"] = false_lesions.describe(vol, prob_vol, location_maps(d), d["spacing"])
+    return rows
+
+
+def location_maps(d: dict) -> tuple[np.ndarray, np.ndarray]:
+    if "_maps" not in d:
+        d["_maps"] = false_lesions.distance_maps(d["baseline"], d["foreground"], d["spacing"])
+    return d["_maps"]
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -138,19 +167,25 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=6, help="pairs per grid type (even: half lesion-free)")
     ap.add_argument("--grid-types", default="iso1,axial3")
-    ap.add_argument("--weights", default="old=" + str(ROOT / "LongitudinalAL/Resources/Weights/change_unet.safetensors"))
+    ap.add_argument("--weights", default="bundled=" + str(ROOT / "Resources/Weights/change_unet.safetensors"))
     ap.add_argument("--matchings", default="histogram", help="follow-up matchings to score the models on")
+    ap.add_argument("--masks", default=",".join(MASKS), help="lesion-mask steps to score side by side")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--name", default="model_heldout")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from LongitudinalALLib.model import load_weights
+    from LongitudinalALLib.model.lesion_mask import DEFAULT
 
+    mask_names = tuple(args.masks.split(","))
     models = {k: load_weights(v) for k, v in (item.split("=", 1) for item in args.weights.split(",") if item)}
     t0 = time.perf_counter()
     out = {"command": "python Testing/benchmarks/bench_model_heldout.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "machine": describe_machine(), "weights": args.weights, "metrics_note":
-           "metrics.py lesion F1 with the MSSEG-2 detection rule (animaSegPerfAnalyzer alpha/beta/gamma)", "grid_types": {}}
+           "metrics.py lesion F1 with the MSSEG-2 detection rule (animaSegPerfAnalyzer alpha/beta/gamma)",
+           "masks": {"raw": "p >= 0.5 on the model slices, nearest to the baseline grid",
+                     "lesion_mask": "model/lesion_mask.py, defaults " + json.dumps(DEFAULT.to_dict())},
+           "false_lesions_note": false_lesions.__doc__.split("\n\n", 1)[1].strip(), "grid_types": {}}
     for gt in args.grid_types.split(","):
         pairs = [prepared(i, gt) for i in range(args.n)]
         res = {"diff_signal": {}, "models": {}}
@@ -158,9 +193,15 @@ def main(argv=None) -> dict:
             res["diff_signal"][mt] = [diff_signal(d, mt) | {"pair": d["pair_id"]} for d in pairs]
         for mt in args.matchings.split(","):
             for name, model in models.items():
-                rows = [score(model, d, mt) | {"pair": d["pair_id"]} for d in pairs]
-                res["models"][f"{name}/{mt}"] = {"summary": summarise(rows), "pairs": rows}
-                print(gt, f"{name}/{mt}", res["models"][f"{name}/{mt}"]["summary"], flush=True)
+                scored = [score(model, d, mt, mask_names) for d in pairs]
+                for mk in mask_names:
+                    rows = [s[mk] | {"pair": d["pair_id"]} for s, d in zip(scored, pairs)]
+                    fl = [f | {"pair": r["pair"]} for r in rows for f in r.pop("false_lesions", [])]
+                    res["models"][f"{name}/{mt}/{mk}"] = {"summary": summarise(rows),
+                                                          "false_lesions": {"by_location": false_lesions.table(fl),
+                                                                            "components": fl},
+                                                          "pairs": rows}
+                    print(gt, f"{name}/{mt}/{mk}", res["models"][f"{name}/{mt}/{mk}"]["summary"], flush=True)
         out["grid_types"][gt] = res
     out["seconds"] = round(time.perf_counter() - t0, 1)
     write_results(args.name, out)

@@ -9,8 +9,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_model_heldout as bench  # noqa: E402
+import false_lesions  # noqa: E402
 
 from LongitudinalALLib.model import ModelConfig, build_model  # noqa: E402
+from LongitudinalALLib.model.lesion_mask import DEFAULT  # noqa: E402
 
 
 def _pair(with_lesion: bool) -> dict:
@@ -28,14 +30,46 @@ def _pair(with_lesion: bool) -> dict:
             "direction": np.eye(3).ravel()}
 
 
-def test_score_reports_the_four_metrics_and_the_hit_rate():
+def test_score_reports_the_four_metrics_and_the_hit_rate_per_mask_step():
     torch.manual_seed(0)
     model = build_model(ModelConfig(channels=(4, 8, 16), strides=(2, 2)))
     les = bench.score(model, _pair(True), "histogram")
     free = bench.score(model, _pair(False), "histogram")
-    assert les["has_lesions"] and 0 <= les["dice"] <= 1 and 0 <= les["lesion_f1"] <= 1
-    assert les["tissue_share"] == 2 / 8 and les["top10_hit"] == 2 / 8  # 8 tissue slices, 2 with a lesion
-    assert not free["has_lesions"] and free["fp_volume_mm3"] >= 0 and free["fp_lesions"] >= 0
+    assert set(les) == set(free) == {"raw", "lesion_mask"}
+    for mk in bench.MASKS:
+        assert les[mk]["has_lesions"] and 0 <= les[mk]["dice"] <= 1 and 0 <= les[mk]["lesion_f1"] <= 1
+        assert les[mk]["tissue_share"] == 2 / 8 and les[mk]["top10_hit"] == 2 / 8  # 8 tissue slices, 2 lesion ones
+        assert not free[mk]["has_lesions"] and free[mk]["fp_volume_mm3"] >= 0 and free[mk]["fp_lesions"] >= 0
+        assert len(free[mk]["false_lesions"]) == free[mk]["fp_lesions"]  # one described row per false lesion
+        assert "false_lesions" not in les[mk]
+
+
+def test_masks_side_by_side_the_step_drops_a_speck_the_raw_threshold_keeps():
+    d = _pair(False)
+    from LongitudinalALLib.imaging.pairing import pair_slices
+
+    c = pair_slices(*bench.variant(d, "histogram"), "p", labels=d["truth"])
+    probs = np.zeros(c.foreground.shape, np.float32)
+    centre = tuple(s // 2 for s in probs.shape[1:])
+    probs[4, centre[0], centre[1]] = 0.99  # one confident pixel: 3 mm^3 on the 1x1x3 mm grid
+    out = bench.masks(probs, c, d, bench.MASKS)
+    kept = DEFAULT.min_volume_mm3 <= 3.0 and DEFAULT.peak <= 0.99  # the frozen rule on this one speck
+    assert out["raw"].sum() == 1 and out["lesion_mask"].sum() == int(kept)
+
+
+def test_false_lesions_are_described_by_size_peak_and_location():
+    fg = np.zeros((20, 40, 40), np.uint8)
+    fg[:, 5:35, 5:35] = 1
+    base = np.ones(fg.shape, np.float32)
+    mask = np.zeros(fg.shape, bool)
+    mask[10, 5:7, 20] = True      # at the brain edge
+    mask[8:10, 19:21, 19:21] = True  # deep inside: 14 mm from the edge
+    prob = mask * 0.7
+    rows = false_lesions.describe(mask, prob, false_lesions.distance_maps(base, fg, (1.0, 1.0, 1.0)), (1.0, 1.0, 1.0))
+    assert sorted(r["volume_mm3"] for r in rows) == [2.0, 8.0]
+    assert [r["location"] for r in sorted(rows, key=lambda r: r["volume_mm3"])] == ["brain_edge", "deep_white_matter"]
+    assert all(np.isclose(r["peak"], 0.7) for r in rows)
+    assert false_lesions.table(rows)["all"]["n"] == 2
 
 
 def test_summary_medians_and_percentiles_over_lesion_free_pairs():

@@ -138,3 +138,23 @@ def test_slice_helpers():
     det = metrics.slice_detection(p, t)
     assert (det["tp"], det["fp"], det["fn"], det["tn"]) == (1, 1, 0, 1)
     assert det["precision"] == 0.5 and det["recall"] == 1.0
+
+
+def test_dropping_predicted_components_from_the_table_scores_like_the_masked_prediction():
+    from LongitudinalALLib.model.metrics import connected_lesions, counts_from_table, keep_predicted, overlap_table
+
+    truth = np.zeros((3, 12, 12), bool)
+    truth[1, 1:11, 1:11] = True                  # one lesion of 100 voxels
+    pred = np.zeros_like(truth)
+    pred[1, 1:8, 1:11] = True                    # component 1: 70 voxels of it
+    pred[1, 10, 1:9] = True                      # component 2: 8 voxels, apart from component 1
+    pred[1, 0, 0] = False
+    lab_t, n_t = connected_lesions(truth)
+    lab_p, n_p = connected_lesions(pred)
+    assert n_p == 2
+    table = overlap_table(lab_t, n_t, lab_p, n_p)
+    for kept in ([False, True], [True, False], [True, True], [False, False]):
+        direct = metrics.lesion_counts(np.isin(lab_p, np.flatnonzero(kept) + 1), truth)
+        assert counts_from_table(keep_predicted(table, np.array(kept))) == direct
+    # with component 1 dropped, 8 of 100 voxels is under alpha: the lesion is missed (its size stays 100)
+    assert counts_from_table(keep_predicted(table, np.array([False, True]))).n_detected == 0

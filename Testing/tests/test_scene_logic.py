@@ -64,6 +64,21 @@ def run_state(tmp_path_factory):
             "baseline": baseline, "followup": followup}
 
 
+def test_the_prediction_segment_is_the_lesion_mask_step_of_the_probability_map(run_state):
+    """What the user sees as "model prediction" is model.lesion_mask's step, not a raw voxel threshold."""
+    from LongitudinalALLib.model.lesion_mask import lesion_mask_from_slices
+
+    logic = run_state["logic"]
+    session = logic._session()
+    case = session.case(run_state["suggestions"][0].case_id)
+    probs = sitk.GetArrayFromImage(sitk.ReadImage(str(logic.work_dir / "maps" / "probability.nrrd")))
+    stored = sitk.GetArrayFromImage(sitk.ReadImage(str(logic.work_dir / "maps" / "lesion_mask.nrrd")))
+    slices = case.geometry.to_slices(probs.astype(np.float32), order=1)
+    np.testing.assert_array_equal(stored > 0, lesion_mask_from_slices(slices, case.foreground, case.geometry) > 0)
+    shown = labels.export_segment(logic.node("segmentation"), outputs.PREDICTION_SEGMENT, logic.reference_volume())
+    np.testing.assert_array_equal(shown > 0, stored > 0)
+
+
 def test_run_creates_outputs_and_shows_the_first_suggestion(run_state):
     logic, hs, suggestions = run_state["logic"], run_state["hs"], run_state["suggestions"]
     assert len(suggestions) == OPTIONS.k and [s.rank for s in suggestions] == [1, 2, 3, 4]

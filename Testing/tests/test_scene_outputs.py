@@ -11,6 +11,7 @@ slicer = pytest.importorskip("slicer")
 import scene_testdata  # noqa: E402
 
 from LongitudinalALLib.active.suggestions import Suggestion, place_on_baseline, slice_axis_of  # noqa: E402
+from LongitudinalALLib.model.lesion_mask import RAW, LesionMaskConfig, lesion_mask  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 
 
@@ -112,9 +113,27 @@ def test_label_slice_roundtrip_and_empty_slice(env, pair):
     labels.write_label_slice(seg, base, geometry, k + 1, mask[k + 1])  # another slice keeps the first
     np.testing.assert_array_equal(labels.read_label_slice(seg, base, geometry, k), mask[k])
     np.testing.assert_array_equal(labels.export_segment(seg, outputs.LESION_SEGMENT, base)[k + 1], mask[k + 1])
-    count = labels.write_prediction(seg, base, geometry, mask.astype(np.float32))
+    count = labels.write_prediction(seg, base, geometry, mask.astype(np.float32), config=RAW)
     assert count == int(mask.sum())
     assert env.scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode").GetNumberOfItems() == 0  # no leftovers
+
+
+def test_the_prediction_segment_is_the_lesion_mask_step_not_a_bare_threshold(env, pair):
+    baseline = pair[0]
+    base = volumes.sitk_to_node(baseline, env.scene, "baseline")
+    seg = outputs.ensure_segmentation(base, env.scene)
+    probs = np.zeros(sitk.GetArrayViewFromImage(baseline).shape, np.float32)
+    k, j, i = (n // 2 for n in probs.shape)
+    probs[k - 1:k + 2, j - 3:j + 3, i - 3:i + 3] = 0.95   # a confident blob
+    probs[k, j + 12, i + 12] = 0.97                        # a one-voxel speck
+    probs[k, j - 12:j - 6, i - 12:i - 6] = 0.6             # a weak blob
+    config = LesionMaskConfig(threshold=0.5, peak=0.9, min_volume_mm3=2.0 * float(np.prod(baseline.GetSpacing())))
+    expected = lesion_mask(probs, baseline.GetSpacing(), config)
+    assert expected.sum() == 3 * 6 * 6 and (probs >= 0.5).sum() > expected.sum()
+    for write in (lambda: labels.write_prediction(seg, base, AxialGridGeometry(), probs, config=config),
+                  lambda: labels.write_prediction_map(seg, base, probs, config=config)):
+        assert write() == expected.sum()
+        np.testing.assert_array_equal(labels.export_segment(seg, outputs.PREDICTION_SEGMENT, base), expected)
 
 
 def test_red_view_shows_the_suggested_slice(env, pair):

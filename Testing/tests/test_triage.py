@@ -81,3 +81,31 @@ def test_suggest_spreads_over_subjects_and_prints_each_subjects_budget(tmp_path,
     assert all(f"  c{i}: 0 of " in text for i in range(3))
     assert main(argv + ["--per-subject-cap", "1"]) == 2
     assert "allows only 3 of the 6" in capsys.readouterr().err
+
+
+class _Fixed:
+    """Predictor stand-in returning the same probabilities for any images."""
+
+    def __init__(self, probs):
+        self.probs = probs
+
+    def predict(self, images):
+        return self.probs
+
+
+def test_triage_counts_what_the_lesion_mask_step_keeps_not_every_pixel_over_the_threshold():
+    from LongitudinalALLib.model.lesion_mask import LesionMaskConfig
+
+    case = make_case("c0")
+    probs = np.zeros(case.foreground.shape, np.float32)
+    n = len(probs)
+    k = int(np.argmax(case.foreground.reshape(n, -1).sum(1)))
+    ys, xs = np.nonzero(case.foreground[k])
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    probs[k - 1:k + 2, cy - 2:cy + 3, cx - 2:cx + 3] = 0.95     # a confident lesion-sized blob
+    probs[k, ys[0], xs[0]] = 0.6                                # a weak isolated pixel on another part of slice k
+    probs[k + 4, cy, cx] = 0.6                                  # and one on a slice of its own
+    config = LesionMaskConfig(threshold=0.5, peak=0.9, min_volume_mm3=3.0)
+    (row,) = triage_cases([case], _Fixed(probs), mask_config=config)
+    assert row.lesions == 1 and row.slices_flagged == 3  # p >= 0.5 alone: 2 lesions on 4 slices
+    assert row.probability == pytest.approx(pair_probability(probs, case.foreground))

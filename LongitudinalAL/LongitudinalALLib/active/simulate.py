@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from LongitudinalALLib.model.lesion_mask import DEFAULT, lesion_mask_from_slices
 from LongitudinalALLib.model.metrics import CohortMetrics, subject_metrics, summarize
 from LongitudinalALLib.model.training import TrainConfig
 
@@ -46,6 +47,7 @@ class SimulationConfig:
     init_weights: str = "scratch"
     train: TrainConfig = field(default_factory=TrainConfig)
     threshold: float = 0.5
+    lesion_mask: str = "product"         # "product": model.lesion_mask's step; "raw": the voxel threshold (before)
     strategy_kwargs: dict = field(default_factory=dict)
     selection: dict = field(default_factory=dict)  # SelectionOptions fields for rounds >= 2
 
@@ -113,7 +115,7 @@ def load_cohort_cases(cohort: str | Path, splits: tuple[str, ...], *, size: int 
 
 # ---------------------------------------------------------------- evaluation
 def evaluate(model, cases: list[OracleCase], threshold: float = 0.5,
-             cancel: CancelToken | None = None) -> CohortMetrics:
+             cancel: CancelToken | None = None, lesion_mask: str = "product") -> CohortMetrics:
     """Per-subject metrics on the baseline grid: predict slices, map back, compare with the truth."""
     from LongitudinalALLib.model import Predictor
 
@@ -122,8 +124,12 @@ def evaluate(model, cases: list[OracleCase], threshold: float = 0.5,
     for oc in cases:
         check_cancel(cancel, "Evaluation")
         c = oc.slices
-        pred = (predictor.predict(c.images) >= threshold) & c.foreground
-        vol = c.geometry.to_volume(pred.astype(np.float32), order=0) > 0.5
+        if lesion_mask == "raw":
+            pred = (predictor.predict(c.images) >= threshold) & c.foreground
+            vol = c.geometry.to_volume(pred.astype(np.float32), order=0) > 0.5
+        else:  # what the user sees: components with a confident peak and a real size
+            config = replace(DEFAULT, threshold=threshold, peak=max(DEFAULT.peak, threshold))
+            vol = lesion_mask_from_slices(predictor.predict(c.images), c.foreground, c.geometry, config=config)
         subjects.append(subject_metrics(c.case_id, vol, oc.truth_volume))
     return summarize(subjects)
 
@@ -164,7 +170,7 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
                 _oracle_labels(loop, r, missing, truth, cfg, cancel)
             loop.train(loop.train_config(**{**cfg.train.to_dict(), "seed": training_seed(cfg.seed, r)}),
                        cancel=cancel)
-        metrics = evaluate(loop.current_model(), test, cfg.threshold, cancel)
+        metrics = evaluate(loop.current_model(), test, cfg.threshold, cancel, cfg.lesion_mask)
         done = store.rounds[r - 1]
         row = {"round": r, **_budget_row(done.budget), "train": done.train,
                "metrics": _metrics_row(metrics), "subjects": metrics.subjects}
@@ -211,7 +217,7 @@ def train_full_supervision(session_dir: str | Path, pool: list[OracleCase], test
     loop = ActiveLoop(store)
     result = loop.train(loop.train_config(**{**cfg.train.to_dict(), "seed": training_seed(cfg.seed, 0)}),
                         cancel=cancel)
-    metrics = evaluate(loop.current_model(), test, cfg.threshold, cancel)
+    metrics = evaluate(loop.current_model(), test, cfg.threshold, cancel, cfg.lesion_mask)
     budget = store.budget()["total"]
     return {"labels": budget["labelled"], "fraction": 1.0, "train": result.summary(),
             "metrics": _metrics_row(metrics), "subjects": metrics.subjects}

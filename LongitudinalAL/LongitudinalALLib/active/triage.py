@@ -8,16 +8,22 @@ new lesion gives a cluster of confident pixels (a 3 mm lesion at 1 mm spans
 about 20 pixels), isolated noisy pixels do not lift the mean of the top 20. It
 lies in [0, 1] and reads as the model's (uncalibrated) probability that the
 follow-up has any new lesion; AUROC measures how well it ranks.
+
+What a row says the model *found* (``lesions``, ``slices_flagged``) comes from
+the product's lesion-mask step (``model/lesion_mask.py``: components with a
+confident peak and a minimum volume in mm^3), the same mask the scene shows,
+so a lone noisy pixel flags no slice. The score itself is not changed by it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.model.lesion_mask import DEFAULT, LesionMaskConfig, lesion_mask_from_slices
 
 
 @dataclass(frozen=True)
@@ -25,8 +31,9 @@ class TriageRow:
     case_id: str
     probability: float       # mean of the top pixel probabilities over tissue, in [0, 1]
     rank: int                # 1 = most likely to hold a new lesion
-    slices_flagged: int      # slices with a pixel at p >= threshold
+    slices_flagged: int      # model slices that cut a new lesion of the lesion-mask step
     slices: int
+    lesions: int = 0         # new lesions (components) the lesion-mask step keeps
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,17 +47,32 @@ def pair_probability(probs: np.ndarray, foreground: np.ndarray, top: int = 20) -
     return float(p.topk(min(int(top), p.numel())).values.mean())
 
 
-def triage_cases(cases, predictor, *, top: int = 20, threshold: float = 0.5) -> list[TriageRow]:
-    """Score every case (``CaseSlices``: images (N,3,H,W), foreground (N,H,W)) and rank them."""
+def triage_cases(cases, predictor, *, top: int = 20, threshold: float = 0.5,
+                 mask_config: LesionMaskConfig = DEFAULT) -> list[TriageRow]:
+    """Score every case (``CaseSlices``: images (N,3,H,W), foreground (N,H,W), geometry) and rank them.
+
+    ``threshold`` is the voxel probability of the lesion mask (its peak rule is never below it).
+    """
     if top < 1:
         raise InputError(f"--top {top} uses no pixels.", "Use e.g. --top 20.")
+    config = replace(mask_config, threshold=threshold, peak=max(mask_config.peak, threshold))
     scored = []
     for case in cases:
         probs = predictor.predict(case.images)
-        flagged = int(((probs >= threshold) & case.foreground).reshape(len(probs), -1).any(1).sum())
-        scored.append((case.case_id, pair_probability(probs, case.foreground, top), flagged, len(probs)))
+        found, n_lesions = found_lesions(probs, case.foreground, case.geometry, config)
+        scored.append((case.case_id, pair_probability(probs, case.foreground, top), found, len(probs), n_lesions))
     scored.sort(key=lambda r: (-r[1], r[0]))
-    return [TriageRow(cid, p, rank, f, n) for rank, (cid, p, f, n) in enumerate(scored, 1)]
+    return [TriageRow(cid, p, rank, f, n, k) for rank, (cid, p, f, n, k) in enumerate(scored, 1)]
+
+
+def found_lesions(probs: np.ndarray, foreground: np.ndarray, geometry, config: LesionMaskConfig = DEFAULT):
+    """(model slices that cut a kept lesion, kept lesions) of one case: probs, foreground (N, H, W)."""
+    from scipy import ndimage
+
+    mask = lesion_mask_from_slices(probs, foreground, geometry, config=config)
+    n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))[1]
+    cut = geometry.to_slices(mask.astype(np.float32), order=0) > 0.5
+    return int(cut.reshape(len(cut), -1).any(1).sum()), int(n)
 
 
 def auroc(scores, positive) -> float:

@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
                           "pairs": [{**r.to_dict(), "budget": budget[r.case_id]} for r in rows]}, indent=2))
         return 0
     print(f"session {session.root}: round {session.round_number}, {len(rows)} pairs, most likely new lesion first")
-    print("rank  case            P(new lesion)  flagged slices  labelled        call")
+    print("rank  case            P(new lesion)  lesions  slices with one  labelled        call")
     for r in rows:
         b = budget[r.case_id]
         call = "contour" if r.probability >= args.threshold else "confirm no new lesion"
-        print(f"{r.rank:4d}  {r.case_id:<14s}  {r.probability:13.3f}  {r.slices_flagged:5d} of {r.slices:<5d}  "
-              f"{b['labelled']:4d} of {b['slices']:<5d}  {call}")
+        print(f"{r.rank:4d}  {r.case_id:<14s}  {r.probability:13.3f}  {r.lesions:7d}  "
+              f"{r.slices_flagged:5d} of {r.slices:<8d}  {b['labelled']:4d} of {b['slices']:<5d}  {call}")
     return 0

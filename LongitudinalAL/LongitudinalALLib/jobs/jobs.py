@@ -9,7 +9,7 @@ Work directory layout (all of it travels inside the .mrb, see session_scene)::
     inputs/          baseline.nrrd, followup.nrrd exported from the scene
     prepared/        baseline, followup_registered, difference, foreground (.nrrd), transform.tfm, qc.json
     session/         the session store (active/store.py: pool, labels, checkpoints, state.json)
-    maps/            probability.nrrd, uncertainty.nrrd on the baseline grid (latest model)
+    maps/            probability, uncertainty, lesion_mask (.nrrd) on the baseline grid (latest model)
     suggestions.json the current suggestions (active.suggestions.Suggestion dicts)
 """
 
@@ -94,6 +94,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     from LongitudinalALLib.active import triage
     from LongitudinalALLib.active.loop import ActiveLoop
     from LongitudinalALLib.model import Predictor, binary_entropy, select_device
+    from LongitudinalALLib.model.lesion_mask import lesion_mask_from_slices
 
     work = Path(spec["work_dir"])
     out_dir = Path(spec.get("out_dir") or work)  # a staged train job writes beside its staged session
@@ -113,9 +114,12 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     probs = query.outputs.probs[: len(case.provenance)]  # (N, H, W): the first case leads the pool
     uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
     baseline = sitk.ReadImage(str(work / "prepared" / "baseline.nrrd"))
+    arrays = {name: case.geometry.to_volume(slices.astype(np.float32), order=1).astype(np.float32)
+              for name, slices in (("probability", probs), ("uncertainty", uncertainty))}
+    arrays["lesion_mask"] = lesion_mask_from_slices(probs, case.foreground, case.geometry).astype(np.uint8)
     maps = {}
-    for name, slices in (("probability", probs), ("uncertainty", uncertainty)):
-        volume = sitk.GetImageFromArray(case.geometry.to_volume(slices.astype(np.float32), order=1).astype(np.float32))
+    for name, array in arrays.items():  # (K, J, I) on the baseline grid
+        volume = sitk.GetImageFromArray(array)
         volume.CopyInformation(baseline)
         maps[name] = _write_image(volume, out_dir / "maps" / f"{name}.nrrd")
     difference = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "difference.nrrd")))

@@ -136,11 +136,34 @@ def lesion_counts(pred: np.ndarray, truth: np.ndarray, *, connectivity: int | No
                          "Compare masks on the same grid (resample the prediction onto the truth).")
     lab_t, n_t = connected_lesions(t, connectivity)
     lab_p, n_p = connected_lesions(p, connectivity, min_size=min_size)
+    return counts_from_table(overlap_table(lab_t, n_t, lab_p, n_p), alpha, beta, gamma)
+
+
+def overlap_table(lab_t: np.ndarray, n_t: int, lab_p: np.ndarray, n_p: int) -> np.ndarray:
+    """(n_t + 1, n_p + 1) voxel counts of true component i and predicted component j; row/column 0 = background.
+
+    Dropping whole predicted components (a post-processing step) only drops
+    columns, so one table scores every such variant of a prediction.
+    """
+    pairs = lab_t.ravel().astype(np.int64) * (n_p + 1) + lab_p.ravel()
+    return np.bincount(pairs, minlength=(n_t + 1) * (n_p + 1)).reshape(n_t + 1, n_p + 1)
+
+
+def keep_predicted(table: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The table after dropping the predicted components where ``kept`` (n_p,) is False: their voxels
+    become prediction background (column 0), so every true lesion keeps its size."""
+    kept = np.asarray(kept, bool)
+    out = table[:, np.concatenate([[True], kept])].copy()
+    out[:, 0] += table[:, 1:][:, ~kept].sum(axis=1)
+    return out
+
+
+def counts_from_table(table: np.ndarray, alpha: float = ALPHA, beta: float = BETA,
+                      gamma: float = GAMMA) -> LesionCounts:
+    """MSSEG detection counts from an :func:`overlap_table` (or one after :func:`keep_predicted`)."""
+    n_t, n_p = table.shape[0] - 1, table.shape[1] - 1
     if n_t == 0 or n_p == 0:
         return LesionCounts(n_t, 0, n_p, 0)
-    # table[i, j] = voxels of true component i and predicted component j; row/column 0 = background
-    pairs = lab_t.ravel().astype(np.int64) * (n_p + 1) + lab_p.ravel()
-    table = np.bincount(pairs, minlength=(n_t + 1) * (n_p + 1)).reshape(n_t + 1, n_p + 1)
     return LesionCounts(n_t, _detected(table, alpha, beta, gamma), n_p, _detected(table.T, alpha, beta, gamma))
 
 

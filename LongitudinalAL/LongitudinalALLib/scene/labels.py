@@ -3,7 +3,10 @@
 Reading: export a segment to a label map on the baseline grid (K, J, I), then
 cut model slices with ``SliceGeometry.to_slices(order=0)``; an empty slice means
 "no new lesion". Writing: ``to_volume(order=0)`` back to the baseline grid and
-replace the segment's binary label map.
+replace the segment's binary label map. The model's prediction segment is
+always the product's lesion-mask step (``model/lesion_mask.py``: components, a
+confident peak, a minimum volume in mm^3 from the reference's spacing), never a
+bare voxel threshold, so what a user sees is what is scored.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import vtk
 from vtk.util import numpy_support
 
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.model.lesion_mask import DEFAULT, LesionMaskConfig, lesion_mask, lesion_mask_from_slices
 from LongitudinalALLib.scene import volumes
 from LongitudinalALLib.scene.outputs import LESION_SEGMENT, PREDICTION_SEGMENT, segment_id
 
@@ -98,8 +102,20 @@ def write_label_slice(segmentation_node, reference, geometry: SliceGeometryLike,
 
 
 def write_prediction(segmentation_node, reference, geometry: SliceGeometryLike, probs: np.ndarray,
-                     threshold: float = 0.5) -> int:
-    """Write model probabilities (N, H, W) thresholded into the prediction segment; returns voxel count."""
-    mask = (geometry.to_volume(probs.astype(np.float32), order=1) >= threshold).astype(np.uint8)
-    write_segment(segmentation_node, PREDICTION_SEGMENT, mask, reference)
+                     config: LesionMaskConfig = DEFAULT, foreground: np.ndarray | None = None) -> int:
+    """Write the lesion mask of model probabilities (N, H, W) into the prediction segment; returns voxel count.
+
+    ``foreground`` (N, H, W) bounds it when given (the case's brain mask).
+    """
+    fg = np.ones(probs.shape, bool) if foreground is None else foreground
+    mask = lesion_mask_from_slices(probs, fg, geometry, reference.GetSpacing(), config)
+    write_segment(segmentation_node, PREDICTION_SEGMENT, mask.astype(np.uint8), reference)
+    return int(mask.sum())
+
+
+def write_prediction_map(segmentation_node, reference, probability: np.ndarray,
+                         foreground: np.ndarray | None = None, config: LesionMaskConfig = DEFAULT) -> int:
+    """Write the lesion mask of a (K, J, I) probability map on the reference grid; returns voxel count."""
+    mask = lesion_mask(probability, reference.GetSpacing(), config, foreground)
+    write_segment(segmentation_node, PREDICTION_SEGMENT, mask.astype(np.uint8), reference)
     return int(mask.sum())

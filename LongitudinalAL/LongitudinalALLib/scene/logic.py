@@ -176,8 +176,8 @@ class LongitudinalALSceneLogic(SceneBundles):
         set_node(param, "score", outputs.update_score_volume(uncertainty, reference, scene, "Uncertainty",
                                                              node=self.node("score")))
         segmentation = self.segmentation()
-        probability = sitk.GetArrayFromImage(sitk.ReadImage(result["maps"]["probability"]))
-        labels.write_segment(segmentation, outputs.PREDICTION_SEGMENT, (probability >= 0.5).astype("uint8"), reference)
+        lesions = sitk.GetArrayFromImage(sitk.ReadImage(result["maps"]["lesion_mask"]))  # model.lesion_mask's step
+        labels.write_segment(segmentation, outputs.PREDICTION_SEGMENT, lesions, reference)
         suggestions = [Suggestion.from_dict(d) for d in result["suggestions"]]
         set_value(param, "round", str(result.get("round", 0)))
         set_value(param, "device", result.get("device", ""))
