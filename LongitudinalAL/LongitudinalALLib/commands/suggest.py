@@ -19,7 +19,6 @@ from LongitudinalALLib.imaging.io import case_id_from_path
 
 HELP = "Create or reopen an active-learning session and print the slices most worth labelling next."
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,10 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def find_volume(folder: Path, name: str) -> Path:
     """``name`` as written by prepare.write_prepared, else ``<name>.nii.gz``/``.nrrd``/... in ``folder``."""
     from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.imaging.io import SUFFIXES
     from LongitudinalALLib.imaging.prepare import OUTPUT_FILES
 
     candidates = [folder / OUTPUT_FILES[name]] if name in OUTPUT_FILES else []
-    candidates += [folder / f"{name}{suffix}" for suffix in VOLUME_SUFFIXES]
+    candidates += [folder / f"{name}{suffix}" for suffix in SUFFIXES]
     for path in candidates:
         if path.is_file():
             return path

@@ -44,6 +44,9 @@ OUTPUT_FILES = {
     "qc": "qc.json",
     "geometry": "slice_geometry.json",
 }
+#: the same files in a Slicer work folder (saved scenes carry these names, so they stay)
+SCENE_FILES = {**OUTPUT_FILES, "baseline": "baseline.nrrd", "followup_registered": "followup_registered.nrrd",
+               "difference": "difference.nrrd", "foreground": "foreground.nrrd", "transform": "transform.tfm"}
 
 
 @dataclass
@@ -160,11 +163,15 @@ def prepare_pair(baseline: sitk.Image | str | Path, followup: sitk.Image | str |
                         slices, seconds)
 
 
-def write_prepared(pair: PreparedPair, out_dir: str | Path) -> dict[str, Path]:
-    """Write volumes, the transform (.tfm, readable by Slicer), qc.json and the slice geometry."""
+def write_prepared(pair: PreparedPair, out_dir: str | Path, files: dict[str, str] = OUTPUT_FILES) -> dict[str, Path]:
+    """Write volumes, the transform (.tfm, readable by Slicer), qc.json and the slice geometry.
+
+    The one writer of a prepared folder; ``files`` names them (``OUTPUT_FILES`` for the
+    command line, ``SCENE_FILES`` for the Slicer work folder).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {key: out / name for key, name in OUTPUT_FILES.items()}
+    paths = {key: out / name for key, name in files.items()}
     save_image(pair.baseline, paths["baseline"])
     save_image(pair.followup_registered, paths["followup_registered"])
     save_image(pair.difference, paths["difference"])

@@ -7,7 +7,7 @@ functions in a child process, the headless Logic runs them in-process.
 Work directory layout (all of it travels inside the .mrb, see session_scene)::
 
     inputs/          baseline.nrrd, followup.nrrd exported from the scene
-    prepared/        baseline, followup_registered, difference, foreground (.nrrd), transform.tfm, qc.json
+    prepared/        imaging.prepare.SCENE_FILES (.nrrd volumes, transform.tfm, qc.json, slice geometry)
     session/         the session store (active/store.py: pool, labels, checkpoints, state.json)
     maps/            probability, uncertainty, lesion_mask (.nrrd) on the baseline grid (latest model)
     suggestions.json the current suggestions (active.suggestions.Suggestion dicts)
@@ -15,7 +15,6 @@ Work directory layout (all of it travels inside the .mrb, see session_scene)::
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,15 +27,13 @@ from LongitudinalALLib.active.suggestions import image_ijk_to_ras, place_on_base
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from LongitudinalALLib.imaging.io import save_image
+from LongitudinalALLib.imaging.prepare import SCENE_FILES
 from LongitudinalALLib.jobs import staging
-
-PREPARED_FILES = ("baseline", "followup_registered", "difference", "foreground")
 
 
 def _write_image(image: sitk.Image, path: Path) -> str:
-    with atomic.atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), True)
-    return str(path)
+    return str(save_image(image, path))
 
 
 def _prepare_options(options: dict[str, Any]):
@@ -49,19 +46,10 @@ def _prepare_options(options: dict[str, Any]):
     return PrepareOptions(**options)
 
 
-def _qc_dict(qc: Any) -> dict[str, Any]:
-    """Registration QC as a JSON-able dict, whatever form prepare returns it in."""
-    if hasattr(qc, "to_dict"):
-        return qc.to_dict()
-    if is_dataclass(qc):
-        return asdict(qc)
-    return dict(qc) if isinstance(qc, dict) else {"qc": str(qc)}
-
-
 def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> dict[str, Any]:
     """Register + pair the inputs, start a session, score the pool; see module docstring."""
-    from LongitudinalALLib.imaging.prepare import prepare_pair
+    from LongitudinalALLib.imaging.prepare import prepare_pair, write_prepared
 
     work = Path(spec["work_dir"])
     if SessionStore.exists(work / "session"):  # never replace someone's session (labels, rounds)
@@ -69,20 +57,14 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
     pair = prepare_pair(spec["baseline"], spec["followup"], _prepare_options(spec.get("prepare", {})),
                         case_id=spec.get("case_id", "case"), progress=progress, cancel=cancel)
     check_cancel(cancel, "Preparation")
-    prepared = work / "prepared"
-    for name in PREPARED_FILES:
-        _write_image(getattr(pair, name), prepared / f"{name}.nrrd")
-    with atomic.atomic_path(prepared / "transform.tfm") as tmp:
-        sitk.WriteTransform(pair.transform, str(tmp))
-    qc = _qc_dict(pair.qc)
-    atomic.write_json(prepared / "qc.json", qc)
+    write_prepared(pair, work / "prepared", SCENE_FILES)  # the one writer of a prepared folder
     s = spec.get("session", {})
     store = SessionStore.create(work / "session", [pair.slices], strategy=s.get("strategy", DEFAULT_STRATEGY),
                                 seed=int(s.get("seed", 0)), model_config=s.get("model_config"),
                                 init_weights=s.get("init_weights", "bundled"))
     store.close()
     result = job_suggest(spec, progress, cancel)
-    result["qc"] = qc
+    result["qc"] = pair.qc.to_dict()
     return result
 
 
@@ -113,7 +95,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     report(progress, "Mapping", 0.0, "model output on the baseline grid")
     probs = query.outputs.probs[: len(case.provenance)]  # (N, H, W): the first case leads the pool
     uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
-    baseline = sitk.ReadImage(str(work / "prepared" / "baseline.nrrd"))
+    baseline = sitk.ReadImage(str(work / "prepared" / SCENE_FILES["baseline"]))
     arrays = {name: case.geometry.to_volume(slices.astype(np.float32), order=1).astype(np.float32)
               for name, slices in (("probability", probs), ("uncertainty", uncertainty))}
     arrays["lesion_mask"] = lesion_mask_from_slices(probs, case.foreground, case.geometry).astype(np.uint8)
@@ -122,8 +104,8 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
         volume = sitk.GetImageFromArray(array)
         volume.CopyInformation(baseline)
         maps[name] = _write_image(volume, out_dir / "maps" / f"{name}.nrrd")
-    difference = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "difference.nrrd")))
-    foreground = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / "foreground.nrrd")))
+    difference = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / SCENE_FILES["difference"])))
+    foreground = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / SCENE_FILES["foreground"])))
     suggestions = place_on_baseline(query.suggestions, difference, foreground, image_ijk_to_ras(baseline),
                                     case.geometry.axis)
     pair_probability = triage.pair_probability(probs, case.foreground)  # issue 15's triage score of this pair
