@@ -113,6 +113,7 @@ def score(model, d: dict, matching: str, mask_names=MASKS) -> dict[str, dict]:
     """MSSEG-2 style metrics and the first-suggestion hit rate of one model on one pair, per mask step;
     on a lesion-free pair also what each false lesion is (``false_lesions.describe``)."""
     from LongitudinalALLib.active.strategies.uncertainty import binary_entropy
+    from LongitudinalALLib.active.triage import pair_probability
     from LongitudinalALLib.imaging.pairing import pair_slices
     from LongitudinalALLib.model import Predictor
     from LongitudinalALLib.model.metrics import subject_metrics
@@ -128,13 +129,14 @@ def score(model, d: dict, matching: str, mask_names=MASKS) -> dict[str, dict]:
     has = c.labels.reshape(len(c.labels), -1).any(1)
     hits = {"top10_hit": float(has[top].mean()), "tissue_share": float(has[tissue].mean())} if has.any() else {}
     prob_vol = None if d["truth"].any() else c.geometry.to_volume(probs * c.foreground, order=1)
+    triage = {"pair_probability": pair_probability(probs, c.foreground)}  # issue 15's triage score of the pair
     rows = {}
     for name, vol in masks(probs, c, d, mask_names).items():
         m = subject_metrics(d["pair_id"], vol, d["truth"] > 0)
         rows[name] = {"dice": m.dice, "lesion_f1": m.lesions.f1, "n_true": m.lesions.n_true,
                       "fp_lesions": m.lesions.false_positives,
                       "fp_volume_mm3": float(m.pred_voxels * np.prod(d["spacing"])) if not m.has_lesions else None,
-                      "has_lesions": m.has_lesions} | hits
+                      "has_lesions": m.has_lesions} | hits | triage
         if prob_vol is not None:
             rows[name]["false_lesions"] = false_lesions.describe(vol, prob_vol, location_maps(d), d["spacing"])
     return rows
@@ -161,6 +163,22 @@ def summarise(rows: list[dict]) -> dict:
             "fp_lesions_median": float(np.median(fp)) if fp.size else None,
             "fp_lesions_p90": float(np.percentile(fp, 90)) if fp.size else None,
             "fp_volume_mm3_median": float(np.median([r["fp_volume_mm3"] for r in free])) if free else None}
+
+
+def triage_auroc(grid_types: dict) -> dict:
+    """Per model/matching: AUROC of the pair's new-lesion probability for "holds a new lesion", all grids pooled."""
+    from LongitudinalALLib.active.triage import auroc
+
+    pooled: dict[str, list] = {}
+    for res in grid_types.values():
+        for key, entry in res["models"].items():
+            pooled.setdefault(key.rsplit("/", 1)[0], []).extend(entry["pairs"])
+    out = {}
+    for key, rows in pooled.items():
+        rows = list({r["pair"]: r for r in rows}.values())  # one row per pair (mask steps share the score)
+        out[key] = {"auroc": auroc([r["pair_probability"] for r in rows], [r["has_lesions"] for r in rows]),
+                    "pairs": len(rows), "lesion_pairs": sum(r["has_lesions"] for r in rows)}
+    return out
 
 
 def main(argv=None) -> dict:
@@ -203,6 +221,8 @@ def main(argv=None) -> dict:
                                                           "pairs": rows}
                     print(gt, f"{name}/{mt}/{mk}", res["models"][f"{name}/{mt}/{mk}"]["summary"], flush=True)
         out["grid_types"][gt] = res
+    out["triage_auroc"] = triage_auroc(out["grid_types"])
+    print("triage AUROC", out["triage_auroc"], flush=True)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     write_results(args.name, out)
     return out

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -85,3 +86,15 @@ def test_difference_signal_counts_only_the_brain_and_the_new_lesion():
     d = bench.diff_signal(_pair(True), "histogram")
     assert np.isclose(d["lesion_mean_diff"], 1.0) and d["mean_abs"] > 0
     assert bench.diff_signal(_pair(False), "histogram")["mean_abs"] == 0
+
+
+def test_triage_auroc_pools_the_grids_and_counts_each_pair_once():
+    def rows(pairs):
+        return [{"pair": p, "pair_probability": prob, "has_lesions": les} for p, prob, les in pairs]
+
+    grids = {"iso1": {"models": {"m/h/raw": {"pairs": rows([("a", 0.9, True), ("b", 0.2, False)])},
+                                 "m/h/lesion_mask": {"pairs": rows([("a", 0.9, True), ("b", 0.2, False)])}}},
+             "axial3": {"models": {"m/h/raw": {"pairs": rows([("c", 0.1, False), ("d", 0.15, True)])}}}}
+    out = bench.triage_auroc(grids)["m/h"]
+    assert out["pairs"] == 4 and out["lesion_pairs"] == 2
+    assert out["auroc"] == pytest.approx(0.75)  # d (0.15) ranks below b (0.2): one of four pairs misordered
