@@ -8,8 +8,11 @@ trees, e.g. ``git worktree add /tmp/old <commit>``) on one cohort, each in its o
 process with one torch thread, and compares the rounds (labels, training
 summary, metrics), the labelled slices and the suggestions with their scores.
 
-The wall-time cap of training re-plans the schedule from the clock, so two runs
-of the *same* code differ unless it is off: ``--max-minutes 0`` is passed.
+Two runs of the *same* code differ unless two things are pinned: the wall-time
+cap of training re-plans the schedule from the clock (``--max-minutes 0`` is
+passed), and ITK's multi-threaded registration rounds differently run to run
+(prepared slices differed by up to 2.4e-7, which training then amplifies), so
+every thread pool is set to one thread.
 
     .venv/bin/python Testing/benchmarks/bench_loop_reproduces.py --before /tmp/old --after . --tag issue10
 """
@@ -37,8 +40,11 @@ ENTRY = ("import sys\ntry:\n    from LongitudinalALLib.commands.cli import main\
          "sys.exit(main(sys.argv[1:]))")
 
 
+ONE_THREAD = {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def simulate(tree: Path, cohort: Path, out: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree / "LongitudinalAL")}
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(tree / "LongitudinalAL")}
     run = subprocess.run([sys.executable, "-c", ENTRY, "simulate", "--cohort", str(cohort), "--out", str(out),
                           *SIMULATE], env=env, capture_output=True, text=True, check=True)
     return json.loads(run.stdout[run.stdout.index("{"):])

@@ -11,7 +11,7 @@ bare voxel threshold, so what a user sees is what is scored.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import slicer
@@ -19,9 +19,11 @@ import vtk
 from vtk.util import numpy_support
 
 from LongitudinalALLib.core.errors import InputError
-from LongitudinalALLib.model.lesion_mask import DEFAULT, LesionMaskConfig, lesion_mask, lesion_mask_from_slices
 from LongitudinalALLib.scene import volumes
 from LongitudinalALLib.scene.outputs import LESION_SEGMENT, PREDICTION_SEGMENT, segment_id
+
+if TYPE_CHECKING:
+    from LongitudinalALLib.model.lesion_mask import LesionMaskConfig
 
 
 class SliceGeometryLike(Protocol):
@@ -102,20 +104,27 @@ def write_label_slice(segmentation_node, reference, geometry: SliceGeometryLike,
 
 
 def write_prediction(segmentation_node, reference, geometry: SliceGeometryLike, probs: np.ndarray,
-                     config: LesionMaskConfig = DEFAULT, foreground: np.ndarray | None = None) -> int:
+                     config: LesionMaskConfig | None = None, foreground: np.ndarray | None = None) -> int:
     """Write the lesion mask of model probabilities (N, H, W) into the prediction segment; returns voxel count.
 
-    ``foreground`` (N, H, W) bounds it when given (the case's brain mask).
+    ``foreground`` (N, H, W) bounds it when given (the case's brain mask); ``config`` None: the frozen defaults.
     """
+    from LongitudinalALLib.model.lesion_mask import (  # here: the panel loads without torch
+        DEFAULT,
+        lesion_mask_from_slices,
+    )
+
     fg = np.ones(probs.shape, bool) if foreground is None else foreground
-    mask = lesion_mask_from_slices(probs, fg, geometry, reference.GetSpacing(), config)
+    mask = lesion_mask_from_slices(probs, fg, geometry, reference.GetSpacing(), config or DEFAULT)
     write_segment(segmentation_node, PREDICTION_SEGMENT, mask.astype(np.uint8), reference)
     return int(mask.sum())
 
 
 def write_prediction_map(segmentation_node, reference, probability: np.ndarray,
-                         foreground: np.ndarray | None = None, config: LesionMaskConfig = DEFAULT) -> int:
+                         foreground: np.ndarray | None = None, config: LesionMaskConfig | None = None) -> int:
     """Write the lesion mask of a (K, J, I) probability map on the reference grid; returns voxel count."""
-    mask = lesion_mask(probability, reference.GetSpacing(), config, foreground)
+    from LongitudinalALLib.model.lesion_mask import DEFAULT, lesion_mask  # here: the panel loads without torch
+
+    mask = lesion_mask(probability, reference.GetSpacing(), config or DEFAULT, foreground)
     write_segment(segmentation_node, PREDICTION_SEGMENT, mask.astype(np.uint8), reference)
     return int(mask.sum())
