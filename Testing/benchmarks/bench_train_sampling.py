@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,7 +33,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_common import describe_machine, write_results  # noqa: E402
+from bench_common import describe_machine, time_call, write_results  # noqa: E402
 
 
 def _data(n: int, size: int, rng: np.random.Generator):
@@ -97,12 +96,7 @@ def sampler_torch(n, lesion_idx, steps, batch, gen):
 
 
 def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+    return 1000 * time_call(fn, repeats=repeats, warmup=1, memory=False).median_s
 
 
 def main(argv=None) -> int:
