@@ -1,4 +1,7 @@
-"""Issue 14: a warm start (the model already finds the labelled lesions) trains a smaller budget; scratch keeps the floor."""
+"""Issue 14: a warm start (the model already finds the labelled lesions) trains a smaller budget.
+
+A model from scratch keeps the issue-16 floor; a collapse found after a warm round is retrained on the cold plan.
+"""
 
 from __future__ import annotations
 
