@@ -8,8 +8,8 @@ truth, then one training round (warm start from the bundled model) and the next
 job do. Each recipe of ``--recipes`` runs on its own fresh session with the same
 labels, one after the other in this process, so their CPU seconds and their ratio
 are comparable under the same load: ``before`` is the TrainConfig of issue 16
-(every round at least 200 steps), ``after`` the current defaults (a warm start
-trains ``warm_min_total_steps``, issue 14). ``--profile`` adds where one training
+(every round at least 200 steps), ``after`` the warm budget of issue 14 (a warm
+start trains ``warm_min_total_steps=100``; off by default, see the README). ``--profile`` adds where one training
 step spends its CPU time (train_step_profile.py) for the default step and the
 cheaper candidates (crop 96, batch 4, no augmentation, channels_last).
 
@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_common import describe_machine  # noqa: E402
 
-RECIPES = {"before": {"warm_min_total_steps": None}, "after": {}}
+RECIPES = {"before": {"warm_min_total_steps": None}, "after": {"warm_min_total_steps": 100}}
 CANDIDATES = {"default": ({}, False), "crop_96": ({"crop_size": 96}, False), "batch_4": ({"batch_size": 4}, False),
               "no_augment": ({"augment": None}, False), "channels_last": ({}, True)}
 

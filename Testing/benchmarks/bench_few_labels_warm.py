@@ -6,8 +6,8 @@ Scenario of bench_few_labels.py (4-pair 3 mm MNI cohort, 64 px, TINY network,
 scratch labels 2 contoured + 4 lesion-free slices and trains round 1 (cold: the
 200-step floor). Then 6 more slices drawn the same way are labelled and round 2
 is trained twice from round 1's weights on the same arrays: ``before`` without a
-warm budget (200 steps again) and ``after`` with the current defaults (the warm
-budget when round 1's model already finds the labelled lesions). Per seed and
+warm budget (200 steps again) and ``after`` with ``warm_min_total_steps=100`` (the
+warm budget when round 1's model already finds the labelled lesions). Per seed and
 recipe: starting Dice, steps, budget rule, collapse outcome, labelled lesion
 slices hit and test Dice; summary: seeds that collapsed or reached test Dice 0,
 mean test Dice, and the paired difference after - before.
@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_few_labels import TINY, pick, scenario  # noqa: E402
 
-RECIPES = {"before": {"warm_min_total_steps": None}, "after": {}}
+RECIPES = {"before": {"warm_min_total_steps": None}, "after": {"warm_min_total_steps": 100}}
 
 
 def round_two(model, arrays, test, cfg) -> dict:

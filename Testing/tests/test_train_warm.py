@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_warm_plan_is_smaller_and_never_larger_than_the_cold_plan():
-    cfg = TrainConfig()                                       # product defaults
+    assert plan_steps(TrainConfig(), 10, warm=True).total_steps == 200   # default: no warm budget
+    cfg = TrainConfig(warm_min_total_steps=100)
     assert plan_steps(cfg, 10).total_steps == 200             # cold: the issue-16 floor
     warm = plan_steps(cfg, 10, warm=True)
     assert (warm.total_steps, warm.rule) == (100, "warm_floor") and warm.period == 3
@@ -32,7 +33,7 @@ def test_warm_plan_is_smaller_and_never_larger_than_the_cold_plan():
 
 
 def test_warm_start_needs_the_starting_model_to_find_the_lesions():
-    cfg = TrainConfig(warm_dice=0.25)
+    cfg = TrainConfig(warm_min_total_steps=100, warm_dice=0.25)
     assert warm_start(0.6, cfg) and not warm_start(0.1, cfg)
     assert not warm_start(math.nan, cfg)                      # no lesion slice labelled: cold
     assert not warm_start(0.9, TrainConfig(warm_min_total_steps=None))

@@ -4,9 +4,10 @@ Few labels must not mean little training: with one pass over the labels per
 epoch, 6 labels gave about 60 optimiser steps and an all-background model
 (issue 16). So the step budget has a floor that does not depend on the label
 count, and a wall-time cap bounds how long a clinician waits after Accept. That
-floor guards a model that starts from nothing; a round whose starting model
-already finds the labelled lesions (a warm start) fine-tunes on a smaller budget,
-so the wait after Accept stays short (issue 14).
+floor guards a model that starts from nothing; with ``warm_min_total_steps`` set, a
+round whose starting model already finds the labelled lesions (a warm start)
+fine-tunes on a smaller budget, halving the wait after Accept (issue 14; off by
+default: it cost clasp_pe a little AUBC on the learning-curve benchmark).
 Validation-based early stopping and checkpoint choice are used only when the
 validation split can measure something (enough slices, lesions in it).
 """

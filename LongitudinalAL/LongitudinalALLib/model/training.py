@@ -57,7 +57,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None   # set: exact budget, no floor; None: see above
     min_steps: int = 4                   # steps per pass over the labels, at least
     min_total_steps: int = 200           # floor whatever the label count (measured: docs in README)
-    warm_min_total_steps: int | None = 100  # floor of a warm start (issue 14; None: always the cold plan)
+    warm_min_total_steps: int | None = None  # warm-start floor, e.g. 100 (issue 14: 2x faster, small AUBC cost)
     warm_epochs: int = 10                # passes over the labels of a warm start
     warm_dice: float = 0.25              # starting Dice on the labelled lesion slices that counts as warm
     max_total_steps: int | None = 4000
