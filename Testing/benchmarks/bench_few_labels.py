@@ -28,6 +28,20 @@ from test_training_few_labels import TINY  # noqa: E402  (the test's scenario, i
 from test_training_few_labels import _pick as pick
 
 
+def scenario(work: Path):
+    """The test's cohort (made once under ``work``): pool and test cases."""
+    from LongitudinalALLib.active.simulate import load_cohort_cases
+    from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
+    from LongitudinalALLib.cohort.pair import SimulationOptions
+
+    if not (work / "cohort" / "manifest.json").is_file():
+        generate_cohort(work / "cohort", CohortOptions(n_pairs=4, seed=7, spacing_mm=3.0, anatomies=("mni",),
+                        simulation=SimulationOptions(min_new_lesions=4, p_no_new=0.0)), overwrite=True)
+    kw = dict(size=64, spacing_mm=3.0, cache_dir=work / "prepared")
+    pool = load_cohort_cases(work / "cohort", ("train", "val"), **kw)
+    return pool, load_cohort_cases(work / "cohort", ("test",), **kw)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="/tmp/longitudinal_al_few_labels")
@@ -37,20 +51,13 @@ def main(argv=None) -> int:
     import torch
 
     from LongitudinalALLib.active.loop import ActiveLoop
-    from LongitudinalALLib.active.simulate import evaluate, load_cohort_cases
+    from LongitudinalALLib.active.simulate import evaluate
     from LongitudinalALLib.active.store import SessionStore
-    from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
-    from LongitudinalALLib.cohort.pair import SimulationOptions
     from LongitudinalALLib.model.training import TrainConfig
 
     torch.set_num_threads(1)
     work = Path(args.work)
-    if not (work / "cohort" / "manifest.json").is_file():
-        generate_cohort(work / "cohort", CohortOptions(n_pairs=4, seed=7, spacing_mm=3.0, anatomies=("mni",),
-                        simulation=SimulationOptions(min_new_lesions=4, p_no_new=0.0)), overwrite=True)
-    kw = dict(size=64, spacing_mm=3.0, cache_dir=work / "prepared")
-    pool = load_cohort_cases(work / "cohort", ("train", "val"), **kw)
-    test = load_cohort_cases(work / "cohort", ("test",), **kw)
+    pool, test = scenario(work)
     rows = []
     for seed in range(args.seeds):
         t = time.perf_counter()

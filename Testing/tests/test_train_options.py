@@ -45,6 +45,7 @@ def _snapshot(root: Path) -> dict:
     (["--min-steps", "-1"], "step budget"),
     (["--max-minutes", "-2"], "--max-minutes is -2.0"),
     (["--threads", "-1"], "--threads is -1"),
+    (["--warm-min-steps", "-5"], "--warm-min-steps is -5"),
 ])
 def test_bad_train_option_is_one_line_and_writes_nothing(session_dir, capsys, monkeypatch, argv, words):
     if argv == ["--device", "cuda"] and torch.cuda.is_available():
@@ -75,3 +76,15 @@ def test_library_rejects_the_same_values():
             check_config(TrainConfig(**bad))
     assert resolve_device("cpu") == torch.device("cpu")
     check_config(TrainConfig(crop_size=None, max_seconds=None, max_total_steps=None))
+
+
+def test_the_warm_budget_is_off_unless_asked_for():
+    import argparse
+
+    from LongitudinalALLib.commands import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    default = train.train_config(parser.parse_args(["--session", "s"]), seed=0)
+    warm = train.train_config(parser.parse_args(["--session", "s", "--warm-min-steps", "100"]), seed=0)
+    assert default.warm_min_total_steps is None and warm.warm_min_total_steps == 100

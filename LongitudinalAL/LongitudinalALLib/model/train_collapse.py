@@ -21,6 +21,7 @@ class LesionCheck:
     lesion_slices: int       # labelled slices with lesion pixels
     slices_hit: int          # of those, slices where the model predicts any lesion pixel
     predicted_pixels: int    # predicted lesion pixels over those slices
+    dice: float = float("nan")  # pooled Dice over those slices (NaN without lesion slices)
 
     @property
     def collapsed(self) -> bool:
@@ -29,23 +30,30 @@ class LesionCheck:
 
     def to_dict(self) -> dict:
         return {"lesion_slices": self.lesion_slices, "slices_hit": self.slices_hit,
-                "predicted_pixels": self.predicted_pixels}
+                "predicted_pixels": self.predicted_pixels, "dice": round(self.dice, 4)}
 
 
 def check_lesion_slices(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
                         threshold: float = 0.5, batch_size: int = 16) -> LesionCheck:
-    """Predict whole slices images (N,3,H,W) and count hits on those where labels (N,H,W) has lesions."""
+    """Predict whole slices images (N,3,H,W) and count hits on those where labels (N,H,W) has lesions.
+
+    Also the pooled Dice over those slices: the warm-start test of :func:`train_plan.warm_start`.
+    """
     les = np.flatnonzero(np.asarray(labels).reshape(len(labels), -1).any(1))
-    hit = pixels = 0
+    hit = pixels = overlap = truth = 0
     model.eval()
     with torch.inference_mode():
         for a in range(0, len(les), batch_size):
             idx = les[a:a + batch_size]
             x = torch.from_numpy(np.ascontiguousarray(images[idx], dtype=np.float32)).to(device)
             pred = (torch.sigmoid(model(x).float())[:, 0] >= threshold).reshape(len(idx), -1)
+            lab = torch.from_numpy(np.asarray(labels)[idx].reshape(len(idx), -1) > 0).to(pred.device)
             hit += int(pred.any(1).sum())
             pixels += int(pred.sum())
-    return LesionCheck(int(len(les)), hit, pixels)
+            overlap += int((pred & lab).sum())
+            truth += int(lab.sum())
+    dice = 2.0 * overlap / (pixels + truth) if truth else float("nan")
+    return LesionCheck(int(len(les)), hit, pixels, dice)
 
 
 def reinitialise(model: nn.Module, seed: int) -> None:

@@ -3,7 +3,11 @@
 Few labels must not mean little training: with one pass over the labels per
 epoch, 6 labels gave about 60 optimiser steps and an all-background model
 (issue 16). So the step budget has a floor that does not depend on the label
-count, and a wall-time cap bounds how long a clinician waits after Accept.
+count, and a wall-time cap bounds how long a clinician waits after Accept. That
+floor guards a model that starts from nothing; with ``warm_min_total_steps`` set, a
+round whose starting model already finds the labelled lesions (a warm start)
+fine-tunes on a smaller budget, halving the wait after Accept (issue 14; off by
+default: it cost clasp_pe a little AUBC on the learning-curve benchmark).
 Validation-based early stopping and checkpoint choice are used only when the
 validation split can measure something (enough slices, lesions in it).
 """
@@ -28,20 +32,42 @@ class StepPlan:
     rule: str      # "exact" (epochs x steps_per_epoch), "passes" (epochs over the labels) or "floor"
 
 
-def plan_steps(cfg, n_train: int) -> StepPlan:
+def plan_steps(cfg, n_train: int, warm: bool = False) -> StepPlan:
     """The step budget for ``n_train`` labelled slices (see TrainConfig for the fields).
 
     An explicit ``steps_per_epoch`` is an exact budget of ``epochs * steps_per_epoch``
     (tests and scripts that want a fixed amount of work). Otherwise ``epochs`` passes
     over the labels, never fewer than ``min_total_steps``, at most ``max_total_steps``.
+    ``warm`` (the starting model already segments the labelled lesions, see
+    :func:`warm_start`): ``warm_epochs`` passes, never fewer than ``warm_min_total_steps``
+    and never more than the cold plan; the floor guards a model that starts from
+    nothing, which a warm one does not.
     """
     if cfg.steps_per_epoch:
         return StepPlan(cfg.epochs * cfg.steps_per_epoch, cfg.steps_per_epoch, "exact")
-    passes = cfg.epochs * max(cfg.min_steps, math.ceil(n_train / cfg.batch_size))
-    total, rule = (passes, "passes") if passes >= cfg.min_total_steps else (cfg.min_total_steps, "floor")
-    if cfg.max_total_steps:
-        total = min(total, cfg.max_total_steps)
-    return StepPlan(total, max(1, math.ceil(total / cfg.epochs)), rule)
+    cold = _budget(cfg.epochs, cfg.min_total_steps, cfg, n_train)
+    if warm and cfg.warm_min_total_steps is not None:
+        total, rule = _budget(cfg.warm_epochs, cfg.warm_min_total_steps, cfg, n_train)
+        if total < cold[0]:
+            return StepPlan(total, max(1, math.ceil(total / cfg.epochs)), "warm_" + rule)
+    return StepPlan(cold[0], max(1, math.ceil(cold[0] / cfg.epochs)), cold[1])
+
+
+def _budget(epochs: int, floor: int, cfg, n_train: int) -> tuple[int, str]:
+    passes = epochs * max(cfg.min_steps, math.ceil(n_train / cfg.batch_size))
+    total, rule = (passes, "passes") if passes >= floor else (floor, "floor")
+    return (min(total, cfg.max_total_steps) if cfg.max_total_steps else total), rule
+
+
+def warm_start(dice_on_lesion_slices: float, cfg) -> bool:
+    """True when the starting model's pooled Dice on the labelled lesion slices is >= ``cfg.warm_dice``.
+
+    A model from scratch scores about 0 there (it predicts nothing, or everything); a
+    previous round's or the bundled model that already finds the labelled lesions is
+    fine-tuned on the new labels and needs no from-nothing floor. NaN (no lesion
+    slice labelled) is cold: nothing shows the model finds lesions.
+    """
+    return cfg.warm_min_total_steps is not None and dice_on_lesion_slices >= cfg.warm_dice
 
 
 @dataclass(frozen=True)
@@ -146,6 +172,9 @@ def check_config(cfg) -> None:
     if cfg.min_total_steps < 0 or (cfg.max_total_steps is not None and cfg.max_total_steps < 1):
         raise _bad("The step budget", (cfg.min_total_steps, cfg.max_total_steps),
                    "Give a non-negative floor and a positive cap (or no cap).")
+    if cfg.warm_min_total_steps is not None and (cfg.warm_min_total_steps < 0 or cfg.warm_epochs < 1):
+        raise _bad("The warm-start budget", (cfg.warm_min_total_steps, cfg.warm_epochs),
+                   "Give a non-negative floor and at least 1 pass (or no warm budget).")
     if cfg.max_seconds is not None and not (math.isfinite(cfg.max_seconds) and cfg.max_seconds > 0):
         raise _bad("The time budget (--max-minutes)", cfg.max_seconds, "Give a positive time, or 0 for no limit.")
     unknown = [a for a in cfg.collapse_actions if a not in ("extend", "reinit")]

@@ -34,6 +34,7 @@ from LongitudinalALLib.model.train_plan import (
     plan_steps,
     resolve_device,
     selection_rule,
+    warm_start,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate_dice", "train_model"]
@@ -47,6 +48,8 @@ class TrainConfig:
     ``min_total_steps`` optimiser steps and at most ``max_total_steps``, evaluated
     ``epochs`` times; an explicit ``steps_per_epoch`` makes it exactly
     ``epochs * steps_per_epoch`` steps. ``max_seconds`` caps the wall time of the run.
+    Warm start (the starting model's Dice on the labelled lesion slices >= ``warm_dice``):
+    ``warm_epochs`` passes, at least ``warm_min_total_steps``; ``None`` turns it off.
     """
 
     epochs: int = 40                     # evaluation periods (and passes over the labels)
@@ -54,6 +57,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None   # set: exact budget, no floor; None: see above
     min_steps: int = 4                   # steps per pass over the labels, at least
     min_total_steps: int = 200           # floor whatever the label count (measured: docs in README)
+    warm_min_total_steps: int | None = None  # warm-start floor, e.g. 100 (issue 14: 2x faster, small AUBC cost)
+    warm_epochs: int = 10                # passes over the labels of a warm start
+    warm_dice: float = 0.25              # starting Dice on the labelled lesion slices that counts as warm
     max_total_steps: int | None = 4000
     max_seconds: float | None = 180.0    # wall-time cap of one run (None: none)
     lr: float = 1e-3
@@ -100,7 +106,8 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0                       # optimiser steps, recovery included
     planned_steps: int = 0
-    budget_rule: str = ""                # "exact", "passes" or "floor"
+    budget_rule: str = ""                # "exact", "passes", "floor", "warm_passes" or "warm_floor"
+    start_dice: float = float("nan")     # starting model's Dice on the labelled lesion slices (warm test)
     stop_reason: str = ""                # "budget", "early_stop", "time_cap", "cancelled"
     selection: str = ""                  # "validation_dice" or "last_weights"
     selection_reason: str = ""
@@ -117,6 +124,7 @@ class TrainResult:
             "cancelled": self.cancelled, "seconds": round(self.seconds, 2),
             "final_train_loss": self.history[-1]["train_loss"] if self.history else float("nan"),
             "steps": self.steps, "planned_steps": self.planned_steps, "budget_rule": self.budget_rule,
+            "start_dice": round(self.start_dice, 4),
             "stop_reason": self.stop_reason, "selection": self.selection,
             "selection_reason": self.selection_reason, "n_train": self.n_train, "n_val": self.n_val,
             "collapse": self.collapse, "warnings": list(self.warnings),
@@ -172,8 +180,8 @@ def _recover(model, data, cfg, plan, device, start_state, progress, cancel) -> t
     """Handle a model that predicts no lesion on the labelled lesion slices: the actions in order, else the start.
 
     "extend" trains the collapsed weights for another ``plan`` worth of steps; "reinit"
-    starts from fresh weights with the full plan. Returns the collapse record, the
-    extra steps and the warnings for the user.
+    starts from fresh weights with the cold plan (a fresh model is never warm). Returns
+    the collapse record, the extra steps and the warnings for the user.
     """
     record: dict[str, Any] = {"checked": True, "detected": True, "attempts": [], "outcome": ""}
     extra = 0
@@ -182,6 +190,7 @@ def _recover(model, data, cfg, plan, device, start_state, progress, cancel) -> t
             break
         if action == "reinit":
             reinitialise(model, cfg.seed + 7919 * i)
+            plan = plan_steps(cfg, len(data.x))
         out = fit(model, data, cfg, plan, device, cfg.seed + 7919 * i, stop_after=plan.total_steps,
                   progress=progress, cancel=cancel, stage=f"Training ({action}: no lesion predicted)")
         extra += out.steps
@@ -231,7 +240,9 @@ def train_model(
     data = _prepare_data(train_images, train_labels, val_images, val_labels, train_foreground, val_foreground, cfg)
     device = resolve_device(cfg.device)
     start_state = cpu_state(model)
-    plan = plan_steps(cfg, len(data.x))
+    start_dice = check_lesion_slices(model.to(device), data.x, data.y, device, cfg.threshold).dice \
+        if cfg.warm_min_total_steps is not None and not cfg.steps_per_epoch else float("nan")
+    plan = plan_steps(cfg, len(data.x), warm_start(start_dice, cfg))
     stop_after = 0 if plan.rule == "exact" else min(cfg.min_total_steps, plan.total_steps)
     out = fit(model, data, cfg, plan, device, cfg.seed, stop_after=stop_after, progress=progress, cancel=cancel)
     result = TrainResult(
@@ -239,7 +250,7 @@ def train_model(
         state_dict={}, stopped_early=out.stop_reason == "early_stop", cancelled=out.stop_reason == "cancelled",
         steps=out.steps, planned_steps=out.planned_steps, budget_rule=plan.rule, stop_reason=out.stop_reason,
         selection=data.rule.name, selection_reason="; ".join(r for r in (data.rule.reason, out.note) if r),
-        n_train=int(len(data.x)), n_val=int(len(data.xv)) if data.xv is not None else 0,
+        n_train=int(len(data.x)), n_val=int(len(data.xv)) if data.xv is not None else 0, start_dice=start_dice,
     )
     if out.stop_reason == "time_cap":
         result.warnings.append(f"Training stopped at the {cfg.max_seconds:.0f} s time budget after "
