@@ -42,29 +42,47 @@ def scenario(work: Path):
     return pool, load_cohort_cases(work / "cohort", ("test",), **kw)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv, doc: str) -> argparse.Namespace:
+    """The options both few-label benchmarks take."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--work", default="/tmp/longitudinal_al_few_labels")
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--tag", default="")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def setup(args: argparse.Namespace):
+    """(work folder, pool, test) of the scenario, torch on one thread (a shared machine)."""
+    import torch
+
+    torch.set_num_threads(1)
+    work = Path(args.work)
+    return (work, *scenario(work))
+
+
+def labelled_session(folder: Path, pool, seed: int):
+    """A fresh session (tiny network from scratch) on ``pool`` with the few labels ``pick`` gives ``seed``."""
+    from LongitudinalALLib.active.store import SessionStore
+
+    s = SessionStore.create(folder, [oc.slices for oc in pool], seed=seed, model_config=TINY, init_weights="scratch",
+                            overwrite=True)
+    s.add_labels(pick(pool, seed))
+    return s
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, __doc__)
     import torch
 
     from LongitudinalALLib.active.loop import ActiveLoop
     from LongitudinalALLib.active.simulate import evaluate
-    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.model.training import TrainConfig
 
-    torch.set_num_threads(1)
-    work = Path(args.work)
-    pool, test = scenario(work)
+    work, pool, test = setup(args)
     rows = []
     for seed in range(args.seeds):
         t = time.perf_counter()
-        s = SessionStore.create(work / f"{args.tag or 'run'}_s{seed}", [oc.slices for oc in pool], seed=seed,
-                             model_config=TINY, init_weights="scratch", overwrite=True)
-        for case_id, slice_index, truth in pick(pool, seed):
-            s.add_label(case_id, slice_index, truth)
+        s = labelled_session(work / f"{args.tag or 'run'}_s{seed}", pool, seed)
         r = ActiveLoop(s).train(TrainConfig(epochs=15, lr=3e-3, crop_size=32, device="cpu", seed=seed))
         m, a = ActiveLoop(s).current_model(), ActiveLoop(s).training_arrays()
         with torch.no_grad():

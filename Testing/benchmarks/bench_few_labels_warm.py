@@ -17,7 +17,6 @@ mean test Dice, and the paired difference after - before.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -29,7 +28,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_few_labels import TINY, pick, scenario  # noqa: E402
+from bench_few_labels import labelled_session, parse_args, pick, setup  # noqa: E402
 
 RECIPES = {"before": {"warm_min_total_steps": None}, "after": {"warm_min_total_steps": 100}}
 
@@ -52,27 +51,16 @@ def round_two(model, arrays, test, cfg) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", default="/tmp/longitudinal_al_few_labels")
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--tag", default="")
-    args = p.parse_args(argv)
-    import torch
+    args = parse_args(argv, __doc__)
 
     from LongitudinalALLib.active.loop import ActiveLoop
-    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.model.training import TrainConfig
 
-    torch.set_num_threads(1)
-    work = Path(args.work)
-    pool, test = scenario(work)
+    work, pool, test = setup(args)
     rows = []
     for seed in range(args.seeds):
-        s = SessionStore.create(work / f"warm{args.tag}_s{seed}", [oc.slices for oc in pool], seed=seed,
-                             model_config=TINY, init_weights="scratch", overwrite=True)
+        s = labelled_session(work / f"warm{args.tag}_s{seed}", pool, seed)
         base = dict(epochs=15, lr=3e-3, crop_size=32, device="cpu", seed=seed)
-        for case_id, slice_index, truth in pick(pool, seed):
-            s.add_label(case_id, slice_index, truth)
         ActiveLoop(s).train(TrainConfig(**base))
         done = {(c, i) for c, i, _ in pick(pool, seed)}
         for case_id, slice_index, truth in pick(pool, seed + 1000):
