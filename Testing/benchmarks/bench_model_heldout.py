@@ -99,11 +99,11 @@ def diff_signal(d: dict, matching: str) -> dict:
 def masks(probs: np.ndarray, c, d: dict, names) -> dict[str, np.ndarray]:
     """(K, J, I) new-lesion masks on the baseline grid: ``raw`` (p >= 0.5 on the slices, as before
     issue 13's lesion-mask step) and ``lesion_mask`` (``model/lesion_mask.py`` with its frozen defaults)."""
-    from LongitudinalALLib.model.lesion_mask import lesion_mask_from_slices
+    from LongitudinalALLib.model.lesion_mask import lesion_mask_from_slices, threshold_mask_from_slices
 
     out = {}
     if "raw" in names:
-        out["raw"] = c.geometry.to_volume(((probs >= 0.5) & c.foreground).astype(np.float32), order=0) > 0.5
+        out["raw"] = threshold_mask_from_slices(probs, c.foreground, c.geometry)
     if "lesion_mask" in names:
         out["lesion_mask"] = lesion_mask_from_slices(probs, c.foreground, c.geometry, d["spacing"])
     return out
@@ -116,6 +116,7 @@ def score(model, d: dict, matching: str, mask_names=MASKS) -> dict[str, dict]:
     from LongitudinalALLib.active.triage import pair_probability
     from LongitudinalALLib.imaging.pairing import pair_slices
     from LongitudinalALLib.model import Predictor
+    from LongitudinalALLib.model.lesion_mask import probability_volume
     from LongitudinalALLib.model.metrics import subject_metrics
 
     base, reg, fg = variant(d, matching)
@@ -128,7 +129,7 @@ def score(model, d: dict, matching: str, mask_names=MASKS) -> dict[str, dict]:
     top = np.argsort(-per_slice, kind="stable")[:10]
     has = c.labels.reshape(len(c.labels), -1).any(1)
     hits = {"top10_hit": float(has[top].mean()), "tissue_share": float(has[tissue].mean())} if has.any() else {}
-    prob_vol = None if d["truth"].any() else c.geometry.to_volume(probs * c.foreground, order=1)
+    prob_vol = None if d["truth"].any() else probability_volume(probs, c.foreground, c.geometry)
     triage = {"pair_probability": pair_probability(probs, c.foreground)}  # issue 15's triage score of the pair
     rows = {}
     for name, vol in masks(probs, c, d, mask_names).items():

@@ -109,7 +109,7 @@ class ActiveLoop:
         if labelled.all():
             raise SessionError("Every slice of the pool is labelled already.", "Train a round or add cases.")
         r, seed = store.round_number, store.settings.seed
-        rng = np.random.default_rng([seed, r, len(store.suggestion_batches())])
+        rng = np.random.default_rng([seed, r, store.suggestion_count])
         report(progress, "Suggesting", 0.0, f"strategy {name}")
         strat = get_strategy(name, **strategy_kwargs)
         if strat.needs_model or keep_outputs:
@@ -152,15 +152,15 @@ class ActiveLoop:
         store = self.store
         out: dict[str, list] = {f"{s}_{a}": [] for s in ("train", "val") for a in ("images", "labels", "fg")}
         recs = store.labels()
-        val = {r.key for r in recs if r.split == "val"}
-        n_val_les = sum(1 for r in recs if r.lesion_pixels and r.key in val)
+        n_val = sum(r.split == "val" for r in recs)
+        n_val_les = sum(1 for r in recs if r.lesion_pixels and r.split == "val")
         n_train_les = sum(1 for r in recs if r.lesion_pixels) - n_val_les
-        if selection_rule(len(val), n_val_les, n_train_les, TrainConfig()).name != "validation_dice":
-            val = set()  # a split that cannot measure anything: train on every label
+        # a split that cannot measure anything is trained on: every label goes to train
+        keep_val = selection_rule(n_val, n_val_les, n_train_les, TrainConfig()).name == "validation_dice"
         for rec in recs:
             case = store.case(rec.case_id)
             i = store.position(rec.case_id, rec.slice_index)
-            split = "val" if rec.key in val else "train"
+            split = "val" if keep_val and rec.split == "val" else "train"
             out[f"{split}_images"].append(case.images[i])
             out[f"{split}_labels"].append(store.label(rec.case_id, rec.slice_index))
             out[f"{split}_fg"].append(case.foreground[i])

@@ -35,7 +35,7 @@ class LabelRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.case_id}:{self.slice_index}"
+        return label_key(self.case_id, self.slice_index)
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,11 @@ class SuggestionBatch:
     strategy: str
     scores: str                     # relative path of the (N,) scores behind it
     slices: tuple[Suggestion, ...]
+
+
+def label_key(case_id: str, slice_index: int) -> str:
+    """How a label is keyed in the session's state: ``case:slice``."""
+    return f"{case_id}:{int(slice_index)}"
 
 
 def hash01(*parts: Any) -> float:

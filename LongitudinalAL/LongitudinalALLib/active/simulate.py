@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
-from LongitudinalALLib.model.lesion_mask import DEFAULT, lesion_mask_from_slices
+from LongitudinalALLib.model.lesion_mask import DEFAULT, lesion_mask_from_slices, threshold_mask_from_slices
 from LongitudinalALLib.model.metrics import CohortMetrics, subject_metrics, summarize
 from LongitudinalALLib.model.training import TrainConfig
 
@@ -129,11 +129,10 @@ def evaluate(model, cases: list[OracleCase], threshold: float = 0.5,
         check_cancel(cancel, "Evaluation")
         c = oc.slices
         if lesion_mask == "raw":
-            pred = (predictor.predict(c.images) >= threshold) & c.foreground
-            vol = c.geometry.to_volume(pred.astype(np.float32), order=0) > 0.5
+            vol = threshold_mask_from_slices(predictor.predict(c.images), c.foreground, c.geometry, threshold)
         else:  # what the user sees: components with a confident peak and a real size
-            config = replace(DEFAULT, threshold=threshold, peak=max(DEFAULT.peak, threshold))
-            vol = lesion_mask_from_slices(predictor.predict(c.images), c.foreground, c.geometry, config=config)
+            vol = lesion_mask_from_slices(predictor.predict(c.images), c.foreground, c.geometry,
+                                          config=DEFAULT.at_threshold(threshold))
         subjects.append(subject_metrics(c.case_id, vol, oc.truth_volume))
     return summarize(subjects)
 

@@ -71,7 +71,7 @@ class SessionStore(LabelBook):
                val_fraction: float = 0.2, overwrite: bool = False, wait: float = 0.0) -> "SessionStore":
         """Start a session on ``cases`` (list of CaseSlices), open for writing; ``init_weights``: see settings."""
         root = Path(directory)
-        if (root / "state.json").exists() and not overwrite:
+        if cls.exists(root) and not overwrite:
             raise SessionError(f"{root} already holds a session.",
                                "Open it to continue, or choose another directory (or pass overwrite).")
         if not cases:
@@ -115,7 +115,7 @@ class SessionStore(LabelBook):
         root = Path(directory)
         if not write:
             return cls(root, _read_state(root))
-        if not (root / "state.json").is_file():
+        if not cls.exists(root):
             _read_state(root)  # the clear "not a session" error, before a lock file is made
         lock = SessionLock(root, wait)
         try:
@@ -206,7 +206,7 @@ class SessionStore(LabelBook):
         return dict(self._state.get("prepared") or {})
 
     def set_prepared(self, case_id: str, folder: str) -> None:
-        self.position_check(case_id)
+        self._check_case(case_id)
         self._state["prepared"] = {**self.prepared, case_id: str(folder)}
         self._commit()
 
@@ -215,24 +215,24 @@ class SessionStore(LabelBook):
     def case_ids(self) -> list[str]:
         return list(self._state["cases"])
 
-    def position_check(self, case_id: str) -> None:
+    def _check_case(self, case_id: str) -> None:
         if case_id not in self._state["cases"]:
             raise InputError(f"Case {case_id!r} is not in this session.", f"Use one of {self.case_ids}.")
 
     def case(self, case_id: str):
         """The CaseSlices of ``case_id`` (loaded from disk once)."""
-        self.position_check(case_id)
+        self._check_case(case_id)
         if case_id not in self._cases:
             self._cases[case_id] = pool_store.load_case(self.root / "pool", case_id)
         return self._cases[case_id]
 
     def n_slices(self, case_id: str) -> int:
-        self.position_check(case_id)
+        self._check_case(case_id)
         return int(self._state["cases"][case_id]["n_slices"])
 
     def slice_indices(self, case_id: str) -> list[int]:
         """Baseline slice index of every pool row of the case, in row order."""
-        self.position_check(case_id)
+        self._check_case(case_id)
         return list(self._state["cases"][case_id]["slice_indices"])
 
     def position(self, case_id: str, slice_index: int) -> int:
@@ -297,6 +297,11 @@ class SessionStore(LabelBook):
         return to_round
 
     # ------------------------------------------------------------ suggestions
+    @property
+    def suggestion_count(self) -> int:
+        """Queries recorded so far (each seeds the next one's random draws)."""
+        return len(self._state["suggestions"])
+
     def suggestion_batches(self) -> list[SuggestionBatch]:
         return [SuggestionBatch(b["round"], b["strategy"], b.get("scores", ""),
                                 tuple(Suggestion.from_dict(s) for s in b["slices"]))
@@ -306,10 +311,10 @@ class SessionStore(LabelBook):
                            chosen: np.ndarray) -> SuggestionBatch:
         """Keep a query with the (N,) scores behind it, for this round."""
         self._require_writer()
-        r, n = self.round_number, len(self._state["suggestions"])
+        r, n = self.round_number, self.suggestion_count
         rel = f"scores/round_{r}_{n}.npz"
         atomic.write_npz(self.root / rel, scores=scores, chosen=chosen)
         self._state["suggestions"].append({"round": r, "strategy": strategy, "scores": rel,
                                            "slices": [s.to_dict() for s in suggestions]})
         self._commit()
-        return self.suggestion_batches()[-1]
+        return SuggestionBatch(r, strategy, rel, tuple(suggestions))

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from LongitudinalALLib.active.records import LabelRecord, binary_mask, hash01
+from LongitudinalALLib.active.records import LabelRecord, binary_mask, hash01, label_key
 from LongitudinalALLib.active.session_recovery import read_label_file
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
@@ -27,7 +27,7 @@ class LabelBook:
         return sorted(recs, key=lambda r: (r.case_id, r.slice_index))
 
     def label_record(self, case_id: str, slice_index: int) -> LabelRecord | None:
-        rec = self._state["labels"].get(f"{case_id}:{int(slice_index)}")
+        rec = self._state["labels"].get(label_key(case_id, slice_index))
         return LabelRecord(**rec) if rec else None
 
     def has_lesion_label(self) -> bool:
@@ -38,7 +38,7 @@ class LabelBook:
         self.position(case_id, slice_index)
         s = self._state
         split = "val" if hash01(s["seed"], case_id, slice_index) < s["val_fraction"] else "train"
-        s["labels"][f"{case_id}:{int(slice_index)}"] = asdict(LabelRecord(
+        s["labels"][label_key(case_id, slice_index)] = asdict(LabelRecord(
             case_id, int(slice_index), rel, int(np.count_nonzero(mask)), len(s["rounds"]), split))
 
     def _write_label(self, case_id: str, slice_index: int, mask: Any) -> None:

@@ -17,13 +17,20 @@ so a lone noisy pixel flags no slice. The score itself is not changed by it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from LongitudinalALLib.core.errors import InputError
-from LongitudinalALLib.model.lesion_mask import DEFAULT, LesionMaskConfig, lesion_mask_from_slices
+from LongitudinalALLib.model.lesion_mask import (
+    DEFAULT,
+    LesionMaskConfig,
+    components,
+    keep,
+    probability_volume,
+    select,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ def triage_cases(cases, predictor, *, top: int = 20, threshold: float = 0.5,
     """
     if top < 1:
         raise InputError(f"--top {top} uses no pixels.", "Use e.g. --top 20.")
-    config = replace(mask_config, threshold=threshold, peak=max(mask_config.peak, threshold))
+    config = mask_config.at_threshold(threshold)
     scored = []
     for case in cases:
         probs = predictor.predict(case.images)
@@ -66,13 +73,14 @@ def triage_cases(cases, predictor, *, top: int = 20, threshold: float = 0.5,
 
 
 def found_lesions(probs: np.ndarray, foreground: np.ndarray, geometry, config: LesionMaskConfig = DEFAULT):
-    """(model slices that cut a kept lesion, kept lesions) of one case: probs, foreground (N, H, W)."""
-    from scipy import ndimage
+    """(model slices that cut a kept lesion, kept lesions) of one case: probs, foreground (N, H, W).
 
-    mask = lesion_mask_from_slices(probs, foreground, geometry, config=config)
-    n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))[1]
-    cut = geometry.to_slices(mask.astype(np.float32), order=0) > 0.5
-    return int(cut.reshape(len(cut), -1).any(1).sum()), int(n)
+    Kept components are distinct lesions: two of them touching would have been one component.
+    """
+    comps = components(probability_volume(probs, foreground, geometry), geometry.voxel_spacing, config.threshold)
+    kept = keep(comps, config)
+    cut = geometry.to_slices(select(comps, kept).astype(np.float32), order=0) > 0.5
+    return int(cut.reshape(len(cut), -1).any(1).sum()), int(kept.sum())
 
 
 def auroc(scores, positive) -> float:

@@ -30,7 +30,7 @@ and the rule (``Testing/benchmarks/tune_lesion_mask.py``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -49,6 +49,10 @@ class LesionMaskConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def at_threshold(self, threshold: float) -> "LesionMaskConfig":
+        """The same rules at another voxel threshold; the peak rule is never below it."""
+        return replace(self, threshold=threshold, peak=max(self.peak, threshold))
 
 
 DEFAULT = LesionMaskConfig()
@@ -110,14 +114,30 @@ def lesion_mask(probability: np.ndarray, spacing, config: LesionMaskConfig = DEF
     return select(comps, keep(comps, config))
 
 
-def lesion_mask_from_slices(probs: np.ndarray, foreground: np.ndarray, geometry, spacing=None,
-                            config: LesionMaskConfig = DEFAULT) -> np.ndarray:
-    """Mask on the baseline grid from model slices: probs, foreground (N, H, W); ``geometry`` a SliceGeometry.
+def probability_volume(probs: np.ndarray, foreground: np.ndarray, geometry) -> np.ndarray:
+    """(K, J, I) probabilities on the baseline grid from model slices: probs, foreground (N, H, W).
 
     Probabilities outside the foreground are zeroed, then mapped to the
     baseline grid with linear interpolation (as the product's probability map).
+    """
+    return geometry.to_volume(np.asarray(probs, np.float32) * (np.asarray(foreground) > 0), order=1)
+
+
+def threshold_mask_from_slices(probs: np.ndarray, foreground: np.ndarray, geometry,
+                               threshold: float = 0.5) -> np.ndarray:
+    """(K, J, I) bool: p >= ``threshold`` inside the foreground on the model slices, nearest to the baseline grid.
+
+    The plain voxel threshold the product used before the lesion-mask step (learning curves still score it).
+    """
+    hit = (np.asarray(probs) >= threshold) & (np.asarray(foreground) > 0)
+    return geometry.to_volume(hit.astype(np.float32), order=0) > 0.5
+
+
+def lesion_mask_from_slices(probs: np.ndarray, foreground: np.ndarray, geometry, spacing=None,
+                            config: LesionMaskConfig = DEFAULT) -> np.ndarray:
+    """Mask on the baseline grid from model slices (see :func:`probability_volume`); ``geometry`` a SliceGeometry.
+
     ``spacing`` defaults to the geometry's baseline voxel spacing.
     """
-    p = np.asarray(probs, np.float32) * (np.asarray(foreground) > 0)
     spacing = geometry.voxel_spacing if spacing is None else spacing
-    return lesion_mask(geometry.to_volume(p, order=1), spacing, config)
+    return lesion_mask(probability_volume(probs, foreground, geometry), spacing, config)
