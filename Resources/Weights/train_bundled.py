@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the bundled change-segmentation weights on domain-randomised pairs (issue 13).
 
-Each training pair comes from ``cohort/randomise.py`` (MNI subjects, every visit
+Each training pair comes from ``cohort/randomise.py`` (MNI and pycortex S1 subjects, every visit
 its own contrast curve, grid, pose, bias and noise; 40 % lesion-free), goes
 through the product's own ``prepare_pair`` (so train and use see the same
 inputs), then gets a small residual misregistration (``randomise.misregister``)
@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, default=0.0, help="stop training after this long (0 = no limit)")
     p.add_argument("--prepare-only", action="store_true", help="prepare and cache the pairs, then stop")
+    p.add_argument("--shard", default="0/1", help="with --prepare-only: prepare only subjects s with s %% N == K "
+                   "(K/N), so N processes can fill the cache in parallel")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     return p.parse_args(argv)
 
@@ -111,6 +113,7 @@ def select(cases, rng: np.random.Generator, empty_ratio: float) -> tuple[np.ndar
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from LongitudinalALLib.cohort import randomise
     from LongitudinalALLib.core.errors import InputError
     from LongitudinalALLib.model import ModelConfig, build_model, count_parameters, load_weights, save_weights
     from LongitudinalALLib.model.training import TrainConfig, train_model
@@ -121,7 +124,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     subjects: dict = {}
     paths, failed = [], []
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
     for i in range(args.n_pairs + args.n_val):
+        if args.prepare_only and (i // randomise.PAIRS_PER_SUBJECT) % n_shards != shard:
+            continue
         try:
             paths.append(prepared_pair(work, args.family_seed, i, subjects))
         except InputError as err:  # the product refuses the pair (e.g. registration on very thick slices)

@@ -7,6 +7,10 @@ Sources (no download at run time):
 * ``colin27``: Debian's ``mricron-data`` Colin27 (``ch2bet.nii.gz``, one real
   subject, 181x217x181 at 1 mm); tissue maps come from a 3-class Otsu split of
   the brain-extracted T1 with a linear ramp between class means (partial volume).
+* ``pycortex_s1``: the real single-subject T1 in the pycortex 1.4.0 sdist (full head,
+  256^3 at 1 mm; fetched by ``Testing/benchmarks/setup_pycortex_anatomy.sh``, never
+  committed); brain mask by affine MNI template fit (``anatomy_extract``), then N4 and
+  the same Otsu tissue maps as Colin27.
 
 Every map is cropped to the brain (plus a margin) and, for coarser spacings,
 smoothed then resampled *before* anything else runs, so a 2 mm cohort is fast.
@@ -28,7 +32,17 @@ from scipy import ndimage
 from LongitudinalALLib.core.errors import InputError
 
 #: every anatomy the generator knows, in the order it prefers them
-ANATOMIES: tuple[str, ...] = ("mni", "colin27")
+ANATOMIES: tuple[str, ...] = ("mni", "colin27", "pycortex_s1")
+#: what ``make-cohort`` uses unless told otherwise
+DEFAULT_ANATOMIES: tuple[str, ...] = ("mni", "colin27")
+PYCORTEX_ENV = "LONGITUDINAL_AL_PYCORTEX_T1"
+#: where the set-up script puts it in a source checkout (the package sits two levels below the root)
+PYCORTEX_DEFAULT = (Path(__file__).resolve().parents[3] / "Testing" / "benchmarks" / "results" / "tmp" / "anatomy"
+                    / "pycortex_S1_raw.nii.gz")
+PYCORTEX_INSTALL_HINT = (
+    "run `bash Testing/benchmarks/setup_pycortex_anatomy.sh` in the source checkout, or set "
+    f"{PYCORTEX_ENV} to pycortex's filestore/db/S1/anatomicals/raw.nii.gz"
+)
 COLIN27_ENV = "LONGITUDINAL_AL_COLIN27_DIR"
 COLIN27_DIRS: tuple[str, ...] = ("/usr/share/mricron/templates", "/usr/share/mricron")
 COLIN27_INSTALL_HINT = (
@@ -93,7 +107,13 @@ def colin27_dir() -> Path | None:
     return None
 
 
-def available_anatomies(requested: tuple[str, ...] | list[str] = ANATOMIES) -> list[str]:
+def pycortex_t1_path() -> Path | None:
+    """pycortex's S1 raw T1 (full head), or None when it has not been fetched."""
+    path = Path(os.environ.get(PYCORTEX_ENV) or PYCORTEX_DEFAULT)
+    return path if path.is_file() else None
+
+
+def available_anatomies(requested: tuple[str, ...] | list[str] = DEFAULT_ANATOMIES) -> list[str]:
     """The requested anatomies that are installed; warns (with the install command) for the others."""
     unknown = [a for a in requested if a not in ANATOMIES]
     if unknown:
@@ -106,6 +126,10 @@ def available_anatomies(requested: tuple[str, ...] | list[str] = ANATOMIES) -> l
                 f"Colin27 anatomy not found (looked in {os.environ.get(COLIN27_ENV) or ', '.join(COLIN27_DIRS)}): "
                 f"{COLIN27_INSTALL_HINT}. Continuing with the other anatomies.",
                 AnatomyUnavailableWarning, stacklevel=2)
+            continue
+        if name == "pycortex_s1" and pycortex_t1_path() is None:
+            warnings.warn(f"pycortex S1 anatomy not found: {PYCORTEX_INSTALL_HINT}. Continuing with the other "
+                          "anatomies.", AnatomyUnavailableWarning, stacklevel=2)
             continue
         if name not in have:
             have.append(name)
@@ -136,6 +160,26 @@ def _load_mni() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, sitk.Im
     return gm, wm, brain, t1a, t1
 
 
+def _otsu_tissue_maps(t1: sitk.Image, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(GM, WM) memberships (K, J, I) in [0, 1] of a brain-only T1: 3-class Otsu (CSF < GM < WM), then a
+    linear ramp between class means, so a voxel halfway between two means is half of each (partial volume)."""
+    t1a = sitk.GetArrayFromImage(t1)
+    otsu = sitk.OtsuMultipleThresholdsImageFilter()  # deterministic (no k-means restarts)
+    otsu.SetNumberOfThresholds(2)
+    otsu.SetNumberOfHistogramBins(128)
+    brain_img = sitk.GetImageFromArray(inside.astype(np.uint8))
+    brain_img.CopyInformation(t1)
+    otsu.Execute(sitk.Mask(t1, brain_img))
+    lo, hi = otsu.GetThresholds()
+    vals = t1a[inside]
+    m_csf, m_gm, m_wm = (float(vals[vals < lo].mean()), float(vals[(vals >= lo) & (vals < hi)].mean()),
+                         float(vals[vals >= hi].mean()))
+    wm = np.clip((t1a - m_gm) / (m_wm - m_gm), 0, 1)
+    gm_up = np.clip((t1a - m_csf) / (m_gm - m_csf), 0, 1)
+    gm = np.where(t1a >= m_gm, 1 - wm, gm_up)
+    return gm * inside, wm * inside
+
+
 def _load_colin27() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, sitk.Image]:
     folder = colin27_dir()
     if folder is None:
@@ -143,21 +187,29 @@ def _load_colin27() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, sit
     t1 = _read(folder / "ch2bet.nii.gz")
     t1a = sitk.GetArrayFromImage(t1)
     inside = t1a > 0
-    # 3 classes (CSF < GM < WM on T1); Otsu is deterministic (no k-means restarts)
-    otsu = sitk.OtsuMultipleThresholdsImageFilter()
-    otsu.SetNumberOfThresholds(2)
-    otsu.SetNumberOfHistogramBins(128)
-    otsu.Execute(sitk.Mask(t1, sitk.Cast(t1 > 0, sitk.sitkUInt8)))
-    lo, hi = otsu.GetThresholds()
-    vals = t1a[inside]
-    m_csf, m_gm, m_wm = (float(vals[vals < lo].mean()), float(vals[(vals >= lo) & (vals < hi)].mean()),
-                         float(vals[vals >= hi].mean()))
-    # piecewise-linear memberships between class means: a voxel halfway is half of each
-    wm = np.clip((t1a - m_gm) / (m_wm - m_gm), 0, 1)
-    gm_up = np.clip((t1a - m_csf) / (m_gm - m_csf), 0, 1)
-    gm = np.where(t1a >= m_gm, 1 - wm, gm_up)
-    brain = _filled_mask(inside)
-    return gm * inside, wm * inside, brain, t1a, t1
+    gm, wm = _otsu_tissue_maps(t1, inside)
+    return gm, wm, _filled_mask(inside), t1a, t1
+
+
+def _load_pycortex_s1() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, sitk.Image]:
+    from LongitudinalALLib.cohort.anatomy_extract import template_brain_mask
+
+    path = pycortex_t1_path()
+    if path is None:
+        raise InputError("The pycortex S1 anatomy has not been fetched.", PYCORTEX_INSTALL_HINT + ".")
+    head = sitk.DICOMOrient(_read(path), "LPS")  # axial array order, as the grids expect (S1 is stored coronal)
+    _, _, mni_brain, _, mni_t1 = _load_mni()
+    brain = template_brain_mask(head, mni_t1, mni_brain)
+    # N4 inside the brain on a 4 mm copy; the bias field is applied at full resolution
+    brain_img = sitk.GetImageFromArray(brain.astype(np.uint8))
+    brain_img.CopyInformation(head)
+    small, small_mask = sitk.Shrink(head, [4] * 3), sitk.Shrink(brain_img, [4] * 3)
+    n4 = sitk.N4BiasFieldCorrectionImageFilter()
+    n4.SetMaximumNumberOfIterations([30, 20])
+    n4.Execute(small, small_mask)
+    t1 = sitk.Mask(head / sitk.Exp(n4.GetLogBiasFieldAsImage(head)), brain_img)
+    gm, wm = _otsu_tissue_maps(t1, brain)
+    return gm, wm, _filled_mask(brain), sitk.GetArrayFromImage(t1), t1
 
 
 @functools.lru_cache(maxsize=4)
@@ -174,6 +226,10 @@ def load_anatomy(name: str, spacing_mm: float = 1.0) -> Anatomy:
     elif name == "colin27":
         gm, wm, brain, _, ref = _load_colin27()
         source = f"Colin27 ch2bet.nii.gz from mricron-data ({colin27_dir()}), 3-class Otsu tissue maps"
+    elif name == "pycortex_s1":
+        gm, wm, brain, _, ref = _load_pycortex_s1()
+        source = (f"pycortex 1.4.0 S1 raw T1 ({pycortex_t1_path()}), brain by affine MNI template fit, N4, "
+                  "3-class Otsu tissue maps")
     else:
         raise InputError(f"Unknown anatomy {name!r}.", f"Choose from: {', '.join(ANATOMIES)}.")
     csf = np.clip(brain - gm - wm, 0, 1)

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from LongitudinalALLib.cohort.anatomy import (
-    ANATOMIES,
+    DEFAULT_ANATOMIES,
     Anatomy,
     AnatomyUnavailableWarning,
     available_anatomies,
@@ -51,7 +51,7 @@ class CohortOptions:
     n_pairs: int = 40
     seed: int = 0
     spacing_mm: float = 1.0
-    anatomies: tuple[str, ...] = ANATOMIES
+    anatomies: tuple[str, ...] = DEFAULT_ANATOMIES
     pairs_per_subject: int = 2
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     simulation: SimulationOptions = field(default_factory=SimulationOptions)
@@ -72,13 +72,12 @@ def assign_splits(n_subjects: int, fractions: tuple[float, float, float], seed: 
     return [str(s) for s in np.random.default_rng([seed, 2]).permutation(labels)]
 
 
-def subject_anatomy(split: str, have: list[str]) -> str:
-    """Colin27 (when present) only makes test subjects; MNI makes the others."""
-    if have == ["colin27"]:
+def subject_anatomy(split: str, have: list[str], index: int = 0) -> str:
+    """Colin27 (when present) only makes test subjects; the other anatomies take turns on the rest."""
+    others = [a for a in have if a != "colin27"]
+    if "colin27" in have and (split == "test" or not others):
         return "colin27"
-    if "colin27" in have and split == "test":
-        return "colin27"
-    return "mni"
+    return others[index % len(others)] if others else "mni"
 
 
 def make_subject(anatomy: Anatomy, seed: int, index: int) -> Subject:
@@ -170,7 +169,7 @@ def generate_cohort(out: str | Path, options: CohortOptions, *, overwrite: bool 
         check_cancel(cancel, "Cohort generation")
         s_idx = p // options.pairs_per_subject
         if subject is None or subject.params["subject_id"] != f"s{s_idx:03d}":
-            anatomy = load_anatomy(subject_anatomy(splits[s_idx], have), options.spacing_mm)
+            anatomy = load_anatomy(subject_anatomy(splits[s_idx], have, s_idx), options.spacing_mm)
             subject = make_subject(anatomy, options.seed, s_idx)
             subjects_meta.append({**subject.params, "split": splits[s_idx]})
         pair_id = f"p{p:03d}"

@@ -5,7 +5,8 @@ tissue-structured difference (a grey/white contrast change between visits, a
 thick-slice partial-volume pattern). Here such differences are common and are
 never labelled, so the model must learn that only new lesions count:
 
-* anatomy: deformed MNI ICBM152 subjects (``subject.py``; Colin27 stays held out);
+* anatomy: deformed subjects (``subject.py``) of MNI ICBM152 and pycortex's real S1 T1, taking turns
+  (``TRAIN_ANATOMIES``; Colin27 stays held out for the frozen evaluation family);
 * lesions: the cohort's lesion model (``lesions.py``); ``P_LESION_FREE`` of the pairs have none;
 * contrast per visit: GM/WM/CSF levels (GM 0.85-1.6 x WM, CSF 0.03-0.6) then a random smooth
   monotone curve (piecewise linear through 6 random increments, Gaussian-smoothed);
@@ -29,7 +30,8 @@ from LongitudinalALLib.cohort.grids import Grid, GridPair, brain_centre_lps, pos
 from LongitudinalALLib.cohort.lesions import lesion_maps, new_lesion_mask, sample_lesions
 from LongitudinalALLib.cohort.subject import Subject
 
-ANATOMY = "mni"
+#: subject ``s`` is drawn from ``TRAIN_ANATOMIES[s % 2]``; Colin27 is never used (held out)
+TRAIN_ANATOMIES: tuple[str, ...] = ("mni", "pycortex_s1")
 P_LESION_FREE = 0.4
 PAIRS_PER_SUBJECT = 3
 
@@ -81,10 +83,18 @@ def apply_curve(image: np.ndarray, brain: np.ndarray, visit: dict) -> np.ndarray
     return (out * visit["scale"]).astype(np.float32)
 
 
+def pair_anatomy(index: int, anatomies: tuple[str, ...] = TRAIN_ANATOMIES) -> str:
+    """The anatomy of training pair ``index`` (whole subjects take turns)."""
+    return anatomies[(index // PAIRS_PER_SUBJECT) % len(anatomies)]
+
+
 def make_pair(seed: int, index: int, anatomy_spacing_mm: float = 1.0,
-              subjects: dict | None = None) -> GridPair:
-    """Training pair ``index`` of family ``seed`` (deterministic); ``subjects`` caches deformed subjects."""
-    anat = load_anatomy(ANATOMY, anatomy_spacing_mm)
+              subjects: dict | None = None, anatomies: tuple[str, ...] = TRAIN_ANATOMIES) -> GridPair:
+    """Training pair ``index`` of family ``seed`` (deterministic); ``subjects`` caches deformed subjects.
+
+    Raises InputError (with the set-up command) when the pair's anatomy has not been fetched.
+    """
+    anat = load_anatomy(pair_anatomy(index, anatomies), anatomy_spacing_mm)
     s_index = index // PAIRS_PER_SUBJECT
     cache = subjects if subjects is not None else {}
     if s_index not in cache:
@@ -92,7 +102,7 @@ def make_pair(seed: int, index: int, anatomy_spacing_mm: float = 1.0,
         cache[s_index] = make_subject(anat, seed, s_index)
     subject = cache[s_index]
     rng = np.random.default_rng([seed, 1, index])
-    p = sample_params(rng, subject, f"r{seed}_{index:04d}")
+    p = sample_params(rng, subject, f"r{seed}_{index:04d}") | {"anatomy": anat.name}
     if subject.texture is None:
         subject.texture = subject_texture(subject.params["texture_seed"], subject.gm.shape)
     frac_b, con_b, frac_f, con_f = lesion_maps(p["lesions"], subject)

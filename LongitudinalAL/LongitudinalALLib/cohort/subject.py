@@ -1,7 +1,7 @@
 """A simulated subject: one real anatomy under its own smooth random deformation.
 
 "Subject" is the unit the train/validation/test split keeps together: with only
-two real brains available, each subject is an anatomy (MNI or Colin27) warped by
+three real brains available, each subject is an anatomy (MNI, Colin27 or pycortex S1) warped by
 a random global scaling/shear plus a smooth displacement field drawn on a coarse
 grid. The deformed tissue maps define the baseline space of every pair of the
 subject, and the white-matter regions where lesions are placed.
