@@ -33,6 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-pairs", type=int, default=36, help="training pairs after the validation ones (3 per subject)")
     p.add_argument("--n-val", type=int, default=3, help="validation pairs: the first ones (whole subjects)")
     p.add_argument("--family-seed", type=int, default=1313, help="data seed of the randomised family")
+    p.add_argument("--val-family-seed", type=int, default=None,
+                   help="validate on --n-val fresh pairs of this family seed (whole subjects, other draws) instead of "
+                        "the first --n-val pairs of --family-seed; all --n-pairs then train")
     p.add_argument("--matching", choices=("histogram", "pairwise"), default="histogram")
     p.add_argument("--init", default="", help="weights to start from ('bundled' or a path; empty = random)")
     p.add_argument("--empty-ratio", type=float, default=1.5, help="lesion-free slices per lesion slice")
@@ -125,7 +128,8 @@ def main(argv=None) -> int:
     subjects: dict = {}
     paths, failed = [], []
     shard, n_shards = (int(v) for v in args.shard.split("/"))
-    for i in range(args.n_pairs + args.n_val):
+    n_family = args.n_pairs + (0 if args.val_family_seed is not None else args.n_val)
+    for i in range(n_family):
         if args.prepare_only and (i // randomise.PAIRS_PER_SUBJECT) % n_shards != shard:
             continue
         try:
@@ -133,14 +137,19 @@ def main(argv=None) -> int:
         except InputError as err:  # the product refuses the pair (e.g. registration on very thick slices)
             failed.append({"index": i, "error": err.problem})
             paths.append(None)
-        print(f"prepared {i + 1}/{args.n_pairs + args.n_val} ({time.perf_counter() - t0:.0f} s)"
+        print(f"prepared {i + 1}/{n_family} ({time.perf_counter() - t0:.0f} s)"
               + (f" refused: {failed[-1]['error']}" if paths[-1] is None else ""), flush=True)
+    if args.val_family_seed is not None and not args.prepare_only:
+        val_subjects: dict = {}
+        val_p = [prepared_pair(work, args.val_family_seed, i, val_subjects) for i in range(args.n_val)]
+        train_p = [p for p in paths if p is not None]
+    else:
+        val_p = [p for p in paths[:args.n_val] if p is not None]  # the first subjects validate
+        train_p = [p for p in paths[args.n_val:] if p is not None]
     t_data = time.perf_counter() - t0
     if args.prepare_only:
         return 0
     rng = np.random.default_rng(args.seed)
-    val_p = [p for p in paths[:args.n_val] if p is not None]  # the first subjects validate
-    train_p = [p for p in paths[args.n_val:] if p is not None]
     x, y, fg = select([case_slices(p, args.matching) for p in train_p], rng, args.empty_ratio)
     xv, yv, _ = select([case_slices(p, args.matching) for p in val_p], rng, args.empty_ratio)
     paths = train_p + val_p
@@ -166,6 +175,7 @@ def main(argv=None) -> int:
     summary = {
         "command": "python Resources/Weights/train_bundled.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": {"family": "cohort/randomise.py", "family_seed": args.family_seed, "n_train_pairs": len(train_p),
+                 "val_family_seed": args.val_family_seed,
                  "n_val_pairs": len(val_p), "lesion_free_pairs": n_free, "refused_pairs": failed, "matching": args.matching,
                  "init": args.init or "random", "seconds": round(t_data, 1)},
         "slices": {"size": 256, "spacing_mm": 1.0, "axis": "axial", "train": int(len(x)), "val": int(len(xv))},
