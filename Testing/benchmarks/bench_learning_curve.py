@@ -16,7 +16,7 @@ lesion?) of every final model on the test pairs.
 
     .venv/bin/python Testing/benchmarks/bench_learning_curve.py --config cpu          # the CPU grid
     .venv/bin/python Testing/benchmarks/bench_learning_curve.py --strategies all      # every strategy
-    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --families dir:/data/heldout,sim:1234
+    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --families sim:1234,heldout:12,dir:/data/c
     .venv/bin/python Testing/benchmarks/bench_learning_curve.py --ray [--ray-address auto]  # tasks on Ray
     .venv/bin/python Testing/benchmarks/bench_learning_curve.py --collect             # summarise what is done
 
@@ -47,8 +47,8 @@ CONFIGS = {
     # pool), 5 rounds -> >= 5 % (486-slice simulated pool: 5 per round, 25 = 5.1 %)
     "cpu": dict(n_pairs=12, split=(0.45, 0.1, 0.45), p_no_new=0.5, spacing=2.0, size=128, model="small",
                 rounds=5, label_pct=1.0, epochs=10, min_steps=10, batch=8, crop=64, lr=3e-3, patience=4,
-                full_epochs=25, full_patience=6, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0,),
-                strategies=("fg_random", "clasp_pe"), families=("sim:1234", "sim:5678")),
+                full_epochs=25, full_patience=6, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0, 1, 2),
+                strategies=("fg_random", "clasp_pe"), families=("sim:1234", "heldout:12")),
     # GPU grid: larger families at 1 mm, default network, every strategy
     "gpu": dict(n_pairs=40, split=(0.6, 0.1, 0.3), p_no_new=0.5, spacing=1.0, size=256, model="default",
                 rounds=8, label_pct=0.75, epochs=40, min_steps=20, batch=16, crop=128, lr=1e-3,
@@ -68,9 +68,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
     p.add_argument("--work", default="/tmp/longitudinal_al_learning_curve", help="scratch folder")
     p.add_argument("--families", default=None,
-                   help="comma-separated: sim:<cohort seed> (simulated here) or dir:<cohort folder> (e.g. held-out)")
+                   help="comma-separated: sim:<cohort seed> (simulated here), heldout:<n pairs> (the model issue's "
+                        "frozen family, written here) or dir:<cohort folder>")
+    p.add_argument("--full-seeds", default=None,
+                   help="comma-separated seeds of full supervision (default from the config; the reference is their mean)")
     p.add_argument("--strategies", default=None, help="comma-separated names, or 'all' (default: the config's)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default from the config)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one number of the config, e.g. --set crop=48 (a recipe change to compare)")
     p.add_argument("--tag", default="", help="suffix of the result files")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per task (1 is best on a busy machine)")
     p.add_argument("--ray", action="store_true", help="run the grid's tasks on Ray (pip install ray)")
@@ -89,6 +94,14 @@ def prepare_families(specs, c: dict, work: Path) -> dict[str, str]:
         kind, _, value = spec.partition(":")
         if kind == "dir":
             out[Path(value).name] = value
+            continue
+        if kind == "heldout":  # the model issue's frozen family: n pairs, the last half the test split
+            name, folder = f"heldout{value}", work / f"heldout{value}" / "cohort"
+            if not (folder / "manifest.json").is_file():
+                from lc_heldout_cohort import write_family
+
+                write_family(folder, int(value), int(value) // 2)
+            out[name] = str(folder)
             continue
         name, folder = f"sim{value}", work / f"sim{value}" / "cohort"
         if not (folder / "manifest.json").is_file():
@@ -222,13 +235,19 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     c = dict(CONFIGS[args.config])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in c or isinstance(c[key], (tuple, list, str)):
+            raise SystemExit(f"--set {item}: {key!r} is not a number of the {args.config} config")
+        c[key] = type(c[key])(float(value)) if isinstance(c[key], int) else float(value)
     strategies = args.strategies or c["strategies"]
     strategies = available_strategies() if strategies == "all" else (
         strategies.split(",") if isinstance(strategies, str) else list(strategies))
     if "fg_random" not in strategies:
         strategies = ["fg_random", *strategies]  # the reference of the paired test
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(c["seeds"])
-    full_seeds = [s for s in c["full_seeds"] if s in seeds] or seeds[:1]
+    full_seeds = ([int(s) for s in args.full_seeds.split(",")] if args.full_seeds
+                  else [s for s in c["full_seeds"] if s in seeds] or seeds[:1])
     work = Path(args.work) / args.config
     t0 = time.perf_counter()
     families = prepare_families(args.families.split(",") if args.families else c["families"], c, work)
