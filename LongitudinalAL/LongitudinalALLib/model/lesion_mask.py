@@ -26,6 +26,13 @@ lesion recall within 0.05 of the plain threshold's. There the false lesions per
 lesion-free pair fell from median 5 / p90 38 to 1 / 6 and recall from 0.53 to
 0.49; ``Testing/benchmarks/results/lesion_mask_tuning.json`` holds the figures
 and the rule (``Testing/benchmarks/tune_lesion_mask.py``).
+
+Re-run for the retrained weights (MNI + pycortex S1 training subjects), the same rule
+picks peak 0.97 / 3 mm^3 on the earlier 30 MNI pairs (pooled F1 0.355 against 0.330
+for these defaults) and peak 0.95 / 30 mm^3 on 30 pairs of the current family (0.527
+against 0.466), with the same false-lesion median (0) as these defaults. Two samples of
+the same family disagree on the optimum, so the defaults stay; figures in
+``lesion_mask_tuning_s1_weights.json`` and ``lesion_mask_tuning_s1_family.json``.
 """
 
 from __future__ import annotations
