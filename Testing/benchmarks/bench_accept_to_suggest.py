@@ -7,13 +7,15 @@ truth, then one training round (warm start from the bundled model) and the next
 ``--k`` suggestions are timed, as the Slicer train job followed by the suggest
 job do. Each recipe of ``--recipes`` runs on its own fresh session with the same
 labels, one after the other in this process, so their CPU seconds and their ratio
-are comparable under the same load: ``before`` is the TrainConfig of issue 16
-(every round at least 200 steps), ``after`` the warm budget of issue 14 (a warm
-start trains ``warm_min_total_steps=100``; off by default, see the README). ``--profile`` adds where one training
-step spends its CPU time (train_step_profile.py) for the default step and the
-cheaper candidates (crop 96, batch 4, no augmentation, channels_last).
+are comparable under the same load: ``crop_128`` is the TrainConfig before issue 14
+(every round at least 200 steps on 128 px crops), ``default`` today's (96 px crops, the
+same 200 steps; the learning-curve check is ``lc_compare.py``, results/learning_curve_compare_crop96.json),
+``warm_100`` the warm budget (a warm start trains ``warm_min_total_steps=100``; off by
+default, see the README). ``--profile`` adds where one training step spends its CPU time
+(train_step_profile.py) for the default step and the cheaper candidates (crop 128, batch 4,
+no augmentation, channels_last).
 
-    .venv/bin/python Testing/benchmarks/bench_accept_to_suggest.py --threads 2 --profile --tag speed
+    .venv/bin/python Testing/benchmarks/bench_accept_to_suggest.py --threads 2 --tag crop96
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_common import describe_machine  # noqa: E402
 
-RECIPES = {"before": {"warm_min_total_steps": None}, "after": {"warm_min_total_steps": 100}}
-CANDIDATES = {"default": ({}, False), "crop_96": ({"crop_size": 96}, False), "batch_4": ({"batch_size": 4}, False),
+RECIPES = {"crop_128": {"crop_size": 128}, "default": {}, "warm_100": {"warm_min_total_steps": 100}}
+CANDIDATES = {"default": ({}, False), "crop_128": ({"crop_size": 128}, False), "batch_4": ({"batch_size": 4}, False),
               "no_augment": ({"augment": None}, False), "channels_last": ({}, True)}
 
 
@@ -86,11 +88,11 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--recipes", default="before,after", help=f"comma-separated, of {sorted(RECIPES)}")
+    p.add_argument("--recipes", default="crop_128,default", help=f"comma-separated, of {sorted(RECIPES)}")
     p.add_argument("--profile", action="store_true", help="time the parts of one training step (CPU)")
     p.add_argument("--profile-steps", type=int, default=8)
     p.add_argument("--no-cap", action="store_true",
-                   help="no wall-time cap (on a loaded machine the 180 s cap would cut the 'before' round)")
+                   help="no wall-time cap (on a loaded machine the 180 s cap would cut the crop_128 round)")
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
     import torch
@@ -119,11 +121,11 @@ def main(argv=None) -> int:
               f"({r['train']['budget_rule']}, start Dice {r['train']['start_dice']}): train {r['train_s']:.1f} s, "
               f"suggest {r['suggest_s']:.1f} s, Accept -> suggestions {r['accept_to_suggest_s']:.1f} s wall, "
               f"{r['cpu_s']['accept_to_suggest']:.1f} s CPU (load {r['load_1min_after']:.1f})", flush=True)
-    if {"before", "after"} <= set(out["recipes"]):
-        b, a = out["recipes"]["before"], out["recipes"]["after"]
-        out["after_over_before"] = {"wall": round(a["accept_to_suggest_s"] / b["accept_to_suggest_s"], 3),
+    if {"crop_128", "default"} <= set(out["recipes"]):
+        b, a = out["recipes"]["crop_128"], out["recipes"]["default"]
+        out["default_over_crop_128"] = {"wall": round(a["accept_to_suggest_s"] / b["accept_to_suggest_s"], 3),
                                     "cpu": round(a["cpu_s"]["accept_to_suggest"] / b["cpu_s"]["accept_to_suggest"], 3)}
-        print(f"after / before: wall {out['after_over_before']['wall']}, CPU {out['after_over_before']['cpu']}")
+        print(f"default / crop_128: wall {out['after_over_before']['wall']}, CPU {out['after_over_before']['cpu']}")
     if args.profile:
         session = labelled_session(pair, work / "profile", args.labels)
         out["step_profile"] = profile(session, TrainConfig(seed=0, device=args.device), args.profile_steps)

@@ -31,7 +31,7 @@ def add_train_options(p: argparse.ArgumentParser, epochs: int = 40) -> None:
     g.add_argument("--steps-per-epoch", type=int, default=None,
                    help="exact budget of epochs x steps-per-epoch steps, no floor (default: see --min-steps)")
     g.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
-    g.add_argument("--crop", type=int, default=128, help="training crop in pixels, 0 = whole slices (default 128)")
+    g.add_argument("--crop", type=int, default=96, help="training crop in pixels, 0 = whole slices (default 96)")
     g.add_argument("--patience", type=int, default=8,
                    help="early-stopping patience in epochs, used only with a trustworthy validation split (default 8)")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")

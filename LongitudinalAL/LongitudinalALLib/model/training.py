@@ -64,7 +64,7 @@ class TrainConfig:
     max_seconds: float | None = 180.0    # wall-time cap of one run (None: none)
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    crop_size: int | None = 128          # None: whole slices
+    crop_size: int | None = 96           # None: whole slices; 96 (issue 14): 0.6x the step time, no learning-curve drop
     p_lesion_crop: float = 0.8           # crop centred on a lesion when the slice has one
     lesion_fraction: float = 0.5         # share of each batch drawn from lesion slices
     loss: str = "dicefocal"
