@@ -125,7 +125,8 @@ def main(argv=None) -> int:
         b, a = out["recipes"]["crop_128"], out["recipes"]["default"]
         out["default_over_crop_128"] = {"wall": round(a["accept_to_suggest_s"] / b["accept_to_suggest_s"], 3),
                                     "cpu": round(a["cpu_s"]["accept_to_suggest"] / b["cpu_s"]["accept_to_suggest"], 3)}
-        print(f"default / crop_128: wall {out['after_over_before']['wall']}, CPU {out['after_over_before']['cpu']}")
+        ratio = out["default_over_crop_128"]
+        print(f"default / crop_128: wall {ratio['wall']}, CPU {ratio['cpu']}")
     if args.profile:
         session = labelled_session(pair, work / "profile", args.labels)
         out["step_profile"] = profile(session, TrainConfig(seed=0, device=args.device), args.profile_steps)

@@ -49,7 +49,7 @@ CONFIGS = {
     # frozen held-out family; the 95 % reference is the mean of 3 full-supervision seeds
     "cpu": dict(n_pairs=12, split=(0.45, 0.1, 0.45), p_no_new=0.5, spacing=2.0, size=128, model="small",
                 rounds=5, label_pct=1.0, epochs=10, min_steps=10, batch=8, crop=48, lr=3e-3, patience=4,
-                full_epochs=25, full_patience=6, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0, 1, 2),
+                full_epochs=50, full_patience=15, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0, 1, 2),
                 strategies=("fg_random", "clasp_pe"), families=("sim:1234", "heldout:12")),
     # GPU grid: larger families at 1 mm, default network, every strategy
     "gpu": dict(n_pairs=40, split=(0.6, 0.1, 0.3), p_no_new=0.5, spacing=1.0, size=256, model="default",
@@ -73,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma-separated: sim:<cohort seed> (simulated here), heldout:<n pairs> (the model issue's "
                         "frozen family, written here) or dir:<cohort folder>")
     p.add_argument("--full-seeds", default=None,
-                   help="comma-separated seeds of full supervision (default from the config; the reference is their mean)")
+                   help="comma-separated seeds of full supervision (default: the config's; reference = their mean)")
     p.add_argument("--strategies", default=None, help="comma-separated names, or 'all' (default: the config's)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default from the config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -215,6 +215,7 @@ def plot(results: dict, path: Path) -> None:
                     label=f"{name} (AUBC {s['aubc_mean']:.3f})")
         ax.axhline(r["full_supervision_dice"], color="k", label="full supervision")
         ax.axhline(0.95 * r["full_supervision_dice"], color="k", ls=":", label="95 % of full")
+        ax.set_ylim(top=max(ax.get_ylim()[1], 1.03 * r["full_supervision_dice"]))  # keep the reference in view
         ax.set(title=f"{fam}: seeds {r['seeds']}", xlabel="% of pool slices labelled", ylabel="Dice (new lesions)")
         ax.legend(fontsize=8)
         ax = axes[1][j]
@@ -227,6 +228,12 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def task_seconds(work: Path, families: dict) -> dict:
+    """Per family, the summed run time of its finished tasks (a --collect run's own seconds say nothing)."""
+    return {fam: round(sum(json.loads(p.read_text()).get("seconds", 0.0)
+                           for p in (work / fam).glob("*.result.json")), 1) for fam in families}
 
 
 def main(argv=None) -> int:
@@ -262,6 +269,7 @@ def main(argv=None) -> int:
               "families": {k: str(v) for k, v in families.items()}, "seeds": seeds, "full_seeds": full_seeds,
               "results": results, "targets": targets(results),
               "run": {"seconds": round(time.perf_counter() - t0, 1), "ray": args.ray,
+                      "task_seconds_sum": task_seconds(work, families),
                       "machine": f"{platform.machine()}, {args.threads} torch threads per task, python "
                                  f"{platform.python_version()}"}}
     name = f"learning_curve_{args.config}{('_' + args.tag) if args.tag else ''}"
