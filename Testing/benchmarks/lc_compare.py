@@ -69,6 +69,36 @@ def compare(before: dict[int, dict], after: dict[int, dict]) -> dict:
     return out
 
 
+def mean_curve(runs: dict[int, dict]) -> tuple[list[float], list[float]]:
+    """(fractions, mean Dice over seeds) of one grid's runs (same rounds in every seed)."""
+    recs = list(runs.values())
+    fr = [r["fraction"] for r in recs[0]["rounds"]]
+    return fr, [float(np.mean([rec["rounds"][i]["metrics"]["dice"] for rec in recs])) for i in range(len(fr))]
+
+
+def plot(before: Path, after: Path, families: list[str], strategies: list[str], path: Path) -> None:
+    """Mean Dice-vs-fraction curves, before dashed and after solid, one panel per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 4.5), squeeze=False)
+    for ax, fam in zip(axes[0], families):
+        for i, st in enumerate(strategies):
+            for work, ls, label in ((before, "--", "before"), (after, "-", "after")):
+                runs = load_runs(work, fam, st)
+                if runs:
+                    fr, dice = mean_curve(runs)
+                    ax.plot([100 * f for f in fr], dice, ls, marker="o", color=f"C{i}",
+                            label=f"{st} {label} ({len(runs)} seeds)")
+        ax.set(title=fam, xlabel="% of pool slices labelled", ylabel="mean Dice (new lesions)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("before", help="work folder of the before grid (…/<config>)")
@@ -91,6 +121,8 @@ def main(argv=None) -> int:
                       f"p(before>after, cases) {t.get('p_greater')}  drop {x.get('drop')}")
     name = "learning_curve_compare" + (f"_{args.tag}" if args.tag else "")
     (HERE / "results" / f"{name}.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    plot(Path(args.before), Path(args.after), args.families.split(","), args.strategies.split(","),
+         HERE / "results" / f"{name}.png")
     return 0
 
 
