@@ -14,7 +14,8 @@ things matter for active learning and drive the design:
   see ``inference.gradient_embedding_from_features``).
 
 The network is fully convolutional: any H, W divisible by the total stride work
-(trained on 96x96 crops since issue 14, 128x128 before; run on 256x256 slices).
+(the bundled weights were trained on 128x128 crops, active-learning rounds train on 96x96
+since issue 14; run on 256x256 slices).
 """
 
 from __future__ import annotations
