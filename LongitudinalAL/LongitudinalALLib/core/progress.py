@@ -73,3 +73,39 @@ class TqdmProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class RemainingTime:
+    """Estimate of the seconds left in the current stage, from its elapsed time and fraction done.
+
+    Why: a bar alone does not tell a clinician whether to wait or come back. The
+    estimate is linear in the stage's fraction (elapsed x (1 - f) / f); it is
+    withheld until ``min_fraction`` of the stage and ``min_seconds`` have passed,
+    because the first steps of a stage (model load, first batch) mislead it.
+    A new stage name starts a new estimate.
+    """
+
+    def __init__(self, clock=None, min_fraction: float = 0.05, min_seconds: float = 2.0) -> None:
+        import time
+
+        self.clock = clock or time.monotonic
+        self.min_fraction, self.min_seconds = min_fraction, min_seconds
+        self.stage: str | None = None
+        self.started = 0.0
+
+    def seconds_left(self, stage: str, fraction: float) -> float | None:
+        now = self.clock()
+        if stage != self.stage:
+            self.stage, self.started = stage, now
+        elapsed = now - self.started
+        if fraction < self.min_fraction or elapsed < self.min_seconds or fraction >= 1.0:
+            return None
+        return elapsed * (1.0 - fraction) / fraction
+
+    def describe(self, stage: str, fraction: float, message: str = "") -> str:
+        """``message`` with "about N s left" (or "N min") appended once an estimate exists."""
+        left = self.seconds_left(stage, fraction)
+        if left is None:
+            return message
+        when = f"about {max(1, round(left))} s left" if left < 90 else f"about {round(left / 60)} min left"
+        return f"{message} ({when})" if message else when

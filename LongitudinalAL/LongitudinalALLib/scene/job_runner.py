@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from LongitudinalALLib.core.errors import CancelledError, LongitudinalALError
-from LongitudinalALLib.core.progress import ProgressCallback
+from LongitudinalALLib.core.progress import ProgressCallback, RemainingTime
 from LongitudinalALLib.jobs import staging
 from LongitudinalALLib.jobs.worker import WorkerProcess
 from LongitudinalALLib.scene.scene_rollback import SceneRollback
@@ -57,6 +57,7 @@ class JobRunner:
         self._closes_at_start = 0  # the logic's scene-close count when the job started
         self.lines: list[str] = []
         self.last_log = ""
+        self.remaining = RemainingTime()
 
     @property
     def log_dir(self) -> Path:
@@ -80,6 +81,7 @@ class JobRunner:
         if self.busy:
             raise LongitudinalALError(f"A {self._job[0]} job is already running.", "Wait for it, or press Cancel.")
         self.lines = [f"{job} started"]
+        self.remaining = RemainingTime(self.remaining.clock)  # each job estimates afresh
         self._closes_at_start = getattr(self.logic, "scene_closes", 0)
         self._job = (job, spec, self.launch(job, spec))
         log.info("LongitudinalAL: %s job started", job)
@@ -92,6 +94,7 @@ class JobRunner:
         job, spec, handle = self._job
 
         def on_progress(stage: str, fraction: float, message: str = "") -> None:
+            message = self.remaining.describe(stage, fraction, message)  # the panel shows the estimate
             self.lines = (self.lines + [f"{stage} {100 * fraction:3.0f}% {message}".rstrip()])[-LOG_LINES:]
             if progress is not None:
                 progress(stage, fraction, message)
