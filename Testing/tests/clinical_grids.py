@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-ROOT = Path(__file__).resolve().parents[2]
+from LongitudinalALLib.cohort.anatomy import pycortex_t1_path  # the one lookup (env, then set-up folder)
+
 REPORT_SEED_START = 1000
-PYCORTEX_ENV = "LONGITUDINAL_AL_PYCORTEX_T1"
-PYCORTEX_DEFAULT = ROOT / "Testing" / "benchmarks" / "results" / "tmp" / "anatomy" / "pycortex_S1_raw.nii.gz"
 COLIN27_FILES = ("/usr/share/mricron/templates/ch2.nii.gz", "/usr/share/mricron/ch2.nii.gz")
 
 AXIAL = np.eye(3)
@@ -90,15 +88,11 @@ class ClinicalPair:
         return self.truth.GetInverse()
 
 
-def pycortex_t1_path() -> Path:
-    return Path(os.environ.get(PYCORTEX_ENV, str(PYCORTEX_DEFAULT)))
-
-
 def available_anatomies() -> list[str]:
     names = ["mni"]
     if any(Path(p).is_file() for p in COLIN27_FILES):
         names.append("colin27")
-    if pycortex_t1_path().is_file():
+    if pycortex_t1_path() is not None:
         names.append("pycortex_s1")
     return names
 

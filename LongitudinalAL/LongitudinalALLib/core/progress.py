@@ -9,6 +9,7 @@ plugs a tqdm bar in; the Slicer module plugs in messages from its worker process
 from __future__ import annotations
 
 import threading
+import time
 from typing import Protocol
 
 from LongitudinalALLib.core.errors import CancelledError
@@ -86,10 +87,12 @@ class RemainingTime:
     """
 
     def __init__(self, clock=None, min_fraction: float = 0.05, min_seconds: float = 2.0) -> None:
-        import time
-
         self.clock = clock or time.monotonic
         self.min_fraction, self.min_seconds = min_fraction, min_seconds
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the current stage (a new job may reuse a stage name)."""
         self.stage: str | None = None
         self.started = 0.0
 

@@ -81,7 +81,7 @@ class JobRunner:
         if self.busy:
             raise LongitudinalALError(f"A {self._job[0]} job is already running.", "Wait for it, or press Cancel.")
         self.lines = [f"{job} started"]
-        self.remaining = RemainingTime(self.remaining.clock)  # each job estimates afresh
+        self.remaining.restart()  # each job estimates afresh
         self._closes_at_start = getattr(self.logic, "scene_closes", 0)
         self._job = (job, spec, self.launch(job, spec))
         log.info("LongitudinalAL: %s job started", job)
