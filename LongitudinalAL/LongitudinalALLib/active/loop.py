@@ -114,9 +114,10 @@ class ActiveLoop:
         strat = get_strategy(name, **strategy_kwargs)
         if strat.needs_model or keep_outputs:
             predictor = predictor or Predictor(self.current_model())
+        context = self._lesion_context(keys, labelled) if strat.uses_lesion_context else None
         ctx = QueryContext(images=images, foreground=fg, labelled=labelled,
                            predictor=predictor if strat.needs_model else None, rng=rng, mc_seed=seed + r,
-                           round_index=r, progress=progress, cancel=cancel)
+                           round_index=r, progress=progress, cancel=cancel, lesion_context=context)
         k = min(k, int((~labelled).sum()))
         chosen, scores = select_batch(strat, ctx, k, [c for c, _ in keys], store.has_lesion_label(), selection)
         outputs = ctx.outputs  # the strategy's one model pass, when it made one
@@ -131,6 +132,16 @@ class ActiveLoop:
             out.append(Suggestion(rank, cid, s, centre, centre, float(scores[i]), row=row))
         store.record_suggestions(name, out, scores, chosen)
         return RoundResult(out, name, r, outputs)
+
+    def _lesion_context(self, keys: list[tuple[str, int]], labelled: np.ndarray) -> np.ndarray:
+        """(M, H, W) the contoured slices' footprints on their unlabelled neighbours (label_context)."""
+        from LongitudinalALLib.active.label_context import neighbour_lesion_map
+
+        store = self.store
+        contoured = {(r.case_id, r.slice_index): store.label(r.case_id, r.slice_index)
+                     for r in store.labels() if r.lesion_pixels}
+        out = neighbour_lesion_map(contoured, keys, labelled)
+        return out if out.size else np.zeros((len(keys),) + store.case(keys[0][0]).images.shape[2:], np.float32)
 
     # ------------------------------------------------------------ train
     def train_config(self, **overrides: Any):

@@ -42,6 +42,8 @@ class QueryContext:
     the caller already ran the model on this pool. The cache assumes the
     predictor's weights do not change: call :meth:`clear_cache` after training.
     ``round_index`` = trained rounds so far (for noise that decays with rounds).
+    ``lesion_context`` (N, H, W) float32 or None: known lesion evidence from the
+    labels (:func:`label_context.neighbour_lesion_map`), for strategies that use it.
     ``mc_shortlist``: how many slices MC dropout runs on: "auto" (see the module
     docstring), an int, or None for every slice with tissue (the pre-issue-14 path).
     """
@@ -57,6 +59,7 @@ class QueryContext:
     progress: ProgressCallback | None = None
     cancel: CancelToken | None = None
     mc_shortlist: int | str | None = "auto"
+    lesion_context: np.ndarray | None = None
     _mc_cache: dict[tuple[int, str, int], MCStatistics] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +76,11 @@ class QueryContext:
         if self.labelled.shape != (n,):
             raise InputError(f"Labelled flags have shape {self.labelled.shape}; expected ({n},).",
                              "Pass one flag per pool slice.")
+        if self.lesion_context is not None:
+            self.lesion_context = np.asarray(self.lesion_context, dtype=np.float32)
+            if self.lesion_context.shape != (n, h, w):
+                raise InputError(f"Lesion context has shape {self.lesion_context.shape}; expected {(n, h, w)}.",
+                                 "Build it for the same pool rows (label_context.neighbour_lesion_map).")
         if not isinstance(self.rng, np.random.Generator):
             self.rng = np.random.default_rng(self.rng)
         self._fg_fraction = self.foreground.reshape(n, -1).mean(axis=1)
@@ -184,6 +192,7 @@ class QueryStrategy(ABC):
 
     name: ClassVar[str] = "base"
     needs_model: ClassVar[bool] = True
+    uses_lesion_context: bool = False  # True: the loop passes the labels' neighbour map (QueryContext.lesion_context)
 
     def __init__(self, min_foreground: float = 1e-3) -> None:
         self.min_foreground = float(min_foreground)
