@@ -21,16 +21,19 @@ foreground share is drawn only from slices where the model predicts a new
 lesion (some tissue pixel with p >= ``threshold``); when there are fewer, the
 rest of the query goes to the entropy channel.
 
-Our addition, label context (``context_weight``, 0 turns it off): on an
-unlabelled slice next to a contoured one, the contour's footprint
+Our option, label context (``context_weight``; 0, the default, turns it off):
+on an unlabelled slice next to a contoured one, the contour's footprint
 (:mod:`label_context`) raises the probability to at least ``context_weight``
 before both channels are computed. At 0.5 such pixels are maximally uncertain
 foreground, so a lesion's continuation the model misses joins the foreground
 share, while one it already predicts confidently gains nothing (H*p stays
-low). Why: the lesion slices a 5 % query missed were mostly small lesion ends
-beside contoured slices; chosen on simulator families 777/778 (never the
-benchmark's pools): final Dice 0.602 -> 0.632, AUBC 0.482 -> 0.493 over 10
-seed x family runs (``Testing/benchmarks/README.md``).
+low). Why it exists: the lesion slices a 5 % query missed were mostly small
+lesion ends beside contoured slices. Why it is off: on tuning families 777/778
+it raised the final Dice 0.602 -> 0.632 (AUBC 0.482 -> 0.493), but on the
+benchmark's sim:1234 with 15 seeds the final Dice rose 0.639 -> 0.660 while the
+AUBC fell 0.599 -> 0.576 (neither significant, two-sided p 0.12 / 0.13 over 45
+seed x case): the early queries spend labels on one lesion's neighbours instead
+of finding other lesions (``Testing/benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class ClaspPEStrategy(QueryStrategy):
     name = "clasp_pe"
 
     def __init__(self, fg_share: float = 0.66, beta_start: float = 1.0, beta_end: float = 100.0,
-                 rounds: int = 10, noise: bool = True, threshold: float = 0.5, context_weight: float = 0.5,
+                 rounds: int = 10, noise: bool = True, threshold: float = 0.5, context_weight: float = 0.0,
                  **kw) -> None:
         super().__init__(**kw)
         if not 0.0 <= float(fg_share) <= 1.0:
@@ -122,5 +125,4 @@ class ClaspPEStrategy(QueryStrategy):
         return Selection(interleave(fg_order[:n_fg], ent_order, n_fg / k if k else 0.0)[:k], ent)
 
 register("clasp_pe", ClaspPEStrategy,
-         "ClaSP PE: 2/3 from predicted-lesion slices (entropy x p; a contoured neighbour's footprint counts), "
-         "rest by entropy; power noise decaying 1->100")
+         "ClaSP PE: 2/3 from predicted-lesion slices (entropy x p), rest by entropy; power noise decaying 1->100")
