@@ -48,17 +48,18 @@ CONFIGS = {
     # share of the slice (96 of 256 px since issue 14 -> 48 of 128); pools: the simulator and the model issue's
     # frozen held-out family; the 95 % reference is the mean of 3 full-supervision seeds
     "cpu": dict(n_pairs=12, split=(0.45, 0.1, 0.45), p_no_new=0.5, spacing=2.0, size=128, model="small",
-                rounds=5, label_pct=1.0, epochs=10, min_steps=10, batch=8, crop=48, lr=3e-3, patience=4,
+                rounds=5, label_pct=1.0, epochs=10, min_steps=10, round_steps=200, batch=8, crop=48, lr=3e-3,
+                patience=4,
                 full_epochs=50, full_patience=15, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0, 1, 2),
                 strategies=("fg_random", "clasp_pe"), families=("sim:1234", "heldout:12")),
     # GPU grid: larger families at 1 mm, default network, every strategy
     "gpu": dict(n_pairs=40, split=(0.6, 0.1, 0.3), p_no_new=0.5, spacing=1.0, size=256, model="default",
-                rounds=8, label_pct=0.75, epochs=40, min_steps=20, batch=16, crop=96, lr=1e-3,
+                rounds=8, label_pct=0.75, epochs=40, min_steps=20, round_steps=200, batch=16, crop=96, lr=1e-3,
                 patience=8, full_epochs=80, full_patience=12, mc_passes=10, seeds=(0, 1, 2, 3, 4),
                 full_seeds=(0, 1, 2, 3, 4), strategies="all", families=("sim:1234", "sim:5678")),
     # seconds: the smoke test and the Ray-vs-sequential check
     "tiny": dict(n_pairs=6, split=(0.4, 0.2, 0.4), p_no_new=0.3, spacing=4.0, size=64, model="small", rounds=2,
-                 label_pct=5.0, epochs=1, min_steps=2, batch=4, crop=32, lr=3e-3, patience=2,
+                 label_pct=5.0, epochs=1, min_steps=2, round_steps=200, batch=4, crop=32, lr=3e-3, patience=2,
                  full_epochs=1, full_patience=2, mc_passes=2, seeds=(0, 1), full_seeds=(0,),
                  strategies=("fg_random", "clasp_pe"), families=("sim:11",)),
 }
@@ -124,7 +125,8 @@ def grid_context(args, c: dict, work: Path, families: dict, strategies: list[str
     from LongitudinalALLib.model.training import TrainConfig
 
     # no wall-time cap: on a shared machine it would make the curve depend on the load
-    train = TrainConfig(epochs=c["epochs"], min_steps=c["min_steps"], batch_size=c["batch"],
+    train = TrainConfig(epochs=c["epochs"], min_steps=c["min_steps"], min_total_steps=c["round_steps"],
+                        batch_size=c["batch"],
                         crop_size=c["crop"], lr=c["lr"], patience=c["patience"], device="cpu" if not args.ray else None,
                         max_seconds=None)
     base, pools = {}, {}
