@@ -88,3 +88,28 @@ def test_the_warm_budget_is_off_unless_asked_for():
     default = train.train_config(parser.parse_args(["--session", "s"]), seed=0)
     warm = train.train_config(parser.parse_args(["--session", "s", "--warm-min-steps", "100"]), seed=0)
     assert default.warm_min_total_steps is None and warm.warm_min_total_steps == 100
+
+
+def test_every_front_door_trains_with_the_default_augmentation(session_dir, monkeypatch):
+    """The panel's train job builds its config from a few overrides; a missing ``augment`` used to turn it off."""
+    from LongitudinalALLib.active.loop import ActiveLoop
+    from LongitudinalALLib.jobs import jobs
+    from LongitudinalALLib.model.augment import AugmentConfig
+
+    assert TrainConfig.from_dict({"seed": 3, "epochs": 2}).augment == AugmentConfig()
+    assert TrainConfig.from_dict({"augment": None}).augment is None  # off only when asked
+    off = TrainConfig(augment=None)
+    assert TrainConfig.from_dict(off.to_dict()).augment is None
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).augment == AugmentConfig()
+
+    seen = []
+
+    def record_config(self, config=None, **kw):  # the job's round, stopped before training
+        seen.append(config)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(ActiveLoop, "train", record_config)
+    spec = {"work_dir": str(session_dir.parent), "train": {"epochs": 2, "crop_size": 32}, "prefer_cpu": True}
+    with pytest.raises(RuntimeError, match="stop here"):
+        jobs.job_train(spec, None, None)
+    assert seen[0].epochs == 2 and seen[0].device == "cpu" and seen[0].augment == AugmentConfig()

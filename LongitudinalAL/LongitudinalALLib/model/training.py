@@ -87,11 +87,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Fields present in ``d`` override the defaults; ``"augment": None`` turns augmentation off.
+
+        A missing ``augment`` keeps the default augmentation (it used to mean "off", so the
+        Slicer panel's rounds, built from a few overrides, trained without it).
+        """
         d = dict(d)
-        aug = d.pop("augment", None)
+        aug = d.pop("augment", AugmentConfig())
         cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
         cfg.collapse_actions = tuple(cfg.collapse_actions)
-        cfg.augment = AugmentConfig(**aug) if isinstance(aug, dict) else (aug if aug is None else AugmentConfig())
+        cfg.augment = AugmentConfig(**aug) if isinstance(aug, dict) else aug
         return cfg
 
 
