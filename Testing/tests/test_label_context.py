@@ -23,14 +23,15 @@ def test_the_map_puts_a_grown_footprint_on_unlabelled_neighbours_only():
     mask[4, 4] = 1
     labels = {("a", 12): mask, ("a", 14): np.zeros((9, 9), np.uint8)}  # a contour, and a lesion-free answer
     labelled[[2, 4]] = True
-    out = neighbour_lesion_map(labels, keys, labelled, grow_px=1)
+    out = neighbour_lesion_map(labels, keys, labelled, (9, 9), grow_px=1)
     assert out.shape == (9, 9, 9) and out.dtype == np.float32
     rows_with = [keys[i] for i in np.flatnonzero(out.reshape(len(keys), -1).any(1))]
     assert rows_with == [("a", 11), ("a", 13)]  # not the labelled rows, not two away, not another case's 12
     assert out[1].sum() == 5 and out[1][3:6, 4].all() and out[1][4, 3:6].all()  # the pixel grown by one (cross)
-    wider = neighbour_lesion_map(labels, keys, labelled, reach=2, grow_px=0)
+    wider = neighbour_lesion_map(labels, keys, labelled, (9, 9), reach=2, grow_px=0)
     assert [keys[i] for i in np.flatnonzero(wider.reshape(len(keys), -1).any(1))] == [("a", 10), ("a", 11), ("a", 13)]
-    assert not neighbour_lesion_map({("a", 14): np.zeros((9, 9))}, keys, labelled).any()
+    none = neighbour_lesion_map({("a", 14): np.zeros((9, 9))}, keys, labelled, (9, 9))
+    assert none.shape == (9, 9, 9) and not none.any()  # no contour yet: a zero map of the pool's shape
 
 
 def test_clasp_pe_asks_for_the_neighbour_the_model_misses(pool):  # noqa: F811
@@ -83,9 +84,9 @@ def test_the_loop_gives_clasp_pe_the_labels_neighbour_map(tmp_path):
     seen = {}
     original = neighbour_lesion_map
 
-    def spy(labels, keys, labelled, **kw):
+    def spy(labels, keys, labelled, shape, **kw):
         seen["labels"] = sorted(labels)
-        seen["map"] = original(labels, keys, labelled, **kw)
+        seen["map"] = original(labels, keys, labelled, shape, **kw)
         return seen["map"]
 
     import LongitudinalALLib.active.label_context as lc

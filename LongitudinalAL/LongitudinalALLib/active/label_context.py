@@ -15,12 +15,13 @@ from scipy import ndimage
 
 
 def neighbour_lesion_map(labels: dict[tuple[str, int], np.ndarray], keys: list[tuple[str, int]],
-                         labelled: np.ndarray, *, reach: int = 1, grow_px: int = 2) -> np.ndarray:
+                         labelled: np.ndarray, shape: tuple[int, int], *, reach: int = 1,
+                         grow_px: int = 2) -> np.ndarray:
     """(N, H, W) float32 in {0, 1}: on each unlabelled pool row, the lesion footprint of labelled neighbours.
 
     ``labels``: (case_id, slice_index) -> (H, W) mask of the labelled slices
     (lesion-free ones may be left out); ``keys``: (case_id, slice_index) per
-    pool row; ``labelled`` (N,) bool. A row within ``reach`` slices of a
+    pool row; ``labelled`` (N,) bool; ``shape``: (H, W). A row within ``reach`` slices of a
     contoured slice of the same case gets that slice's mask, dilated by
     ``grow_px`` pixels (a lesion's cross-section shifts and grows between
     neighbouring slices). Labelled rows stay zero.
@@ -28,7 +29,6 @@ def neighbour_lesion_map(labels: dict[tuple[str, int], np.ndarray], keys: list[t
     if len(keys) != len(labelled):
         raise ValueError(f"{len(keys)} row keys for {len(labelled)} labelled flags")
     contoured = {k: m for k, m in labels.items() if np.any(m)}
-    shape = next(iter(contoured.values())).shape if contoured else (0, 0)
     out = np.zeros((len(keys),) + tuple(shape), dtype=np.float32)
     if not contoured:
         return out

@@ -140,8 +140,7 @@ class ActiveLoop:
         store = self.store
         contoured = {(r.case_id, r.slice_index): store.label(r.case_id, r.slice_index)
                      for r in store.labels() if r.lesion_pixels}
-        out = neighbour_lesion_map(contoured, keys, labelled)
-        return out if out.size else np.zeros((len(keys),) + store.case(keys[0][0]).images.shape[2:], np.float32)
+        return neighbour_lesion_map(contoured, keys, labelled, store.case(keys[0][0]).images.shape[2:])
 
     # ------------------------------------------------------------ train
     def train_config(self, **overrides: Any):
