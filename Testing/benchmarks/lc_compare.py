@@ -24,7 +24,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from lc_stats import aubc, case_aubc, paired_wilcoxon  # noqa: E402
+from lc_stats import aubc, case_aubc, mean_curve, paired_wilcoxon  # noqa: E402
 
 
 def load_runs(work: Path, family: str, strategy: str) -> dict[int, dict]:
@@ -69,13 +69,6 @@ def compare(before: dict[int, dict], after: dict[int, dict]) -> dict:
     return out
 
 
-def mean_curve(runs: dict[int, dict]) -> tuple[list[float], list[float]]:
-    """(fractions, mean Dice over seeds) of one grid's runs (same rounds in every seed)."""
-    recs = list(runs.values())
-    fr = [r["fraction"] for r in recs[0]["rounds"]]
-    return fr, [float(np.mean([rec["rounds"][i]["metrics"]["dice"] for rec in recs])) for i in range(len(fr))]
-
-
 def plot(before: Path, after: Path, families: list[str], strategies: list[str], path: Path) -> None:
     """Mean Dice-vs-fraction curves, before dashed and after solid, one panel per family."""
     import matplotlib
@@ -89,8 +82,8 @@ def plot(before: Path, after: Path, families: list[str], strategies: list[str], 
             for work, ls, label in ((before, "--", "before"), (after, "-", "after")):
                 runs = load_runs(work, fam, st)
                 if runs:
-                    fr, dice = mean_curve(runs)
-                    ax.plot([100 * f for f in fr], dice, ls, marker="o", color=f"C{i}",
+                    curve = mean_curve(runs.values())
+                    ax.plot([100 * f for f in curve["fractions"]], curve["dice"], ls, marker="o", color=f"C{i}",
                             label=f"{st} {label} ({len(runs)} seeds)")
         ax.set(title=fam, xlabel="% of pool slices labelled", ylabel="mean Dice (new lesions)")
         ax.legend(fontsize=8)

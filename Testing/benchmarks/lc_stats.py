@@ -60,6 +60,14 @@ def paired_wilcoxon(a: dict, b: dict) -> dict:
             "p_two_sided": float(wilcoxon(d).pvalue)}
 
 
+def mean_curve(records) -> dict[str, list[float]]:
+    """Mean fractions and Dice per round over simulation records (rounds all of them have)."""
+    rounds = [rec["rounds"] for rec in records]
+    n_r = min(len(r) for r in rounds)
+    return {"fractions": [mean_std([r[i]["fraction"] for r in rounds])[0] for i in range(n_r)],
+            "dice": [mean_std([r[i]["metrics"]["dice"] for r in rounds])[0] for i in range(n_r)]}
+
+
 def summarise_strategy(per_seed: dict, full_dice: float, pool_slices: int) -> dict:
     """Curves, AUBC, labels to 95 % of ``full_dice`` and the final MSSEG-2 metrics over seeds."""
     rows = {}
@@ -72,8 +80,7 @@ def summarise_strategy(per_seed: dict, full_dice: float, pool_slices: int) -> di
                           [r["labels"] for r in rec["rounds"]], dice, 0.95 * full_dice),
                       "final": {k: rec["rounds"][-1]["metrics"][k] for k in MSSEG2}}
     seeds = list(rows)
-    n_r = min(len(rows[s]["dice"]) for s in seeds)
-    curve = {k: [mean_std([rows[s][k][i] for s in seeds])[0] for i in range(n_r)] for k in ("fractions", "dice")}
+    curve = mean_curve(per_seed.values())
     reach = [rows[s]["labels_to_95pct_full"] for s in seeds]
     m, sd = mean_std([rows[s]["aubc"] for s in seeds])
     return {"per_seed": rows, "mean_curve": curve, "aubc_mean": m, "aubc_std": sd,
