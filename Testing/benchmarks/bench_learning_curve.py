@@ -49,8 +49,7 @@ CONFIGS = {
     # frozen held-out family; the 95 % reference is the mean of 3 full-supervision seeds
     "cpu": dict(n_pairs=12, split=(0.45, 0.1, 0.45), p_no_new=0.5, spacing=2.0, size=128, model="small",
                 rounds=5, label_pct=1.0, epochs=10, min_steps=10, round_steps=200, batch=8, crop=48, lr=3e-3,
-                patience=4,
-                full_epochs=50, full_patience=15, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0, 1, 2),
+                patience=4, full_epochs=50, full_patience=15, mc_passes=4, seeds=(0, 1, 2, 3, 4), full_seeds=(0, 1, 2),
                 strategies=("fg_random", "clasp_pe"), families=("sim:1234", "heldout:12")),
     # GPU grid: larger families at 1 mm, default network, every strategy
     "gpu": dict(n_pairs=40, split=(0.6, 0.1, 0.3), p_no_new=0.5, spacing=1.0, size=256, model="default",
@@ -116,19 +115,24 @@ def prepare_families(specs, c: dict, work: Path) -> dict[str, str]:
     return out
 
 
+def round_train_config(c: dict, device: str | None = "cpu"):
+    """The TrainConfig of a query round of config ``c`` (full supervision overrides epochs and patience)."""
+    from LongitudinalALLib.model.training import TrainConfig
+
+    # no wall-time cap: on a shared machine it would make the curve depend on the load
+    return TrainConfig(epochs=c["epochs"], min_steps=c["min_steps"], min_total_steps=c["round_steps"],
+                       batch_size=c["batch"], crop_size=c["crop"], lr=c["lr"], patience=c["patience"], device=device,
+                       max_seconds=None)
+
+
 def grid_context(args, c: dict, work: Path, families: dict, strategies: list[str]) -> dict:
     """Everything a task needs, as JSON-able data (it travels to Ray workers); pools prepared here, once."""
     import math
 
     from LongitudinalALLib.active.simulate import SimulationConfig, load_cohort_cases
     from LongitudinalALLib.commands.simulate import MODELS
-    from LongitudinalALLib.model.training import TrainConfig
 
-    # no wall-time cap: on a shared machine it would make the curve depend on the load
-    train = TrainConfig(epochs=c["epochs"], min_steps=c["min_steps"], min_total_steps=c["round_steps"],
-                        batch_size=c["batch"],
-                        crop_size=c["crop"], lr=c["lr"], patience=c["patience"], device="cpu" if not args.ray else None,
-                        max_seconds=None)
+    train = round_train_config(c, "cpu" if not args.ray else None)
     base, pools = {}, {}
     for fam, cohort in families.items():
         kw = dict(size=c["size"], spacing_mm=c["spacing"], cache_dir=work / fam / "prepared")

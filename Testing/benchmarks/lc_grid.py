@@ -42,6 +42,17 @@ def _cases(ctx: dict, family: str):
     return load_cohort_cases(cohort, ("train", "val"), **kw), load_cohort_cases(cohort, ("test",), **kw)
 
 
+def session_model(folder: Path):
+    """The latest round's model of a session folder (a run, a full-supervision task), or None without one."""
+    from LongitudinalALLib.active.loop import ActiveLoop
+    from LongitudinalALLib.active.store import SessionStore
+
+    if not SessionStore.exists(folder):
+        return None
+    store = SessionStore.open(folder)
+    return ActiveLoop(store).current_model() if store.round_number else None
+
+
 def _triage(model, test) -> dict:
     from LongitudinalALLib.active.triage import auroc, triage_cases
     from LongitudinalALLib.model import Predictor
@@ -57,7 +68,6 @@ def execute(task: dict, ctx: dict, *after) -> str:
     import torch
 
     from LongitudinalALLib.active.simulate import fork_simulation, run_simulation, train_full_supervision
-    from LongitudinalALLib.model import load_weights
     from LongitudinalALLib.model.training import TrainConfig
 
     torch.set_num_threads(int(ctx.get("threads", 1)))
@@ -73,7 +83,7 @@ def execute(task: dict, ctx: dict, *after) -> str:
         rec = train_full_supervision(out, pool, test, cfg)
         state = json.loads((out / "state.json").read_text())
         rec["training_curve"] = state["rounds"][0]["history"]
-        rec["triage"] = _triage(load_weights(out / state["rounds"][0]["checkpoint"]), test)
+        rec["triage"] = _triage(session_model(out), test)
     elif task["kind"] == "initial":
         rec = run_simulation(out, pool, test, cfg)
     else:
@@ -83,8 +93,7 @@ def execute(task: dict, ctx: dict, *after) -> str:
         if not (out / "simulation.json").is_file():
             fork_simulation(task_dir(ctx, {**task, "kind": "initial"}), out, cfg)
         rec = run_simulation(out, pool, test, cfg)
-        state = json.loads((out / "state.json").read_text())
-        rec["triage"] = _triage(load_weights(out / state["rounds"][-1]["checkpoint"]), test)
+        rec["triage"] = _triage(session_model(out), test)
     rec["seconds"] = round(time.perf_counter() - t0, 1)
     done.write_text(json.dumps(rec, default=str))
     print(f"done {task} in {rec['seconds']:.0f} s", flush=True)

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from lc_grid import session_model  # noqa: E402
 
 
 def _cases(folder: Path, splits, cfg: dict):
@@ -39,13 +41,6 @@ def _cases(folder: Path, splits, cfg: dict):
 
     return load_cohort_cases(folder / "cohort", splits, size=cfg["size"], spacing_mm=cfg["spacing_mm"],
                              cache_dir=folder / "prepared")
-
-
-def _checkpoint(folder: Path):
-    from LongitudinalALLib.model import load_weights
-
-    state = json.loads((folder / "state.json").read_text())
-    return load_weights(folder / state["rounds"][-1]["checkpoint"])
 
 
 def _train(out: Path, pool, answers, cfg: dict, seed: int, steps: int):
@@ -98,12 +93,12 @@ def main(argv=None) -> int:
               for pr, lab in zip(oc.slices.provenance, oc.slices.labels) if lab.any()]
     free = [(oc.slices.case_id, pr.slice_index, lab) for oc in pool
             for pr, lab in zip(oc.slices.provenance, oc.slices.labels) if not lab.any()]
-    full = {s: score(_checkpoint(d)) for s in range(3) if ((d := fam / f"full_s{s}") / "state.json").is_file()}
+    full = {s: score(m) for s in range(3) if (m := session_model(fam / f"full_s{s}")) is not None}
     arms: dict[str, dict] = {"al_final": {}, **{f"{a}_{n}_steps": {} for a in ("al_labels", "every_lesion_slice")
                                                 for n in budgets}}
     for seed in seeds:
         run = fam / f"{args.strategy}_s{seed}"
-        arms["al_final"][seed] = score(_checkpoint(run))
+        arms["al_final"][seed] = score(session_model(run))
         src = SessionStore.open(run)
         have = [(r.case_id, r.slice_index, src.label(r.case_id, r.slice_index)) for r in src.labels()]
         rng = np.random.default_rng(seed)

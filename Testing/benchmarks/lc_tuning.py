@@ -31,23 +31,20 @@ from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = dict(size=128, spacing_mm=2.0)
-TRAIN = dict(epochs=10, min_steps=10, batch_size=8, crop_size=48, lr=3e-3, patience=4, device="cpu", max_seconds=None)
+sys.path.insert(0, str(HERE))
+from bench_learning_curve import CONFIGS, prepare_families, round_train_config  # noqa: E402
+from lc_grid import session_model  # noqa: E402
+
+CPU = CONFIGS["cpu"]
+SETTINGS = dict(size=CPU["size"], spacing_mm=CPU["spacing"])
 
 
 def family(work: Path, seed: int, n_pairs: int):
-    """(cohort folder, prepared cases of every split) of simulator family ``seed`` (generated once)."""
+    """Loader of the prepared cases (by splits) of simulator family ``seed``, generated once as the CPU grid does."""
     from LongitudinalALLib.active.simulate import load_cohort_cases
-    from LongitudinalALLib.cohort.generator import CohortOptions, generate_cohort
-    from LongitudinalALLib.cohort.pair import SimulationOptions
 
-    folder = work / f"sim{seed}"
-    if not (folder / "cohort" / "manifest.json").is_file():
-        generate_cohort(folder / "cohort", CohortOptions(n_pairs=n_pairs, seed=seed, spacing_mm=2.0,
-                                                         split_fractions=(0.45, 0.1, 0.45),
-                                                         simulation=SimulationOptions(p_no_new=0.5)), overwrite=True)
-    return folder, lambda splits: load_cohort_cases(folder / "cohort", splits, cache_dir=folder / "prepared",
-                                                    **SETTINGS)
+    cohort = Path(prepare_families([f"sim:{seed}"], {**CPU, "n_pairs": n_pairs}, work)[f"sim{seed}"])
+    return lambda splits: load_cohort_cases(cohort, splits, cache_dir=cohort.parent / "prepared", **SETTINGS)
 
 
 def run_variant(work: Path, fam: int, pool, test, seed: int, name: str, spec: dict) -> list[float]:
@@ -55,39 +52,35 @@ def run_variant(work: Path, fam: int, pool, test, seed: int, name: str, spec: di
     from LongitudinalALLib.commands.simulate import MODELS
     from LongitudinalALLib.model.training import TrainConfig
 
-    train = TrainConfig.from_dict({**TRAIN, **spec.get("train", {})})
-    n = math.ceil(0.01 * sum(len(o.slices.images) for o in pool))
-    cfg = SimulationConfig(strategy="fg_random", rounds=1, per_round=n, initial=n, model=MODELS["small"],
-                           train=train, seed=seed, **SETTINGS)
+    train = TrainConfig.from_dict({**round_train_config(CPU).to_dict(), **spec.get("train", {})})
+    n = math.ceil(CPU["label_pct"] / 100 * sum(len(o.slices.images) for o in pool))
+    first = SimulationConfig(strategy="fg_random", rounds=1, per_round=n, initial=n, model=MODELS[CPU["model"]],
+                             train=train, seed=seed, **SETTINGS)
+    strategy = spec.get("strategy", "clasp_pe")
+    cfg = replace(first, strategy=strategy, rounds=CPU["rounds"],
+                  strategy_kwargs={**({"rounds": CPU["rounds"] - 1} if strategy == "clasp_pe" else {}),
+                                   **spec.get("kwargs", {})})
     out = work / "runs" / f"{fam}_{name}_s{seed}"
-    if not (out / "simulation.json").is_file():
+    if not (out / "simulation.json").is_file():  # fork the first round shared by every variant of this recipe
         recipe = hashlib.sha256(json.dumps(spec.get("train", {}), sort_keys=True).encode()).hexdigest()[:8]
         init = work / "runs" / f"{fam}_init_{recipe}_s{seed}"
         if not (init / "simulation.json").is_file():
-            run_simulation(init, pool, test, cfg)
-    cfg = replace(cfg, strategy=spec.get("strategy", "clasp_pe"), rounds=5,
-                  strategy_kwargs={**({"rounds": 4} if spec.get("strategy", "clasp_pe") == "clasp_pe" else {}),
-                                   **spec.get("kwargs", {})})
-    if not (out / "simulation.json").is_file():
+            run_simulation(init, pool, test, first)
         fork_simulation(init, out, cfg)
     rec = run_simulation(out, pool, test, cfg)
     return [r["metrics"]["dice"] for r in rec["rounds"]]
 
 
 def full_supervision(work: Path, fam: int, pool, test, seed: int) -> float:
-    from LongitudinalALLib.active.simulate import SimulationConfig, train_full_supervision
+    from LongitudinalALLib.active.simulate import SimulationConfig, evaluate, train_full_supervision
     from LongitudinalALLib.commands.simulate import MODELS
-    from LongitudinalALLib.model.training import TrainConfig
 
     folder = work / "runs" / f"{fam}_full_s{seed}"
-    state = folder / "state.json"
-    if state.is_file() and json.loads(state.read_text())["rounds"]:  # trained before: score its checkpoint
-        from LongitudinalALLib.active.simulate import evaluate
-        from LongitudinalALLib.model import load_weights
-
-        return evaluate(load_weights(folder / json.loads(state.read_text())["rounds"][0]["checkpoint"]), test).dice
-    train = TrainConfig.from_dict({**TRAIN, "epochs": 50, "patience": 15})
-    cfg = SimulationConfig(model=MODELS["small"], train=train, seed=seed, **SETTINGS)
+    model = session_model(folder)
+    if model is not None:  # trained before: score its checkpoint
+        return evaluate(model, test).dice
+    train = replace(round_train_config(CPU), epochs=CPU["full_epochs"], patience=CPU["full_patience"])
+    cfg = SimulationConfig(model=MODELS[CPU["model"]], train=train, seed=seed, **SETTINGS)
     return train_full_supervision(folder, pool, test, cfg)["metrics"]["dice"]
 
 
@@ -106,11 +99,12 @@ def main(argv=None) -> int:
     t0, work = time.perf_counter(), Path(args.work)
     variants = {v.partition("=")[0]: json.loads(v.partition("=")[2] or "{}") for v in args.variant}
     seeds = [int(s) for s in args.seeds.split(",")]
-    test = family(work, 4321, 16)[1](("train", "val", "test"))
-    record = {"benchmark": "lc_tuning", "test": "sim4321 (16 pairs, every split)", "train": TRAIN,
+    test = family(work, 4321, 16)(("train", "val", "test"))
+    record = {"benchmark": "lc_tuning", "test": "sim4321 (16 pairs, every split)",
+              "train": round_train_config(CPU).to_dict(),
               "variants": variants, "families": {}}
     for fam in (int(f) for f in args.families.split(",")):
-        load = family(work, fam, 12)[1]
+        load = family(work, fam, CPU["n_pairs"])
         pool = load(("train", "val"))
         full = [full_supervision(work, fam, pool, test, s) for s in (0, 1, 2)]
         fam_out = {"full_supervision": {"per_seed": full, "mean": float(np.mean(full))}, "variants": {}}
