@@ -73,8 +73,10 @@ def test_a_context_of_the_wrong_shape_is_one_clear_error(pool):  # noqa: F811
         QueryContext(images, fg, np.zeros(NZ, bool), lesion_context=np.zeros((NZ, 3, 3), np.float32))
 
 
-def test_the_loop_gives_clasp_pe_the_labels_neighbour_map(tmp_path):
+def test_the_loop_gives_clasp_pe_the_labels_neighbour_map(tmp_path, monkeypatch):
     """Through ActiveLoop.suggest: after contouring a lesion slice, its unlabelled neighbour is among the picks."""
+    import LongitudinalALLib.active.label_context as lc
+
     s = new_session(tmp_path, n_cases=1)
     truth = make_case("c0").labels
     lesion_rows = np.flatnonzero(truth.reshape(len(truth), -1).any(1))
@@ -82,25 +84,19 @@ def test_the_loop_gives_clasp_pe_the_labels_neighbour_map(tmp_path):
     idx = s.slice_indices("c0")
     s.add_label("c0", idx[row], truth[row])
     seen = {}
-    original = neighbour_lesion_map
 
     def spy(labels, keys, labelled, shape, **kw):
         seen["labels"] = sorted(labels)
-        seen["map"] = original(labels, keys, labelled, shape, **kw)
+        seen["map"] = neighbour_lesion_map(labels, keys, labelled, shape, **kw)
         return seen["map"]
 
-    import LongitudinalALLib.active.label_context as lc
-
-    lc.neighbour_lesion_map, saved = spy, lc.neighbour_lesion_map
-    try:
-        picks = ActiveLoop(s).suggest(4, "clasp_pe", noise=False, context_weight=0.5).suggestions
-        assert seen["labels"] == [("c0", idx[row])]
-        assert seen["map"][[row - 1, row + 1]].any(axis=(1, 2)).all() and not seen["map"][row].any()
-        # an untrained model predicts no lesion anywhere: only the map brings a neighbour into the foreground share
-        assert {idx[row - 1], idx[row + 1]} & {p.slice_index for p in picks}
-        seen.clear()
-        ActiveLoop(s).suggest(2, "entropy_mean")
-        ActiveLoop(s).suggest(2, "clasp_pe")
-        assert seen == {}  # strategies that do not use the map never build it
-    finally:
-        lc.neighbour_lesion_map = saved
+    monkeypatch.setattr(lc, "neighbour_lesion_map", spy)
+    picks = ActiveLoop(s).suggest(4, "clasp_pe", noise=False, context_weight=0.5).suggestions
+    assert seen["labels"] == [("c0", idx[row])]
+    assert seen["map"][[row - 1, row + 1]].any(axis=(1, 2)).all() and not seen["map"][row].any()
+    # an untrained model predicts no lesion anywhere: only the map brings a neighbour into the foreground share
+    assert {idx[row - 1], idx[row + 1]} & {p.slice_index for p in picks}
+    seen.clear()
+    ActiveLoop(s).suggest(2, "entropy_mean")
+    ActiveLoop(s).suggest(2, "clasp_pe")
+    assert seen == {}  # strategies that do not use the map never build it
