@@ -83,6 +83,7 @@ def load_cohort_cases(cohort: str | Path, splits: tuple[str, ...], *, size: int 
     import SimpleITK as sitk
 
     from LongitudinalALLib.cohort.manifest import load_manifest, pair_files, pairs_in_split
+    from LongitudinalALLib.imaging.io import read_image
     from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair
 
     manifest = load_manifest(cohort)
@@ -102,7 +103,7 @@ def load_cohort_cases(cohort: str | Path, splits: tuple[str, ...], *, size: int 
             with np.load(cdir / "truth.npz") as z:
                 case.labels, truth = z["labels"], z["volume"]
         else:
-            truth = sitk.GetArrayFromImage(sitk.ReadImage(str(files["new_lesions"]))).astype(np.uint8)
+            truth = sitk.GetArrayFromImage(read_image(files["new_lesions"])).astype(np.uint8)
             prepared = prepare_pair(str(files["baseline"]), str(files["followup"]),
                                     PrepareOptions(size=size, spacing_mm=spacing_mm, axis=axis, seed=seed),
                                     case_id=pair["pair_id"], labels=str(files["new_lesions"]))

@@ -62,11 +62,10 @@ def find_volume(folder: Path, name: str) -> Path:
 
 def _case_from_prepared(folder: Path, args: argparse.Namespace):
     """Re-pair the volumes of a prepared folder: baseline, followup_registered, foreground."""
-    import SimpleITK as sitk
-
+    from LongitudinalALLib.imaging.io import read_image
     from LongitudinalALLib.imaging.pairing import pair_slices
 
-    vols = {n: sitk.ReadImage(str(find_volume(folder, n))) for n in ("baseline", "followup_registered", "foreground")}
+    vols = {n: read_image(find_volume(folder, n)) for n in ("baseline", "followup_registered", "foreground")}
     case_id = args.case_id or folder.name
     return pair_slices(vols["baseline"], vols["followup_registered"], vols["foreground"], case_id,
                        axis=args.axis, size=(args.size, args.size), spacing_mm=args.spacing), folder

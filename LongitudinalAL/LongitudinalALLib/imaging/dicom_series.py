@@ -7,20 +7,25 @@ Without a choice the largest series is used, and that choice is reported
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.imaging.dicom_checks import check_series, read_header, refuse_special_entries
 
 _DESCRIPTION = "0008|103e"
 
 
 def read_dicom_series(folder: Path, label: str, *, member: Path | None = None, series: Sequence[str] = (),
                       notes: list[str] | None = None) -> sitk.Image:
-    """The series holding ``member``, else the one whose UID is in ``series``, else the largest."""
+    """The series holding ``member``, else the one whose UID is in ``series``, else the largest.
+
+    Refused (:mod:`dicom_checks`): a folder holding pipes or devices (GDCM then drops real slices),
+    a declared size over the cap or beyond the bytes on disk, slices at one position or unevenly spaced.
+    """
+    refuse_special_entries(folder, label)
     ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
     if not ids:
         raise InputError(f"{label}: no DICOM series found in this folder.",
@@ -38,13 +43,10 @@ def read_dicom_series(folder: Path, label: str, *, member: Path | None = None, s
     if len(files[chosen]) < 2:
         raise InputError(f"{label}: the DICOM series has only one slice.",
                          "Give the folder of a 3D series (or convert it to NIfTI).")
+    check_series(files[chosen], chosen, label)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files[chosen])
-    try:
-        return reader.Execute()
-    except RuntimeError:
-        _reject_mixed_sizes(files[chosen], chosen, label)
-        raise
+    return reader.Execute()
 
 
 def _pick(ids: list[str], files: dict[str, list[str]], largest: str, series: Sequence[str], label: str) -> str:
@@ -67,27 +69,5 @@ def _describe(sid: str, files: dict[str, list[str]]) -> str:
 
 
 def _tag(path: str, key: str) -> str:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return ""
-    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
-
-
-def _reject_mixed_sizes(files: list[str], sid: str, label: str) -> None:
-    """ITK fails with a bare 'Size: [...]' when one series mixes matrix sizes: say so."""
-    sizes: Counter = Counter()
-    for f in files:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(f)
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            continue
-        sizes["x".join(str(n) for n in reader.GetSize()[:2])] += 1
-    if len(sizes) > 1:
-        found = ", ".join(f"{size} ({n} files)" for size, n in sizes.most_common())
-        raise InputError(f"{label}: DICOM series {sid} mixes slices of different matrix sizes: {found}.",
-                         "Export that series again, or keep only the slices of one size in the folder.")
+    reader = read_header(path)
+    return reader.GetMetaData(key).strip() if reader is not None and reader.HasMetaDataKey(key) else ""

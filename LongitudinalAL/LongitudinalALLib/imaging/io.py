@@ -22,7 +22,11 @@ import SimpleITK as sitk
 
 from LongitudinalALLib.core.atomic import atomic_path
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.imaging.dicom_checks import has_dicom_magic
 from LongitudinalALLib.imaging.dicom_series import read_dicom_series
+from LongitudinalALLib.imaging.nifti_orientation import check_nifti_orientation
+from LongitudinalALLib.imaging.read_guard import IMAGE_IOS, check_declared_size, guard_image_file, require_regular_file
+from LongitudinalALLib.imaging.read_guard import damaged as _damaged
 
 SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 DICOM_SUFFIXES = (".dcm", ".ima", "")
@@ -58,7 +62,9 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, series: Sequ
 
     A 4D file whose fourth dimension has length 1 is accepted as 3D. For a DICOM
     folder, ``series`` (UIDs) picks among several series; the choice is added to ``notes``.
-    A truncated NIfTI is refused: ITK would fill the missing part with zeros.
+    A truncated NIfTI is refused: ITK would fill the missing part with zeros. Before ITK
+    reads, :func:`read_guard.guard_image_file` refuses pipes and devices, headers naming data
+    outside their own folder, and declared sizes over the cap or beyond the bytes on disk.
     """
     path = Path(path)
     label = name or str(path)
@@ -67,11 +73,14 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, series: Sequ
     try:
         if path.is_dir():
             image = read_dicom_series(path, label, series=series, notes=notes)
-        elif image_suffix(path):
-            if image_suffix(path) in (".nii", ".nii.gz"):
+        elif not path.is_file():
+            require_regular_file(path, label)
+        elif suffix := image_suffix(path):
+            guard_image_file(path, suffix, label)
+            if suffix in (".nii", ".nii.gz"):
                 _check_nifti(path, label)
-            image = sitk.ReadImage(str(path))
-        elif path.suffix.lower() in DICOM_SUFFIXES and _is_dicom(path):
+            image = _read_file(path, IMAGE_IOS[suffix])
+        elif path.suffix.lower() in DICOM_SUFFIXES and has_dicom_magic(path):
             image = read_dicom_series(path.parent, label, member=path)
         else:
             raise InputError(f"{label}: unsupported file format '{path.suffix or path.name}'.",
@@ -85,15 +94,17 @@ def read_image(path: str | os.PathLike, *, name: str | None = None, series: Sequ
     return image
 
 
+def _read_file(path: Path, image_io: str) -> sitk.Image:
+    """ITK's reader for the format the suffix names, never one guessed from the content."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO(image_io)
+    return reader.Execute()
+
+
 def _nonfinite_error(label: str, bad: int) -> InputError:
     return InputError(f"{label}: contains {bad} NaN or infinite voxel values.",
                       "Re-export the file, or replace them (e.g. with 0) and save it again.")
-
-
-def _damaged(label: str, why: str) -> InputError:
-    return InputError(f"{label}: the file is truncated or damaged ({why}).",
-                      "Copy or export it again from the original (an interrupted copy or download, or a full "
-                      "disk, cuts files short).")
 
 
 def _check_nifti(path: Path, label: str) -> None:
@@ -111,7 +122,9 @@ def _check_nifti(path: Path, label: str) -> None:
         raise _damaged(label, f"its header cannot be read: {err}") from None
     except Exception:  # not a NIfTI at all: SimpleITK's reader reports it with the usual message
         return
+    check_nifti_orientation(path, type(nii.header), label)
     dtype = np.dtype(nii.get_data_dtype())
+    check_declared_size(int(np.prod(nii.shape, dtype=object)) * dtype.itemsize, list(nii.shape), label)
     expected = int(nii.header.get_data_offset()) + int(np.prod(nii.shape, dtype=np.int64)) * dtype.itemsize
     try:
         stored = _stored_bytes(path)
@@ -242,15 +255,6 @@ def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-3) -> bool:
             and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tolerance)
             and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance * max(1.0, max(a.GetSpacing())))
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
-
-
-def _is_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _first_line(err: Exception) -> str:

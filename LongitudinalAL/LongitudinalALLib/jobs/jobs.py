@@ -27,7 +27,7 @@ from LongitudinalALLib.active.suggestions import image_ijk_to_ras, place_on_base
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
-from LongitudinalALLib.imaging.io import save_image
+from LongitudinalALLib.imaging.io import read_image, save_image
 from LongitudinalALLib.imaging.prepare import SCENE_FILES
 from LongitudinalALLib.jobs import staging
 
@@ -95,7 +95,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     report(progress, "Mapping", 0.0, "model output on the baseline grid")
     probs = query.outputs.probs[: len(case.provenance)]  # (N, H, W): the first case leads the pool
     uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
-    baseline = sitk.ReadImage(str(work / "prepared" / SCENE_FILES["baseline"]))
+    baseline = read_image(work / "prepared" / SCENE_FILES["baseline"])
     arrays = {name: case.geometry.to_volume(slices.astype(np.float32), order=1).astype(np.float32)
               for name, slices in (("probability", probs), ("uncertainty", uncertainty))}
     arrays["lesion_mask"] = lesion_mask_from_slices(probs, case.foreground, case.geometry).astype(np.uint8)
@@ -104,8 +104,8 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
         volume = sitk.GetImageFromArray(array)
         volume.CopyInformation(baseline)
         maps[name] = _write_image(volume, out_dir / "maps" / f"{name}.nrrd")
-    difference = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / SCENE_FILES["difference"])))
-    foreground = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "prepared" / SCENE_FILES["foreground"])))
+    difference = sitk.GetArrayFromImage(read_image(work / "prepared" / SCENE_FILES["difference"]))
+    foreground = sitk.GetArrayFromImage(read_image(work / "prepared" / SCENE_FILES["foreground"]))
     suggestions = place_on_baseline(query.suggestions, difference, foreground, image_ijk_to_ras(baseline),
                                     case.geometry.axis)
     pair_probability = triage.pair_probability(probs, case.foreground)  # issue 15's triage score of this pair

@@ -159,15 +159,16 @@ class LongitudinalALSceneLogic(SceneBundles):
             set_node(param, role, scene.GetNodeByID(inputs.get(role) or ""))
         set_value(param, "options", inputs.get("options", {}))
         set_value(param, "sessionDir", str(work))
+        from LongitudinalALLib.imaging.io import read_image
         from LongitudinalALLib.imaging.prepare import SCENE_FILES  # the prepared folder's names
 
         prepared = work / "prepared"
         set_node(param, "transform", outputs.update_transform_node(
             sitk.ReadTransform(str(prepared / SCENE_FILES["transform"])), scene, node=self.node("transform")))
         set_node(param, "registered", outputs.update_registered_volume(
-            sitk.ReadImage(str(prepared / SCENE_FILES["followup_registered"])), scene, node=self.node("registered")))
+            read_image(prepared / SCENE_FILES["followup_registered"]), scene, node=self.node("registered")))
         set_node(param, "difference", outputs.update_difference_volume(
-            sitk.ReadImage(str(prepared / SCENE_FILES["difference"])), scene, node=self.node("difference")))
+            read_image(prepared / SCENE_FILES["difference"]), scene, node=self.node("difference")))
         transform_review.apply_qc(self, result.get("qc"))
         return self._apply_suggest_result(result)
 

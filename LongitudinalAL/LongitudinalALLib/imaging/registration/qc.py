@@ -143,6 +143,9 @@ def judge(qc: RegistrationQC) -> None:
     p = []
     if not np.isfinite([qc.ncc_after, qc.edge_after]).all():
         p.append("the scans no longer overlap after registration")
+    if not math.isfinite(qc.ncc_before):  # reliability N4: a mirrored or misplaced header reported "NCC nan" as ok
+        p.append("the scans hardly overlap where their headers place them (no correlation before registration): "
+                 "check both headers' origin and orientation")
     if qc.determinant <= 0:
         p.append(f"the transform mirrors the follow-up (determinant {qc.determinant:.2f})")
     lo, hi = min(qc.scales), max(qc.scales)
