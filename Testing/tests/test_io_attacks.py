@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -196,6 +197,32 @@ def test_dicom_series_declaring_a_huge_matrix_is_refused_before_allocating(tmp_p
     assert "fewer than the 32000000 bytes of pixels its header announces" in out[str(tmp_path / "short")], out
 
 
+def test_damaged_compressed_nrrd_and_metaimage_are_refused(tmp_path):
+    """Found in round 3 (R9, R12): ITK read a gzip NRRD with 100 flipped bytes and a MetaImage whose zlib
+    data was cut to 50 KB without complaint (garbage or zeros in the scan)."""
+    arr = sitk.GetArrayFromImage(sitk.Cast(mni_t1(4) * 10.0, sitk.sitkUInt16))
+    body = bytearray(gzip.compress(arr.tobytes(), 1))
+    body[len(body) // 2:len(body) // 2 + 100] = bytes(255 - x for x in body[len(body) // 2:len(body) // 2 + 100])
+    sizes = " ".join(str(n) for n in arr.shape[::-1])
+    nrrd = _nrrd(tmp_path / "flipped.nrrd", f"type: ushort\ndimension: 3\nsizes: {sizes}\nendian: little\n"
+                 "encoding: gzip\n", bytes(body))
+    _expect(lambda: read_image(nrrd), "truncated or damaged", "compressed data cannot be read")
+    mha = tmp_path / "cut.mha"
+    mha.write_bytes(f"ObjectType = Image\nNDims = 3\nDimSize = {sizes}\nElementType = MET_USHORT\n"
+                    "CompressedData = True\nElementDataFile = LOCAL\n".encode() + zlib.compress(arr.tobytes())[:5000])
+    _expect(lambda: read_image(mha), "truncated or damaged", f"of the {arr.size * 2} bytes its header announces")
+
+
+def test_nifti_data_offset_beyond_the_file_is_refused(tmp_path):
+    """Found in round 3 (R6): vox_offset = 2^40 on a real FLAIR passed the size check (it ignored the offset)
+    and ITK read the voxels shifted."""
+    sitk.WriteImage(sitk.Cast(mni_t1(4) * 10.0, sitk.sitkInt16), str(tmp_path / "src.nii"))
+    data = bytearray((tmp_path / "src.nii").read_bytes())
+    data[108:112] = np.float32(2.0 ** 40).tobytes()  # vox_offset
+    (tmp_path / "far.nii").write_bytes(bytes(data))
+    _expect(lambda: read_image(tmp_path / "far.nii"), "truncated or damaged", "1099511")
+
+
 # --- N11: only regular files are read ----------------------------------------------------------------------------
 
 def test_pipes_and_devices_given_as_scans_are_refused_at_once(tmp_path):
@@ -239,8 +266,8 @@ def test_dicom_folder_holding_a_pipe_or_device_link_is_refused(tmp_path):
     fifo = _series(tmp_path, "fifo")
     os.mkfifo(fifo / "zz.dcm")
     out = _read_in_child([dev, fifo], timeout=60)
-    assert "holds 1 entries that are not regular files (zzz.dcm" in out[str(dev)], out
-    assert "holds 1 entries that are not regular files (zz.dcm" in out[str(fifo)], out
+    assert "holds 1 entry that is not a regular file (zzz.dcm" in out[str(dev)], out
+    assert "holds 1 entry that is not a regular file (zz.dcm" in out[str(fifo)], out
 
 
 def test_dicom_slices_at_one_position_are_refused(tmp_path):

@@ -31,9 +31,10 @@ def refuse_special_entries(folder: Path, label: str) -> None:
     odd = sorted(e.name for e in os.scandir(folder) if not (e.is_dir() or e.is_file()))
     if odd:
         shown = ", ".join(odd[:3]) + (f" and {len(odd) - 3} more" if len(odd) > 3 else "")
-        raise InputError(f"{label}: the DICOM folder holds {len(odd)} entries that are not regular files "
-                         f"({shown}: pipes, devices, sockets or broken links); the DICOM reader skips real "
-                         "slices next to them.", "Remove them, or copy the series' files into a folder of their own.")
+        what = "1 entry that is not a regular file" if len(odd) == 1 else f"{len(odd)} entries that are not regular files"
+        raise InputError(f"{label}: the DICOM folder holds {what} ({shown}: a pipe, device, socket or broken link); "
+                         "the DICOM reader then skips real slices.",
+                         "Remove them, or copy the series' files into a folder of their own.")
 
 
 def check_series(files: list[str], sid: str, label: str) -> None:

@@ -125,7 +125,7 @@ def _check_nifti(path: Path, label: str) -> None:
     check_nifti_orientation(path, type(nii.header), label)
     dtype = np.dtype(nii.get_data_dtype())
     check_declared_size(int(np.prod(nii.shape, dtype=object)) * dtype.itemsize, list(nii.shape), label)
-    expected = int(nii.header.get_data_offset()) + int(np.prod(nii.shape, dtype=np.int64)) * dtype.itemsize
+    expected = int(nii.dataobj.offset) + int(np.prod(nii.shape, dtype=np.int64)) * dtype.itemsize  # where nibabel reads
     try:
         stored = _stored_bytes(path)
         if stored < expected:
