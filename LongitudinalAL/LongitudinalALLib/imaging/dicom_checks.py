@@ -84,7 +84,7 @@ def _check_positions(infos: list[sitk.ImageFileReader], sid: str, label: str) ->
         k = int(off[np.argmax(np.abs(steps[off] - step))])
         raise InputError(f"{label}: the slices of DICOM series {sid} are unevenly spaced: {steps[k]:.2f} mm "
                          f"between slices {k + 1} and {k + 2} of {len(steps) + 1}, where the usual step is "
-                         f"{step:.2f} mm ({off.size} uneven steps: slices missing?). Stacking them at one "
+                         f"{step:.2f} mm ({off.size} uneven step{'s' if off.size > 1 else ''}: slices missing?). Stacking them at one "
                          "spacing would shift the anatomy.", _RECOPY)
 
 

@@ -44,6 +44,9 @@ def check_nifti_orientation(path: Path, header_class, label: str) -> None:
 
 def _check_forms_agree(header, label: str) -> None:
     qform, sform = header.get_qform(), header.get_sform()
+    if not (np.isfinite(qform).all() and np.isfinite(sform).all()):
+        raise InputError(f"{label}: its orientation records (qform/sform) hold NaN or infinite numbers, so where "
+                         "the scan lies is undefined.", "Re-export the scan from its DICOM (e.g. with dcm2niix).")
     shape = [max(1, int(n)) for n in header.get_data_shape()[:3]] + [1] * (3 - len(header.get_data_shape()[:3]))
     corners = np.array([[c * (n - 1) for c, n in zip(pick, shape)] + [1.0]
                         for pick in itertools.product((0, 1), repeat=3)]).T  # (4, 8) voxel corners
