@@ -141,6 +141,10 @@ def test_detached_header_with_its_data_file_next_to_it_still_reads(tmp_path):
     (tmp_path / "dot.raw").write_bytes(bytes(range(64)))
     dot = _nrrd(tmp_path / "dot.nhdr", _SMALL + "data file: ./dot.raw\n")
     assert sitk.GetArrayFromImage(read_image(dot)).ravel()[5] == 5
+    text = tmp_path / "ascii.mha"  # text data is shorter than the binary size: not "truncated"
+    text.write_text(_META.replace("MET_UCHAR", "MET_FLOAT") + "BinaryData = False\nElementDataFile = LOCAL\n"
+                    + " ".join(str(v) for v in range(64)) + "\n")
+    assert sitk.GetArrayFromImage(read_image(text)).ravel()[3] == 3.0
 
 
 def test_cli_refuses_a_header_reading_etc_passwd_in_one_line(tmp_path, capsys):

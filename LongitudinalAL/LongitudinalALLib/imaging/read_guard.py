@@ -191,7 +191,8 @@ def meta_data_source(path: Path, label: str) -> DataSource:
         key, value = (part.strip() for part in text.split("=", 1))
         fields[key.lower()] = value
         if key.lower() == "elementdatafile":  # MetaImage's last header field: data follows it
-            encoding = "zlib" if fields.get("compresseddata", "false").lower() == "true" else "raw"
+            encoding = "zlib" if fields.get("compresseddata", "false").lower() == "true" else \
+                "text" if fields.get("binarydata", "true").lower() == "false" else "raw"
             skip = _int_field(fields.get("headersize", "0"), label, "HeaderSize")
             if value.upper() == "LOCAL":
                 return DataSource(path, after + max(skip, 0), encoding)
