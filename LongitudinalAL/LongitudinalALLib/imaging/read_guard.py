@@ -121,17 +121,21 @@ def check_bytes_on_disk(source: DataSource, values: int, nbytes: int, label: str
 
 
 def _inflated_bytes(source: DataSource, enough: int, label: str) -> int:
-    """Bytes a gzip/zlib stream inflates to, counted in chunks (flat memory); stops at ``enough``."""
+    """Bytes a gzip/zlib stream inflates to, counted in chunks (flat memory).
+
+    Read to the stream's end, so its checksum is verified (ITK does not: a gzip NRRD with flipped
+    bytes was read as garbage); stops early only when the data runs well past ``enough``.
+    """
     unpack = zlib.decompressobj(47)  # 47: a gzip or a zlib header, detected
     total = 0
     try:
         with open(source.path, "rb") as fh:
             fh.seek(source.offset)
-            while total < enough and not unpack.eof and (chunk := fh.read(_CHUNK)):
-                while chunk and total < enough:
+            while total <= enough + _CHUNK and not unpack.eof and (chunk := fh.read(_CHUNK)):
+                while chunk and total <= enough + _CHUNK:
                     total += len(unpack.decompress(chunk, _CHUNK))
                     chunk = unpack.unconsumed_tail
-            if total < enough:
+            if not unpack.eof:
                 total += len(unpack.flush())
     except (zlib.error, OSError) as err:
         raise damaged(label, f"its compressed data cannot be read: {err}") from None
