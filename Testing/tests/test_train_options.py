@@ -109,7 +109,7 @@ def test_every_front_door_trains_with_the_default_augmentation(session_dir, monk
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(ActiveLoop, "train", record_config)
-    spec = {"work_dir": str(session_dir.parent), "train": {"epochs": 2, "crop_size": 32}, "prefer_cpu": True}
+    spec = {"work_dir": str(session_dir.parent), "train": {"epochs": 2, "crop_size": 32}, "device": "cpu"}
     with pytest.raises(RuntimeError, match="stop here"):
         jobs.job_train(spec, None, None)
     assert seen[0].epochs == 2 and seen[0].device == "cpu" and seen[0].augment == AugmentConfig()

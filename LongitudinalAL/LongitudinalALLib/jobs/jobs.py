@@ -54,6 +54,7 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
     work = Path(spec["work_dir"])
     if SessionStore.exists(work / "session"):  # never replace someone's session (labels, rounds)
         raise SessionError(f"{work} already holds a session.", "Press Run again: it starts in a new folder.")
+    checked_device(spec)  # an unusable device fails here, not after the whole registration
     pair = prepare_pair(spec["baseline"], spec["followup"], _prepare_options(spec.get("prepare", {})),
                         case_id=spec.get("case_id", "case"), progress=progress, cancel=cancel)
     check_cancel(cancel, "Preparation")
@@ -75,14 +76,13 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
 
     from LongitudinalALLib.active import triage
     from LongitudinalALLib.active.loop import ActiveLoop
-    from LongitudinalALLib.model import Predictor, binary_entropy, select_device
+    from LongitudinalALLib.model import Predictor, binary_entropy
     from LongitudinalALLib.model.lesion_mask import lesion_mask_from_slices
 
     work = Path(spec["work_dir"])
     out_dir = Path(spec.get("out_dir") or work)  # a staged train job writes beside its staged session
     s = spec.get("session", {})
-    device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
-    record_devices(Path(spec.get("devices_file") or work.parent / "devices.json"))
+    device = checked_device(spec)
     session = SessionStore.open_recovered(spec.get("session_dir") or work / "session")[0]
     with session:
         loop = ActiveLoop(session)
@@ -135,10 +135,8 @@ def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
         session_dir = staging.stage(session_dir, out_dir / "session")
         spec = {**spec, "session_dir": str(session_dir), "out_dir": str(out_dir)}
     overrides = dict(spec.get("train", {}))
-    if spec.get("device"):  # the user's choice in the panel
+    if spec.get("device"):  # the user's choice in the panel decides, alone
         overrides["device"] = spec["device"]
-    elif spec.get("prefer_cpu"):
-        overrides["device"] = "cpu"
     with SessionStore.open_recovered(session_dir)[0] as session:
         loop = ActiveLoop(session)
         result = loop.train(loop.train_config(**overrides), progress=progress, cancel=cancel)
@@ -157,11 +155,24 @@ def job_device(spec: dict[str, Any], progress: ProgressCallback | None = None,
     from LongitudinalALLib.model import select_device
     from LongitudinalALLib.model.inference import available_devices
 
-    device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
+    device = select_device(name=spec.get("device"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
     if spec.get("devices_file"):
         record_devices(Path(spec["devices_file"]))
     return {"device": str(device), "name": name, "torch": torch.__version__, "devices": available_devices()}
+
+
+def checked_device(spec: dict[str, Any]):
+    """The spec's device (torch.device), after recording what torch found for the panel.
+
+    Why first: a panel guess torch cannot honour (an NVIDIA driver with a CPU-only torch)
+    must be corrected at the next start even when this job fails on it (review M5).
+    """
+    from LongitudinalALLib.model import select_device
+
+    work = Path(spec["work_dir"])
+    record_devices(Path(spec.get("devices_file") or work.parent / "devices.json"))
+    return select_device(name=spec.get("device"))
 
 
 def record_devices(path: Path) -> None:
