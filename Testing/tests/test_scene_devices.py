@@ -72,3 +72,23 @@ def test_the_panel_lists_available_devices_and_the_choice_reaches_the_job_spec(t
     spec = logic._spec(tmp_path / "session-001", options)
     assert options.device == "mps" and spec["device"] == "mps"
     assert spec["devices_file"] == str(tmp_path / panel_options.DEVICES_FILE)  # where the worker records its answer
+
+
+def test_a_device_torch_cannot_use_fails_before_registration_and_corrects_the_panels_guess(tmp_path, monkeypatch):
+    """Review M5: an NVIDIA driver with a CPU-only torch made the panel guess cuda; the first Run failed only
+    after the whole registration, and devices.json was never written, so the guess came back at every start."""
+    import torch
+
+    from LongitudinalALLib.imaging import prepare
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    registered = []
+    monkeypatch.setattr(prepare, "prepare_pair", lambda *a, **k: registered.append(a) or pytest.fail("registered"))
+    devices_file = tmp_path / panel_options.DEVICES_FILE
+    spec = {"work_dir": str(tmp_path / "session-001"), "baseline": "b.nrrd", "followup": "f.nrrd", "device": "cuda",
+            "devices_file": str(devices_file)}
+    with pytest.raises(InputError, match="cuda"):
+        jobs.job_prepare(spec)
+    assert registered == []
+    assert panel_options.available_devices(tmp_path) == ("cpu",) + (("mps",) if "mps" in json.loads(
+        devices_file.read_text())["devices"] else ())  # the next start offers what torch found

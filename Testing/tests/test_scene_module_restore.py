@@ -64,3 +64,58 @@ def test_opening_an_mrb_restores_the_session_before_any_panel_exists(tmp_path, m
     restored = session_scene.get_value(param, "sessionDir")
     assert dialogs == [] and restored.startswith(str(tmp_path / "work"))
     assert len(SessionStore.open_recovered(f"{restored}/session")[0].labels()) == 1
+
+
+def _module(tmp_path, monkeypatch, dialogs):
+    hs = headless.create_headless_slicer(str(tmp_path / "cache"))
+    app = types.SimpleNamespace(applicationLogic=lambda: hs.app, connect=lambda signal, slot: None)
+    install_real_parameter_node_wrapper(monkeypatch, slicer)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", _plain_base_classes())
+    monkeypatch.setattr(slicer, "mrmlScene", hs.scene, raising=False)
+    monkeypatch.setattr(slicer, "app", app, raising=False)
+    monkeypatch.setattr(slicer.util, "errorDisplay", dialogs.append, raising=False)
+    monkeypatch.setenv(persistence.WORK_ROOT_ENV, str(tmp_path / "work"))
+    spec = importlib.util.spec_from_file_location("LongitudinalAL", MODULE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return hs, module
+
+
+def test_an_error_while_a_scene_loads_is_shown_after_loading_not_inside_the_import_event(tmp_path, monkeypatch):
+    """Review L9: a modal dialog inside EndImportEvent blocks the rest of the scene's loading."""
+    dialogs, queued = [], []
+    hs, module = _module(tmp_path, monkeypatch, dialogs)
+    qt = sys.modules["qt"]
+    monkeypatch.setattr(qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, slot: queued.append(slot)),
+                        raising=False)
+    module.installSceneRestorer()
+    bad = tmp_path / "bad"
+    _small_session(bad)
+    mrb = _mrb_pointing_at(tmp_path, bad, bad)
+    param = session_scene.parameter_node(hs.scene)
+    try:
+        from LongitudinalALLib.scene import archive
+
+        module.sceneRestorer.logic.archive_limits = archive.ArchiveLimits(max_entries=1)  # refused: one error
+        assert hs.scene.ReadFromMRB(str(mrb), True)
+    finally:
+        module.sceneRestorer.remove()
+    assert dialogs == [] and len(queued) == 1  # nothing modal while the import event runs
+    queued[0]()  # the event loop, once loading is over
+    assert len(dialogs) == 1 and "limit 1" in dialogs[0]
+    assert param is not None
+
+
+def test_the_module_logic_observes_no_save_event_and_is_freed(tmp_path, monkeypatch):
+    """Review L1: Slicer never fires StartSaveEvent (File > Save is WriteToMRB / qSlicerSceneWriter), and the
+    bound-method observer kept every Logic of every reload alive."""
+    import gc
+    import weakref
+
+    hs, module = _module(tmp_path, monkeypatch, [])
+    logic = module.LongitudinalALLogic()
+    assert not hs.scene.HasObserver(hs.scene.StartSaveEvent)
+    ref = weakref.ref(logic)
+    del logic
+    gc.collect()
+    assert ref() is None

@@ -71,11 +71,33 @@ def test_root_cmake_extension_metadata():
     assert "find_package(Slicer REQUIRED)" in text and "add_subdirectory(LongitudinalAL)" in text
 
 
-def test_catalog_entry_is_the_only_description_and_passes_the_index_rules():
-    """Slicer/ExtensionsIndex accepts only <name>.json (check_repository_structure); the build makes its
-    own .s4ext from EXTENSION_*, so a hand-written one only drifts (review D10)."""
-    assert not (ROOT / "LongitudinalAL.s4ext").exists()
+def _s4ext() -> dict[str, str]:
+    """keyword -> value of the top-level LongitudinalAL.s4ext (first token of a line is the keyword)."""
+    lines = (ROOT / "LongitudinalAL.s4ext").read_text(encoding="utf-8").splitlines()
+    pairs = (line.split(" ", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {p[0]: (p[1] if len(p) > 1 else "") for p in pairs}
+
+
+def test_s4ext_agrees_with_the_cmake_extension_values_and_the_catalog_entry():
+    """The design card keeps LongitudinalAL.s4ext at the top level; it must say what CMake and the .json say."""
+    s4ext = _s4ext()
+    fields = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', (ROOT / "CMakeLists.txt").read_text()))
+    for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+        assert s4ext[key.lower()] == fields[f"EXTENSION_{key}"], key
     entry = json.loads((ROOT / "LongitudinalAL.json").read_text())
+    assert (s4ext["scm"], s4ext["scmurl"], s4ext["scmrevision"]) == (entry["scm_type"], entry["scm_url"],
+                                                                      entry["scm_revision"])
+    assert s4ext["depends"].split() == entry["build_dependencies"]
+    assert s4ext["build_subdirectory"] == entry["build_subdirectory"]
+    assert s4ext["enabled"] == str(int(entry["enabled"]))
+
+
+def test_catalog_entry_passes_the_index_rules():
+    """Slicer/ExtensionsIndex checks <name>.json (check_repository_structure) and formats it with prettier
+    (multilineArraysWrapThreshold 0: every array over several lines, review L2)."""
+    text = (ROOT / "LongitudinalAL.json").read_text()
+    entry = json.loads(text)
+    assert text == json.dumps(entry, indent=2) + "\n", "write LongitudinalAL.json as json.dumps(indent=2)"
     assert set(entry) <= CATALOG_KEYS, f"keys not allowed by the schema: {set(entry) - CATALOG_KEYS}"
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json")
     assert entry["category"] == "Active Learning" and entry["build_dependencies"] == ["PyTorch"]

@@ -17,7 +17,6 @@ slicer = pytest.importorskip("slicer")
 
 from slicer_app_standins import (  # noqa: E402
     install_real_parameter_node_wrapper,
-    load_module_file,
     load_panel_params,
     ui_bound_widgets,
 )
