@@ -42,13 +42,13 @@ def test_the_device_job_records_what_torch_found_for_the_panel(tmp_path):
 def test_an_unavailable_device_is_refused_in_one_line(monkeypatch):
     import torch
 
-    from LongitudinalALLib.model import select_device
+    from LongitudinalALLib.model import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(InputError) as info:
-        select_device(name="cuda")
+        resolve_device("cuda")
     assert "cuda" in str(info.value) and "\n" not in str(info.value) and "panel" in str(info.value)
-    assert select_device(name="cpu").type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
 
 
 def test_the_panel_lists_available_devices_and_the_choice_reaches_the_job_spec(tmp_path, monkeypatch):

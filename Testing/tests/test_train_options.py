@@ -10,7 +10,8 @@ import torch
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
 from LongitudinalALLib.core.errors import InputError
-from LongitudinalALLib.model.train_plan import check_config, resolve_device
+from LongitudinalALLib.model.devices import resolve_device
+from LongitudinalALLib.model.train_plan import check_config
 from LongitudinalALLib.model.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--spacing", type=float, default=1.0, help="model pixel size in mm (default 1)")
     src.add_argument("--axis", choices=("axial", "coronal", "sagittal"), default="axial")
     src.add_argument("--weights", default="bundled", help="starting model: bundled, scratch or a .safetensors path")
-    p.add_argument("--strategy", default=None, help="query strategy (default: the session's, else entropy_mean)")
+    p.add_argument("--strategy", default=None,
+                   help=f"query strategy (default: the session's, else {DEFAULT_STRATEGY})")
     p.add_argument("-k", "--k", type=int, default=10, help="number of slices (default 10)")
     p.add_argument("--seed", type=int, default=0, help="session seed (first call; default 0)")
     p.add_argument("--json", action="store_true", help="print the suggestions as JSON")

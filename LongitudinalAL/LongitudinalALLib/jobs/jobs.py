@@ -152,10 +152,9 @@ def job_device(spec: dict[str, Any], progress: ProgressCallback | None = None,
     """Which device the jobs would use, and the torch version (shown in the module panel)."""
     import torch
 
-    from LongitudinalALLib.model import select_device
-    from LongitudinalALLib.model.inference import available_devices
+    from LongitudinalALLib.model.devices import available_devices, resolve_device
 
-    device = select_device(name=spec.get("device"))
+    device = resolve_device(spec.get("device"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
     if spec.get("devices_file"):
         record_devices(Path(spec["devices_file"]))
@@ -168,16 +167,16 @@ def checked_device(spec: dict[str, Any]):
     Why first: a panel guess torch cannot honour (an NVIDIA driver with a CPU-only torch)
     must be corrected at the next start even when this job fails on it (review M5).
     """
-    from LongitudinalALLib.model import select_device
+    from LongitudinalALLib.model.devices import resolve_device
 
     work = Path(spec["work_dir"])
     record_devices(Path(spec.get("devices_file") or work.parent / "devices.json"))
-    return select_device(name=spec.get("device"))
+    return resolve_device(spec.get("device"))
 
 
 def record_devices(path: Path) -> None:
     """Write torch's device list where the panel reads it without torch (panel_options.available_devices)."""
-    from LongitudinalALLib.model.inference import available_devices
+    from LongitudinalALLib.model.devices import available_devices
 
     try:
         atomic.write_json(path, {"devices": available_devices()})

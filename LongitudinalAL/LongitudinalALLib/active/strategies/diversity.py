@@ -20,12 +20,12 @@ from LongitudinalALLib.active.strategies.base import (
     register,
 )
 from LongitudinalALLib.active.strategies.uncertainty import reduce_pixels
-from LongitudinalALLib.model.inference import select_device
+from LongitudinalALLib.model.devices import resolve_device
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction
 
 
 def context_device(ctx: QueryContext) -> torch.device:
-    return ctx.predictor.device if ctx.predictor is not None else select_device()
+    return ctx.predictor.device if ctx.predictor is not None else resolve_device()
 
 
 def _min_distances(x: torch.Tensor, centres: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
