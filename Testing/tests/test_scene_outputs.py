@@ -10,7 +10,8 @@ slicer = pytest.importorskip("slicer")
 
 import scene_testdata  # noqa: E402
 
-from LongitudinalALLib.active.suggestions import Suggestion, place_on_baseline, slice_axis_of  # noqa: E402
+from LongitudinalALLib.active.suggestions import Suggestion, place_on_baseline  # noqa: E402
+from LongitudinalALLib.imaging.ras import slice_axis_of  # noqa: E402
 from LongitudinalALLib.model.lesion_mask import RAW, LesionMaskConfig, lesion_mask  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 

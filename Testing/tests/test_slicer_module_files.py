@@ -227,3 +227,41 @@ def test_requirements_leave_torch_and_simpleitk_to_slicer_and_icon_is_128px():
     png = (ROOT / "Resources" / "Icons" / "LongitudinalAL.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", png[16:24]) == (128, 128)
+
+
+def _module_imports(path: Path) -> set[str]:
+    """Library modules ``path`` imports (lazy ones included, TYPE_CHECKING-only ones not)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and ast.unparse(node.test).endswith("TYPE_CHECKING") for n in ast.walk(node)}
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("LongitudinalALLib.")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("LongitudinalALLib"):
+            out |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+    return out
+
+
+def test_no_import_loop_inside_a_layer():
+    """Architecture review 2: four loops inside folders (store/store_labels/session_recovery, strategies base/
+    uncertainty, commands prepare/suggest, registration pipeline/mirror) hid a class split across files."""
+    modules = {".".join(("LongitudinalALLib", *p.relative_to(LIB).with_suffix("").parts)): p
+               for p in LIB.rglob("*.py") if "__pycache__" not in p.parts and p.name != "__init__.py"}
+    graph = {name: {m for m in _module_imports(path) if m in modules and m != name} for name, path in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import loop: " + " -> ".join(trail[trail.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])

@@ -23,11 +23,12 @@ import SimpleITK as sitk
 
 from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
 from LongitudinalALLib.active.store import SessionStore
-from LongitudinalALLib.active.suggestions import image_ijk_to_ras, place_on_baseline
+from LongitudinalALLib.active.suggestions import place_on_baseline
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from LongitudinalALLib.imaging.io import save_image
+from LongitudinalALLib.imaging.ras import image_ijk_to_ras
 from LongitudinalALLib.imaging.prepare import SCENE_FILES
 from LongitudinalALLib.jobs import staging
 

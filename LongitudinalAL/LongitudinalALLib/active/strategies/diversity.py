@@ -19,7 +19,7 @@ from LongitudinalALLib.active.strategies.base import (
     rank_candidates,
     register,
 )
-from LongitudinalALLib.active.strategies.uncertainty import reduce_pixels
+from LongitudinalALLib.active.strategies.base import reduce_pixels
 from LongitudinalALLib.model.devices import resolve_device
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction
 
