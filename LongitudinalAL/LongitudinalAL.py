@@ -147,12 +147,14 @@ class LongitudinalALTest(ScriptedLoadableModuleTest):
         self.assertIsNotNone(files, "the bundled sample pair is missing from Resources/SampleData")
         baseline, followup = (slicer.util.loadVolume(f) for f in files)
         logic = LongitudinalALLogic(work_root=os.path.join(work, "sessions")).sceneLogic
+        process_events = getattr(slicer.app, "processEvents", None)  # the GUI stays responsive while jobs run
+        keep_ui = (lambda *progress: process_events()) if process_events else None
         options = RunOptions(spacing_mm=3.0, size=64, prepare={"n4": False}, k=3, strategy="entropy_mean",
                              model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
                              init_weights="scratch", device="cpu",  # an exact 2-step budget: no floor
                              train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "crop_size": None})
         logic.jobs.start_run(baseline, followup, options)
-        outcome = logic.jobs.wait()
+        outcome = logic.jobs.wait(keep_ui)
         self.assertEqual(outcome.status, "done", outcome.message)
         suggestions = logic.suggestions
         self.assertEqual(len(suggestions), 3)
@@ -164,7 +166,7 @@ class LongitudinalALTest(ScriptedLoadableModuleTest):
                                  label)
         logic.accept_current()
         logic.jobs.start_train()
-        outcome = logic.jobs.wait()
+        outcome = logic.jobs.wait(keep_ui)
         self.assertEqual(outcome.status, "done", outcome.message)
         self.assertEqual(logic.read_session().round_number, 1)
         path = os.path.join(work, "session.mrb")
