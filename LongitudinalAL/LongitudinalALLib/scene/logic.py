@@ -2,7 +2,7 @@
 
 The module's Logic delegates here. Heavy work (registration, scoring, training)
 goes through a runner: in-process for headless use and tests, or a
-:class:`.worker.WorkerProcess` for the GUI (``*_spec`` builds the job,
+:class:`LongitudinalALLib.jobs.worker.WorkerProcess` for the GUI (``*_spec`` builds the job,
 ``apply_*`` puts its result into the scene). Scene state lives in the
 parameter node and the work directory (see :mod:`.session_scene`), so saving
 the scene as .mrb and reopening it continues the session.
