@@ -41,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     baseline = volumes.load_volume(str(data / "baseline.nii.gz"), hs.scene, "baseline")
     followup = volumes.load_volume(str(data / "followup.nii.gz"), hs.scene, "follow-up")
     logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=work / "work")
-    options = RunOptions(prepare={"spacing_mm": args.spacing, "size": args.size}, k=5, prefer_cpu=True,
-                         opacity=0.35)
+    options = RunOptions(prepare={"spacing_mm": args.spacing, "size": args.size}, k=5, device="cpu")
     suggestions = logic.run(baseline, followup, options)
     views = [hs.slice_logic(name) for name in ("Red", "Yellow", "Green")]
+    for view in views:  # a lighter difference overlay than the panel's, for the picture
+        view.GetSliceCompositeNode().SetForegroundOpacity(0.35)
     snapshot.show_segmentation_as_label(hs.scene, logic.node("segmentation"), logic.reference_volume(), views)
     first = suggestions[0]
     panels = []

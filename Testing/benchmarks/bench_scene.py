@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     follow = volumes.load_volume(data / "followup.nii.gz", hs.scene, "follow-up")
     options = RunOptions(prepare={"spacing_mm": args.spacing, "size": args.size}, k=args.k,
                          model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
-                         init_weights="scratch", prefer_cpu=True,
+                         init_weights="scratch", device="cpu",
                          train={"epochs": args.epochs, "batch_size": 4, "crop_size": None, "min_epochs": 1})
     logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp / "work")
     timed("run_prepare_and_suggest", lambda: logic.run(base, follow, options))

@@ -28,8 +28,8 @@ TINY = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
 
 
 def options(axis: str, k: int = 3) -> RunOptions:
-    return RunOptions(prepare={"axis": axis, "size": 32, "spacing_mm": 2.0, "n4": False}, k=k,
-                      strategy="entropy_mean", model_config=TINY, init_weights="scratch", prefer_cpu=True,
+    return RunOptions(spacing_mm=2.0, prepare={"axis": axis, "size": 32, "n4": False}, k=k,
+                      strategy="entropy_mean", model_config=TINY, init_weights="scratch", device="cpu",
                       train={"epochs": 1, "batch_size": 2, "steps_per_epoch": 1, "crop_size": None,
                              "augment": None, "min_epochs": 1})
 

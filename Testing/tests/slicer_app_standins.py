@@ -124,6 +124,20 @@ def install_real_parameter_node_wrapper(monkeypatch, slicer) -> types.ModuleType
     return package
 
 
+def load_panel_params(monkeypatch, devices: tuple[str, ...] | None = None) -> types.ModuleType:
+    """``scene/panel_params.py`` imported afresh on the installed wrapper (its device list is fixed at import);
+    ``devices``: what this machine is taken to offer."""
+    from LongitudinalALLib.scene import panel_options
+
+    if devices is not None:
+        monkeypatch.setattr(panel_options, "available_devices", lambda work_root=None: tuple(devices))
+    monkeypatch.delitem(sys.modules, "LongitudinalALLib.scene.panel_params", raising=False)
+    import LongitudinalALLib.scene as scene_package
+
+    monkeypatch.delattr(scene_package, "panel_params", raising=False)
+    return importlib.import_module("LongitudinalALLib.scene.panel_params")
+
+
 def ui_bound_widgets(qt, ctk, slicer) -> dict[str, StandInWidget]:
     """objectName -> stand-in of the .ui's class, for every widget carrying SlicerParameterName."""
     widgets = {}

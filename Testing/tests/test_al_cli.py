@@ -205,3 +205,16 @@ def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, pair_di
                       "--out", str(out), "--size", "64", "--spacing", "4", "--quiet")
     _one_line_error(rc, err, "no space is left on the disk", "Free some space")
     assert len(calls) == 3 and not out.exists() and sorted(tmp_path.iterdir()) == []
+
+
+def test_every_strategy_help_names_the_default_the_code_uses():
+    """Architecture review 2, section 5: `suggest --strategy` still said "else entropy_mean"."""
+    from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
+    from LongitudinalALLib.commands.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.choices and "suggest" in a.choices).choices
+    helps = {name: action.help for name, sub in subparsers.items() for action in sub._actions
+             if "--strategy" in action.option_strings}
+    assert helps and all(DEFAULT_STRATEGY in h or "default" not in h for h in helps.values()), helps
+    assert "entropy_mean" not in helps["suggest"]

@@ -161,6 +161,10 @@ def test_non_overlapping_pair():
     frac = check_overlap(base, shifted)
     extent_z = base.GetSize()[2] * base.GetSpacing()[2]
     assert frac == pytest.approx((extent_z - 40.0) / extent_z, rel=1e-6)
+    # one rule with the Slicer panel (scene/volumes.check_overlap): a 2 % sliver is refused too
+    sliver = sitk.Image(base)
+    sliver.SetOrigin(tuple(np.add(base.GetOrigin(), (0.0, 0.0, 0.98 * extent_z))))
+    _expect_error(lambda: check_overlap(base, sliver), "2% of the smaller scan is shared")
 
 
 def test_save_rejects_unknown_suffix(tmp_path):

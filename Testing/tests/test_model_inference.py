@@ -12,7 +12,7 @@ from LongitudinalALLib.model.inference import (
     Predictor,
     cpu_has_native_bf16,
     gradient_embedding_from_features,
-    select_device,
+    resolve_device,
 )
 from LongitudinalALLib.model.network import ChangeSegNet, ModelConfig, build_model
 from LongitudinalALLib.model.reductions import binary_entropy
@@ -96,7 +96,7 @@ def test_bad_images_are_input_errors():
 
 
 def test_device_and_amp_selection():
-    assert select_device(prefer_cpu=True).type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
     model = _model()
     pred = Predictor(model, device="cpu", amp=True)
     assert pred.amp is cpu_has_native_bf16()  # CPU autocast (bf16) only where the CPU has bf16 units

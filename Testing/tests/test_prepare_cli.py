@@ -104,6 +104,11 @@ def test_write_prepared_round_trip(pair_files, tmp_path):
     assert geom["size"] == [64, 64] and geom["axis"] == "axial"
     mask = sitk.ReadImage(str(paths["foreground"]))
     assert mask.GetPixelID() == sitk.sitkUInt8 and sitk.GetArrayViewFromImage(mask).any()
+    from LongitudinalALLib.imaging.prepare import read_prepared  # the reader beside the writer
+
+    again = read_prepared(tmp_path, pair.case_id, axis="axial", size=64, spacing_mm=3.0)
+    assert again.images.shape == pair.slices.images.shape
+    np.testing.assert_allclose(again.images, pair.slices.images, atol=1e-3)  # the saved volumes' float rounding
 
 
 def test_transform_file_is_read_by_slicer_with_the_right_direction(cli_outputs):

@@ -62,7 +62,8 @@ class FakePackaging:
 
     def pip_ensure(self, requirements, constraints=None, skip_packages=None, prompt_install=True,
                    prompt_restart=True, requester=None, skip_in_testing=True, show_progress=True):
-        self.util.calls.append(("pip_ensure", list(requirements), skip_packages, prompt_install, requester))
+        pins = open(constraints).read() if constraints else None
+        self.util.calls.append(("pip_ensure", list(requirements), skip_packages, prompt_install, requester, pins))
 
 
 class FakePyTorchUtils:
@@ -95,15 +96,19 @@ def missing(monkeypatch):
     return versions
 
 
-def test_slicer_512_uses_pip_ensure_with_skip_packages_and_asks_once(missing):
+def test_slicer_512_uses_pip_ensure_with_the_installed_torch_pinned_and_asks_once(missing):
+    """Review M4: skip_packages installs with --no-deps, so monai 1.6 (torch>=2.8) could land over torch 2.2;
+    a constraints file makes pip pick a monai that accepts the torch PyTorchUtils installed."""
     slicer = _fake_slicer("5.12")
+    missing["torch"] = "2.2.2"  # what installTorch left, e.g. on an Intel Mac
     assert install.ensure_dependencies(slicer=slicer, pytorch_utils=FakePyTorchUtils)
     kinds = [c[0] for c in slicer.util.calls]
     assert kinds == ["confirm", "pip_ensure"]  # one question for torch and pip together
-    _, reqs, skip, prompt_install, requester = slicer.util.calls[1]
-    assert reqs == ["scikit-learn>=1.3"] and set(skip) == {"torch", "SimpleITK"}
+    _, reqs, skip, prompt_install, requester, pins = slicer.util.calls[1]
+    assert reqs == ["scikit-learn>=1.3"] and skip is None
+    assert {"torch==2.2.2", "SimpleITK==2.5.0"} <= set(pins.splitlines())
     assert prompt_install is False and requester == "LongitudinalAL"
-    assert FakePyTorchUtils.calls == [(False, ">=2.2")]  # version floor, no second confirmation
+    assert FakePyTorchUtils.calls == []  # 2.2.2 meets the floor
 
 
 def test_slicer_510_pins_the_installed_torch_and_simpleitk_for_pip(missing):

@@ -4,11 +4,12 @@ Covers review D3 (a cancelled round commits nothing), D6 (a failing apply never
 leaves the panel busy), D14 (a cancel is an outcome, not an error), D16 (a job
 that ends after File > Close Scene is not applied to the next scene), "Run
 becomes Cancel while a job runs", and the runner gaps left by slicer-app: a
-cancelled Run leaves its options unwritten, a failed apply leaves no new node.
+cancelled Run leaves the session's inputs and overrides as they were, a failed apply leaves no new node.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -90,15 +91,18 @@ def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran):
     assert logic.work_dir == before and not shutil.os.path.exists(work)  # nothing half-made is kept
 
 
-def test_a_cancelled_run_leaves_the_options_and_inputs_of_the_last_run(ran):
+def test_a_cancelled_run_leaves_the_inputs_and_overrides_of_the_last_run(ran):
+    """The panel's options are the user's (kept as set); the session's inputs and overrides stay the last run's."""
     logic, jobs = ran["logic"], ran["jobs"]
-    before = get_json(logic.param, "options")
-    other = type(OPTIONS)(**{**before, "k": OPTIONS.k + 3, "strategy": "random"})
+    before = get_json(logic.param, "engine")
+    other = dataclasses.replace(OPTIONS, k=OPTIONS.k + 3, strategy="random", seed=7)
     jobs.start_run(ran["followup"], ran["baseline"], other)  # swapped inputs, other options
     jobs.cancel()
     assert jobs.wait().status == CANCELLED
-    assert get_json(logic.param, "options") == before and logic.options.k == OPTIONS.k
+    assert get_json(logic.param, "engine") == before and logic.options.seed == OPTIONS.seed
+    assert logic.options.k == OPTIONS.k + 3 and logic.options.strategy == "random"  # what the panel now shows
     assert get_node(logic.param, "baseline") is ran["baseline"]
+    logic.set_options(OPTIONS)
 
 
 def test_a_failed_prepare_apply_leaves_no_new_node_in_the_scene(ran):

@@ -24,9 +24,9 @@ from LongitudinalALLib.jobs.worker import WorkerProcess  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions  # noqa: E402
 
-OPTIONS = RunOptions(prepare={"spacing_mm": 3.0, "size": 64, "n4": False}, strategy="entropy_mean", k=4,
+OPTIONS = RunOptions(spacing_mm=3.0, size=64, prepare={"n4": False}, strategy="entropy_mean", k=4,
                      model_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
-                     init_weights="scratch", prefer_cpu=True,
+                     init_weights="scratch", device="cpu",
                      train={"epochs": 1, "batch_size": 4, "steps_per_epoch": 2, "crop_size": None,
                             "augment": None, "min_epochs": 1})
 
@@ -113,7 +113,7 @@ def test_run_creates_outputs_and_shows_the_first_suggestion(run_state):
     np.testing.assert_allclose(corners[2], first.slice_ras[2], atol=1e-6)  # the view is that axial plane
     registered = volumes.node_to_sitk(logic.node("registered"))
     scene_testdata.assert_view_shows(hs.app, "Red", logic.node("registered"), registered)
-    red.GetSliceCompositeNode().SetForegroundOpacity(OPTIONS.opacity)
+    red.GetSliceCompositeNode().SetForegroundOpacity(0.5)
     # the candidate point lies on the suggested slice
     k = (np.linalg.inv(volumes.ijk_to_ras(logic.reference_volume())) @ [*first.ras, 1.0])[2]
     assert k == pytest.approx(first.slice_index, abs=1e-6)

@@ -10,7 +10,8 @@ slicer = pytest.importorskip("slicer")
 
 import scene_testdata  # noqa: E402
 
-from LongitudinalALLib.active.suggestions import Suggestion, place_on_baseline, slice_axis_of  # noqa: E402
+from LongitudinalALLib.active.suggestions import Suggestion, place_on_baseline  # noqa: E402
+from LongitudinalALLib.imaging.ras import slice_axis_of  # noqa: E402
 from LongitudinalALLib.model.lesion_mask import RAW, LesionMaskConfig, lesion_mask  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 
@@ -94,6 +95,8 @@ def test_difference_table_points_segmentation(env, pair):
     assert outputs.update_suggestions_table(sugg, env.scene, node=table).GetCellText(0, status) == "accepted"
     points = outputs.update_suggestion_points(sugg, env.scene)
     assert points.GetNumberOfControlPoints() == 2
+    # review L5: neither can be edited by the user (an update would wipe the edit)
+    assert table.GetLocked() and points.GetLocked()
     np.testing.assert_allclose(points.GetNthControlPointPositionWorld(0), sugg[0].ras, atol=1e-6)
     seg = outputs.ensure_segmentation(base, env.scene)
     assert outputs.segment_id(seg, outputs.LESION_SEGMENT) and outputs.segment_id(seg, outputs.PREDICTION_SEGMENT)

@@ -67,6 +67,7 @@ BLOCK_TORCH = textwrap.dedent('''
     result = unittest.TestResult()
     module.LongitudinalALTest("runTest").run(result)
     assert not result.errors and not result.failures, result.errors + result.failures
+    print("SKIPPED", [reason for _, reason in result.skipped])
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "monai", "sklearn"))
     print("HEAVY", heavy)
 ''')

@@ -25,7 +25,6 @@ from LongitudinalALLib.core.errors import InputError, SessionError  # noqa: E402
 from LongitudinalALLib.imaging.pairing import pair_slices  # noqa: E402
 from LongitudinalALLib.jobs import jobs  # noqa: E402
 from LongitudinalALLib.scene import archive, headless, labels, outputs, session_scene, volumes
-from LongitudinalALLib.scene.bundles import ARCHIVE_EXCLUDE  # noqa: E402
 
 
 def _small_session(folder, axis="axial"):
@@ -165,6 +164,12 @@ def test_work_root_is_stable_in_slicer_and_shared_elsewhere(tmp_path, monkeypatc
     settings = tmp_path / "settings" / "Slicer.ini"  # what qSlicerCoreApplication.slicerUserSettingsFilePath gives
     monkeypatch.setattr(slicer, "app", SimpleNamespace(slicerUserSettingsFilePath=str(settings)), raising=False)
     assert LongitudinalALSceneLogic(hs.scene, hs.app).work_root == tmp_path / "settings" / "LongitudinalAL" / "sessions"
+    # review L4: on Windows the settings lie in the roaming profile; sessions go to the local one
+    roaming = tmp_path / "AppData" / "Roaming" / "slicer.org" / "Slicer.ini"
+    monkeypatch.setattr(slicer, "app", SimpleNamespace(slicerUserSettingsFilePath=str(roaming)), raising=False)
+    monkeypatch.setattr(persistence.sys, "platform", "win32")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "AppData" / "Local"))
+    assert persistence.default_work_root() == tmp_path / "AppData" / "Local" / "slicer.org" / "LongitudinalAL" / "sessions"
     monkeypatch.setenv(persistence.WORK_ROOT_ENV, str(tmp_path / "mine"))
     assert LongitudinalALSceneLogic(hs.scene, hs.app).work_root == tmp_path / "mine"
 
@@ -208,18 +213,19 @@ def test_a_refused_archive_leaves_no_pointer_to_the_foreign_folder(tmp_path):
     assert scene_sessions.tree(foreign) == before
 
 
-def test_the_save_event_hook_is_harmless_and_never_packs_a_foreign_folder(tmp_path):
+def test_a_saved_bundle_is_named_inside_as_its_file_and_leaves_no_temporary(tmp_path):
+    """Review L8: WriteToMRB names the folder and scene inside after the file it writes."""
+    import zipfile
+
     from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic
 
-    packed, foreign, before = _packed_and_foreign(tmp_path)
     hs = headless.create_headless_slicer(str(tmp_path / "cache"))
     logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp_path / "work")
-    assert logic.pack_for_save() is False  # no session
-    session_scene.set_value(logic.param, "sessionDir", str(foreign))
-    assert logic.pack_for_save() is False and session_scene.archive_node(logic.param) is None
     ours = tmp_path / "work" / "session-001"
     _small_session(ours)
     session_scene.set_value(logic.param, "sessionDir", str(ours))
-    assert logic.pack_for_save() is True
-    assert session_scene.archive_digest(logic.param) == archive.folder_digest(ours, ARCHIVE_EXCLUDE)
-    assert scene_sessions.tree(foreign) == before
+    out = tmp_path / "saved"
+    path = logic.save_bundle(out / "my_study.mrb")
+    names = zipfile.ZipFile(path).namelist()
+    assert {n.split("/", 1)[0] for n in names} == {"my_study"} and "my_study/my_study.mrml" in names
+    assert [p.name for p in out.iterdir()] == ["my_study.mrb"]

@@ -18,7 +18,7 @@ slicer = pytest.importorskip("slicer")
 import scene_sessions  # noqa: E402
 
 from LongitudinalALLib.active.store import SessionStore  # noqa: E402
-from LongitudinalALLib.active.suggestions import slice_axis_of  # noqa: E402
+from LongitudinalALLib.imaging.ras import slice_axis_of  # noqa: E402
 from LongitudinalALLib.scene import headless, labels, outputs, viewer, volumes  # noqa: E402
 
 GEOMETRIES = [("sagittal", scene_sessions.IDENTITY), ("coronal", scene_sessions.IDENTITY),

@@ -14,8 +14,8 @@ from LongitudinalALLib.jobs.worker import WorkerProcess, run_in_process, run_in_
 
 
 def test_device_job_runs_in_a_child_process_and_matches_in_process():
-    child = run_in_worker("device", {"prefer_cpu": True})
-    here = run_in_process("device", {"prefer_cpu": True})
+    child = run_in_worker("device", {"device": "cpu"})
+    here = run_in_process("device", {"device": "cpu"})
     assert child == here and child["device"] == "cpu"
     import torch
 
@@ -58,7 +58,7 @@ def test_cancel_kills_the_interpreter_behind_a_launcher_that_forwards_no_signal(
     launcher = tmp_path / "PythonSlicer"
     launcher.write_text(LAUNCHER.format(python=sys.executable, pid_file=str(pid_file)))
     launcher.chmod(0o755)
-    worker = WorkerProcess("device", {"prefer_cpu": True}, python=str(launcher), log_dir=tmp_path / "logs").start()
+    worker = WorkerProcess("device", {"device": "cpu"}, python=str(launcher), log_dir=tmp_path / "logs").start()
     deadline = time.monotonic() + 30
     while not pid_file.is_file() or not pid_file.read_text():
         assert time.monotonic() < deadline, "the launcher never started its child"

@@ -1,4 +1,4 @@
-"""The module's Widget slots, run on headless MRML with recording stand-ins for its Qt widgets.
+"""The module panel's slots (scene/panel.py), run on headless MRML with recording stand-ins for its Qt widgets.
 
 What matters here is Slicer's behaviour that the old Widget got wrong:
 ``slicer.util.tryWithErrorDisplay`` (the real one from slicer-core) shows the
@@ -22,6 +22,7 @@ from slicer_app_standins import UI_FILE, RecordingWidget, install_real_parameter
 from test_scene_logic import OPTIONS  # noqa: E402
 
 from LongitudinalALLib.scene import headless, volumes  # noqa: E402
+from LongitudinalALLib.scene.session_scene import set_value  # noqa: E402
 
 #: every named widget of the real .ui: the Widget can only reach what the panel file defines
 UI_NAMES = tuple(e.get("name") for e in ET.parse(UI_FILE).getroot().iter("widget") if e.get("name"))
@@ -33,22 +34,19 @@ def widget(tmp_path, monkeypatch):
     install_real_parameter_node_wrapper(monkeypatch, slicer)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     module = load_module_file(monkeypatch, hs.scene, hs.app)
+    from LongitudinalALLib.scene.panel import Panel
+
     errors = []
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, *a, **k: errors.append(text))
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(
         applicationLogic=lambda: hs.app, testingEnabled=lambda: False,
         setOverrideCursor=lambda cursor: None, restoreOverrideCursor=lambda: None))
     __import__("qt").Qt = types.SimpleNamespace(WaitCursor=3)
-    w = module.LongitudinalALWidget.__new__(module.LongitudinalALWidget)  # setup() needs the Qt application
-    w.logic = module.LongitudinalALLogic()
-    w.jobs = w.logic.sceneLogic.jobs
-    w.ui = types.SimpleNamespace(**{name: RecordingWidget() for name in UI_NAMES})
-    w.parent = types.SimpleNamespace(isEntered=True)
-    w.timer = RecordingWidget()
+    logic = module.LongitudinalALLogic(work_root=tmp_path / "work").sceneLogic
     files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp_path / "pair")
-    w._parameterNode = types.SimpleNamespace(
-        baseline=volumes.load_volume(files[0], hs.scene, "baseline"), followup=None, spacingMm=3.0, size=64,
-        deformable=False, strategy="entropy_mean", k=4, device="cpu")
+    inputs = types.SimpleNamespace(baseline=volumes.load_volume(files[0], hs.scene, "baseline"), followup=None)
+    ui = types.SimpleNamespace(**{name: RecordingWidget() for name in UI_NAMES})
+    w = Panel(ui, logic, RecordingWidget(), lambda: True, inputs)  # Panel.build needs the Qt application
     w.followup = volumes.load_volume(files[1], hs.scene, "follow-up")
     w.errors = errors
     return w
@@ -62,8 +60,9 @@ def test_an_input_error_is_shown_once_and_the_panel_stays_usable(widget):
 
 
 def test_run_becomes_cancel_and_a_cancel_is_not_an_error(widget, monkeypatch):
-    widget._parameterNode.followup = widget.followup
-    monkeypatch.setattr(widget, "options", lambda: OPTIONS)
+    widget.parameterNode.followup = widget.followup
+    widget.logic.set_options(OPTIONS)  # what the user set in the panel
+    set_value(widget.logic.param, "engine", OPTIONS.engine())  # the tiny test model, as a run would keep it
     widget.onRunOrCancel()
     assert widget.jobs.busy and widget.ui.runButton.text == "Cancel" and widget.ui.runButton.enabled
     assert not widget.ui.acceptButton.enabled
@@ -91,9 +90,9 @@ def test_an_imported_scene_is_restored_once_and_its_error_shown_once(widget, mon
         calls.append(1)
         raise SessionError("The session stored in this scene is not valid.", "Reopen an earlier copy.")
 
-    monkeypatch.setattr(widget.logic.sceneLogic, "ensure_session", ensure_session)
-    restorer = ImportRestorer(widget.logic.sceneLogic, slicer.util.errorDisplay)
-    scene = widget.logic.sceneLogic.scene
+    monkeypatch.setattr(widget.logic, "ensure_session", ensure_session)
+    restorer = ImportRestorer(widget.logic, slicer.util.errorDisplay)
+    scene = widget.logic.scene
     tag = scene.AddObserver(scene.EndImportEvent, widget.onSceneImported)  # as setup() connects it
     scene.InvokeEvent(scene.EndImportEvent)
     scene.RemoveObserver(tag)
@@ -104,11 +103,12 @@ def test_an_imported_scene_is_restored_once_and_its_error_shown_once(widget, mon
 
 def test_closing_the_scene_during_a_run_leaves_a_usable_panel_that_says_why(widget, monkeypatch):
     """D16: a job still running at File > Close Scene is not applied to the new scene."""
-    widget._parameterNode.followup = widget.followup
-    monkeypatch.setattr(widget, "options", lambda: OPTIONS)
+    widget.parameterNode.followup = widget.followup
+    widget.logic.set_options(OPTIONS)  # what the user set in the panel
+    set_value(widget.logic.param, "engine", OPTIONS.engine())  # the tiny test model, as a run would keep it
     widget.onRunOrCancel()
     assert widget.jobs.busy
-    widget.logic.sceneLogic.scene.Clear(0)
+    widget.logic.scene.Clear(0)
     deadline = time.monotonic() + 60
     while widget.jobs.busy:
         assert time.monotonic() < deadline
@@ -116,13 +116,13 @@ def test_closing_the_scene_during_a_run_leaves_a_usable_panel_that_says_why(widg
         time.sleep(0.05)
     assert widget.errors == [] and "scene was closed" in widget.ui.statusLabel.calls["setText"][0]
     assert widget.ui.runButton.text == "Run" and widget.ui.runButton.enabled
-    assert widget.logic.sceneLogic.suggestions == []
+    assert widget.logic.suggestions == []
 
 
 def test_the_stored_sessions_section_deletes_the_selected_one_after_one_confirmation(widget, monkeypatch, tmp_path):
     from LongitudinalALLib.scene import persistence
 
-    root = widget.logic.sceneLogic.work_root = tmp_path / "stored"  # not the work root other tests share
+    root = widget.logic.work_root = tmp_path / "stored"  # not the work root other tests share
     kept, gone = persistence.new_work_folder(root), persistence.new_work_folder(root)
     asked = []
     monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda text, *a, **k: asked.append(text) or True,

@@ -15,7 +15,11 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from slicer_app_standins import install_real_parameter_node_wrapper, load_module_file, ui_bound_widgets  # noqa: E402
+from slicer_app_standins import (  # noqa: E402
+    install_real_parameter_node_wrapper,
+    load_panel_params,
+    ui_bound_widgets,
+)
 
 from LongitudinalALLib.scene import headless, panel_options  # noqa: E402
 
@@ -24,19 +28,23 @@ from LongitudinalALLib.scene import headless, panel_options  # noqa: E402
 def bound(tmp_path, monkeypatch):
     hs = headless.create_headless_slicer(str(tmp_path / "cache"))
     pnw = install_real_parameter_node_wrapper(monkeypatch, slicer)
-    module = load_module_file(monkeypatch, hs.scene, hs.app)
+    params = load_panel_params(monkeypatch)
     qt, ctk = __import__("qt"), __import__("ctk")
     widgets = ui_bound_widgets(qt, ctk, slicer)
     node = hs.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
-    wrapped = module.LongitudinalALParameterNode(node)
-    yield types.SimpleNamespace(pnw=pnw, module=module, widgets=widgets, wrapped=wrapped, hs=hs)
+    wrapped = params.LongitudinalALParameterNode(node)
+    yield types.SimpleNamespace(pnw=pnw, params=params, widgets=widgets, wrapped=wrapped, hs=hs)
 
 
 def test_connect_gui_finds_a_connector_for_every_bound_widget(bound):
+    from slicer.parameterNodeWrapper.parameterPack import nestedParameterNames
+
     gui = types.SimpleNamespace(**bound.widgets)
     bound.wrapped.connectGui(gui)  # raised RuntimeError (no Choice on `strategy`) before the fix
     names = {w.property("SlicerParameterName") for w in bound.widgets.values()}
-    assert names == set(bound.module.LongitudinalALParameterNode.allParameters)
+    wrapper = bound.params.LongitudinalALParameterNode
+    assert names == {"baseline", "followup"} | {f"run.{n}" for n in nestedParameterNames(bound.params.RunPack)}
+    assert set(wrapper.allParameters) == {"baseline", "followup", "run"}
     for widget in bound.widgets.values():
         connector = bound.pnw.createGuiConnector(widget, bound.wrapped.dataType(widget.property("SlicerParameterName")))
         assert connector.widget() is widget
@@ -53,16 +61,16 @@ def test_bound_widgets_keep_the_ui_ranges_and_the_static_strategy_list(bound):
     assert combo.items[combo.currentIndex] == panel_options.DEFAULT_STRATEGY
     combo.currentIndex = combo.items.index("badge")
     combo.currentIndexChanged.emit()  # PythonQt drops the index for a slot without arguments
-    assert bound.wrapped.strategy == "badge"  # a user choice reaches the parameter node
+    assert bound.wrapped.run.strategy == "badge"  # a user choice reaches the parameter node
 
 
 def test_out_of_range_values_are_refused_by_the_wrapper(bound):
     with pytest.raises(ValueError):
-        bound.wrapped.k = 0
+        bound.wrapped.run.k = 0
     with pytest.raises(ValueError):
-        bound.wrapped.size = 32
+        bound.wrapped.run.size = 32
     with pytest.raises(ValueError):
-        bound.wrapped.strategy = "no-such-strategy"
+        bound.wrapped.run.strategy = "no-such-strategy"
 
 
 def test_panel_strategy_list_matches_the_registered_strategies():

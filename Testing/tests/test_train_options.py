@@ -10,7 +10,8 @@ import torch
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
 from LongitudinalALLib.core.errors import InputError
-from LongitudinalALLib.model.train_plan import check_config, resolve_device
+from LongitudinalALLib.model.devices import resolve_device
+from LongitudinalALLib.model.train_plan import check_config
 from LongitudinalALLib.model.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -109,7 +110,7 @@ def test_every_front_door_trains_with_the_default_augmentation(session_dir, monk
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(ActiveLoop, "train", record_config)
-    spec = {"work_dir": str(session_dir.parent), "train": {"epochs": 2, "crop_size": 32}, "prefer_cpu": True}
+    spec = {"work_dir": str(session_dir.parent), "train": {"epochs": 2, "crop_size": 32}, "device": "cpu"}
     with pytest.raises(RuntimeError, match="stop here"):
         jobs.job_train(spec, None, None)
     assert seen[0].epochs == 2 and seen[0].device == "cpu" and seen[0].augment == AugmentConfig()

@@ -6,6 +6,7 @@ Torch-free. ``binary_mask`` and ``split_of`` are the rules a label is stored by.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -83,3 +84,12 @@ def binary_mask(mask: Any, what: str) -> np.ndarray:
         raise InputError(f"{what} holds values other than 0 and 1 (e.g. {arr[~np.isin(arr, (0, 1))].flat[0]}).",
                          "Give a lesion mask of 0 (background) and 1 (lesion), e.g. via label_masks.")
     return arr
+
+
+def read_label_file(path) -> tuple[str, int, np.ndarray]:
+    """(case_id, slice_index, mask) of a label file; ValueError when it is damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["case_id"]), int(z["slice_index"]), np.asarray(z["mask"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path.name} cannot be read ({err})") from err

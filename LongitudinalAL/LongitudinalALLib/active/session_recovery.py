@@ -12,24 +12,13 @@ crash the folder holds the last committed state plus orphan files. Recovery:
 from __future__ import annotations
 
 import os
-import zipfile
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from LongitudinalALLib.active.records import read_label_file
 from LongitudinalALLib.core.errors import InputError, SessionError
 
 if TYPE_CHECKING:
     from LongitudinalALLib.active.store import SessionStore
-
-
-def read_label_file(path) -> tuple[str, int, np.ndarray]:
-    """(case_id, slice_index, mask) of a label file; ValueError when it is damaged."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return str(z["case_id"]), int(z["slice_index"]), np.asarray(z["mask"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path.name} cannot be read ({err})") from err
 
 
 def _quarantine(store: "SessionStore", f) -> None:

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from LongitudinalALLib.active.records import LabelRecord, binary_mask, hash01, label_key
-from LongitudinalALLib.active.session_recovery import read_label_file
+from LongitudinalALLib.active.records import LabelRecord, binary_mask, hash01, label_key, read_label_file
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
 

@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     baseline_node = volumes.load_volume(baseline, scene, "Baseline")
     followup_node = volumes.load_volume(followup, scene, "Follow-up")
     logic = LongitudinalALSceneLogic(scene, slicer_session.app, work_root=out / "work")
-    options = RunOptions(prepare={"spacing_mm": args.spacing, "size": args.size, "n4": False if args.no_n4 else None},
-                         strategy=args.strategy, k=args.k, seed=args.seed, prefer_cpu=args.cpu,
+    options = RunOptions(spacing_mm=args.spacing, size=args.size, prepare={"n4": False if args.no_n4 else None},
+                         strategy=args.strategy, k=args.k, seed=args.seed, device="cpu" if args.cpu else "",
                          case_id=case_id_from_path(baseline) if args.baseline else "sample")
     bar = TqdmProgress()
     try:

@@ -35,22 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 0 even when the registration QC flags the pair (outputs are written either way)")
 
 
-#: largest --size: a pool holds slices x 3 x size^2 float32 (2048: ~12 GiB for 256 slices)
-MAX_SIZE = 2048
-
-
-def check_size(size: int) -> int:
-    """Refuse slice sizes that cannot be allocated, before any work is done."""
-    from LongitudinalALLib.core.errors import InputError
-
-    if not 1 <= size <= MAX_SIZE:
-        raise InputError(f"--size {size} is out of range (1 to {MAX_SIZE} pixels).",
-                         "Use e.g. --size 256; --spacing sets the pixel size in mm.")
-    return size
-
-
 def run(args: argparse.Namespace) -> int:
-    from LongitudinalALLib.commands.suggest import load_scans
+    from LongitudinalALLib.commands.inputs import check_size, load_scans
     from LongitudinalALLib.core.errors import RegistrationError
     from LongitudinalALLib.core.progress import TqdmProgress
     from LongitudinalALLib.imaging.io import check_output_dir

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
@@ -35,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--spacing", type=float, default=1.0, help="model pixel size in mm (default 1)")
     src.add_argument("--axis", choices=("axial", "coronal", "sagittal"), default="axial")
     src.add_argument("--weights", default="bundled", help="starting model: bundled, scratch or a .safetensors path")
-    p.add_argument("--strategy", default=None, help="query strategy (default: the session's, else entropy_mean)")
+    p.add_argument("--strategy", default=None,
+                   help=f"query strategy (default: the session's, else {DEFAULT_STRATEGY})")
     p.add_argument("-k", "--k", type=int, default=10, help="number of slices (default 10)")
     p.add_argument("--seed", type=int, default=0, help="session seed (first call; default 0)")
     p.add_argument("--json", action="store_true", help="print the suggestions as JSON")
@@ -45,30 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def find_volume(folder: Path, name: str) -> Path:
-    """``name`` as written by prepare.write_prepared, else ``<name>.nii.gz``/``.nrrd``/... in ``folder``."""
-    from LongitudinalALLib.core.errors import InputError
-    from LongitudinalALLib.imaging.io import SUFFIXES
-    from LongitudinalALLib.imaging.prepare import OUTPUT_FILES
-
-    candidates = [folder / OUTPUT_FILES[name]] if name in OUTPUT_FILES else []
-    candidates += [folder / f"{name}{suffix}" for suffix in SUFFIXES]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise InputError(f"{folder} has no {name} volume ({candidates[0].name}).",
-                     "Point --pair to a folder written by `longitudinal-al prepare`.")
-
-
 def _case_from_prepared(folder: Path, args: argparse.Namespace):
-    """Re-pair the volumes of a prepared folder: baseline, followup_registered, foreground."""
-    from LongitudinalALLib.imaging.io import read_image
-    from LongitudinalALLib.imaging.pairing import pair_slices
+    """Re-pair the volumes of a prepared folder (``imaging.prepare.read_prepared``) at this session's geometry."""
+    from LongitudinalALLib.imaging.prepare import read_prepared
 
-    vols = {n: read_image(find_volume(folder, n)) for n in ("baseline", "followup_registered", "foreground")}
-    case_id = args.case_id or folder.name
-    return pair_slices(vols["baseline"], vols["followup_registered"], vols["foreground"], case_id,
-                       axis=args.axis, size=(args.size, args.size), spacing_mm=args.spacing), folder
+    case = read_prepared(folder, args.case_id or folder.name, axis=args.axis, size=args.size, spacing_mm=args.spacing)
+    return case, folder
 
 
 def _check_choices(args: argparse.Namespace) -> None:
@@ -84,7 +66,7 @@ def _check_choices(args: argparse.Namespace) -> None:
 def _create(args: argparse.Namespace, progress):
     from LongitudinalALLib.active.pool_store import check_case_id
     from LongitudinalALLib.active.store import SessionStore
-    from LongitudinalALLib.commands.prepare import check_size
+    from LongitudinalALLib.commands.inputs import check_size, load_scans
     from LongitudinalALLib.core.errors import InputError
     from LongitudinalALLib.imaging.io import check_output_dir
 
@@ -120,20 +102,6 @@ def _relative_to(folder: Path, root: Path) -> str:
         return os.path.relpath(folder.resolve(), root.resolve())
     except ValueError:
         return str(folder.resolve())
-
-
-def load_scans(baseline: str, followup: str, series: list[str] | None):
-    """Both scans, checked, with any DICOM series choice printed (to stderr: stdout may be JSON)."""
-    from LongitudinalALLib.imaging.io import load_scan
-    from LongitudinalALLib.imaging.prepare_checks import check_grid
-
-    notes: list[str] = []
-    images = [load_scan(p, series=series or (), notes=notes) for p in (baseline, followup)]
-    for path, image in zip((baseline, followup), images):
-        check_grid(image, str(path))  # named by its path here (load_scan did the label-map check)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    return images
 
 
 def run(args: argparse.Namespace) -> int:

@@ -232,21 +232,31 @@ def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return pts.min(axis=0), pts.max(axis=0)
 
 
+#: the one overlap rule (CLI and Slicer): a pair shares at least this fraction of the smaller scan's box
+MIN_OVERLAP = 0.05
+
+
+def box_overlap(lo_a, hi_a, lo_b, hi_b) -> float:
+    """Fraction of the smaller of two boxes (corners in mm, one frame: LPS or RAS) shared with the other."""
+    lo_a, hi_a, lo_b, hi_b = (np.asarray(v, dtype=float) for v in (lo_a, hi_a, lo_b, hi_b))
+    inter = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None)
+    smaller = min(np.prod(np.maximum(hi_a - lo_a, 1e-6)), np.prod(np.maximum(hi_b - lo_b, 1e-6)))
+    return float(np.prod(inter) / smaller)
+
+
 def check_overlap(baseline: sitk.Image, followup: sitk.Image, *, baseline_name: str = "baseline",
                   followup_name: str = "follow-up") -> float:
-    """Fraction of the smaller scan's box shared with the other; raise if they do not overlap."""
+    """Fraction of the smaller scan's box shared with the other; raise below :data:`MIN_OVERLAP`."""
     lo_b, hi_b = physical_bounds(baseline)
     lo_f, hi_f = physical_bounds(followup)
-    inter = np.clip(np.minimum(hi_b, hi_f) - np.maximum(lo_b, lo_f), 0, None)
-    shared = float(np.prod(inter))
-    smaller = min(float(np.prod(hi_b - lo_b)), float(np.prod(hi_f - lo_f)))
-    if shared <= 0.0:
+    fraction = box_overlap(lo_b, hi_b, lo_f, hi_f)
+    if fraction < MIN_OVERLAP:
         gap = float(np.linalg.norm((lo_b + hi_b) / 2 - (lo_f + hi_f) / 2))
         raise InputError(f"{baseline_name} and {followup_name} do not overlap in physical space "
-                         f"(their centres are {gap:.0f} mm apart).",
+                         f"({fraction:.0%} of the smaller scan is shared; their centres are {gap:.0f} mm apart).",
                          "Check they are scans of the same patient; if the headers' origins differ, "
                          "pre-align the follow-up (e.g. Slicer Transforms module) or fix the origin.")
-    return shared / smaller if smaller > 0 else 0.0
+    return fraction
 
 
 def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-3) -> bool:

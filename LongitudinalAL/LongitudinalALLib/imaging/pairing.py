@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.imaging.io import same_grid
+from LongitudinalALLib.imaging.ras import LPS_TO_RAS
 
 AXES = ("axial", "coronal", "sagittal")
 _R, _A, _S = np.eye(3)
@@ -32,7 +33,6 @@ _VIEWS = {
     "coronal": (_A, -_S, -_R),
     "sagittal": (_R, -_S, -_A),
 }
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class SliceGeometry:
             array_idx[:, self.perm[ax]] = self.shape[self.perm[ax]] - 1 - x if self.flips[ax] else x
         ijk = array_idx[:, ::-1] * np.asarray(self.voxel_spacing)
         lps = np.asarray(self.origin) + ijk @ np.asarray(self.direction).reshape(3, 3).T
-        return lps @ _LPS_TO_RAS.T
+        return lps @ LPS_TO_RAS.T
 
     # ---- resampling -----------------------------------------------------------------
     def to_slices(self, volume: np.ndarray, order: int = 1) -> np.ndarray:
@@ -227,7 +227,7 @@ def canonical_axes(direction: tuple[float, ...], axis: str) -> tuple[tuple[int, 
 
 
 def _ras_columns(direction: tuple[float, ...]) -> np.ndarray:
-    return _LPS_TO_RAS @ np.asarray(direction, dtype=float).reshape(3, 3)
+    return LPS_TO_RAS @ np.asarray(direction, dtype=float).reshape(3, 3)
 
 
 def _canonical(volume: np.ndarray, perm, flips) -> np.ndarray:

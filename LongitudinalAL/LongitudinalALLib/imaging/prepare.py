@@ -16,9 +16,11 @@ from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from LongitudinalALLib.imaging.io import (
+    SUFFIXES,
     case_id_from_path,
     check_overlap,
     load_image,
+    read_image,
     same_grid,
     save_image,
     validate_image,
@@ -182,6 +184,28 @@ def write_prepared(pair: PreparedPair, out_dir: str | Path, files: dict[str, str
                                     "seconds": pair.seconds, "n_slices": int(pair.slices.images.shape[0])})
     atomic.write_json(paths["geometry"], pair.slices.geometry.to_dict())
     return paths
+
+
+def find_prepared(folder: str | Path, name: str) -> Path:
+    """The file of volume ``name`` in a prepared folder: as ``write_prepared`` named it, else
+    ``<name>.nii.gz``/``.nrrd``/... (a folder assembled by hand)."""
+    folder = Path(folder)
+    candidates = [folder / OUTPUT_FILES[name]] if name in OUTPUT_FILES else []
+    candidates += [folder / f"{name}{suffix}" for suffix in SUFFIXES]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise InputError(f"{folder} has no {name} volume ({candidates[0].name}).",
+                     "Point --pair to a folder written by `longitudinal-al prepare`.")
+
+
+def read_prepared(folder: str | Path, case_id: str, *, axis: str = "axial", size: int = 256,
+                  spacing_mm: float = 1.0) -> CaseSlices:
+    """The reader beside :func:`write_prepared`: re-pair a prepared folder's baseline, registered
+    follow-up and foreground into (N, 3, size, size) slices (no registration)."""
+    vols = {n: read_image(find_prepared(folder, n)) for n in ("baseline", "followup_registered", "foreground")}
+    return pair_slices(vols["baseline"], vols["followup_registered"], vols["foreground"], case_id,
+                       axis=axis, size=(size, size), spacing_mm=spacing_mm)
 
 
 def _as_image(value: sitk.Image | str | Path, name: str, validate: bool = True) -> sitk.Image:

@@ -23,11 +23,12 @@ import SimpleITK as sitk
 
 from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
 from LongitudinalALLib.active.store import SessionStore
-from LongitudinalALLib.active.suggestions import image_ijk_to_ras, place_on_baseline
+from LongitudinalALLib.active.suggestions import place_on_baseline
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from LongitudinalALLib.imaging.io import read_image, save_image
+from LongitudinalALLib.imaging.ras import image_ijk_to_ras
 from LongitudinalALLib.imaging.prepare import SCENE_FILES
 from LongitudinalALLib.jobs import staging
 
@@ -54,6 +55,7 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
     work = Path(spec["work_dir"])
     if SessionStore.exists(work / "session"):  # never replace someone's session (labels, rounds)
         raise SessionError(f"{work} already holds a session.", "Press Run again: it starts in a new folder.")
+    checked_device(spec)  # an unusable device fails here, not after the whole registration
     pair = prepare_pair(spec["baseline"], spec["followup"], _prepare_options(spec.get("prepare", {})),
                         case_id=spec.get("case_id", "case"), progress=progress, cancel=cancel)
     check_cancel(cancel, "Preparation")
@@ -75,14 +77,13 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
 
     from LongitudinalALLib.active import triage
     from LongitudinalALLib.active.loop import ActiveLoop
-    from LongitudinalALLib.model import Predictor, binary_entropy, select_device
+    from LongitudinalALLib.model import Predictor, binary_entropy
     from LongitudinalALLib.model.lesion_mask import lesion_mask_from_slices
 
     work = Path(spec["work_dir"])
     out_dir = Path(spec.get("out_dir") or work)  # a staged train job writes beside its staged session
     s = spec.get("session", {})
-    device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
-    record_devices(Path(spec.get("devices_file") or work.parent / "devices.json"))
+    device = checked_device(spec)
     session = SessionStore.open_recovered(spec.get("session_dir") or work / "session")[0]
     with session:
         loop = ActiveLoop(session)
@@ -135,10 +136,8 @@ def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
         session_dir = staging.stage(session_dir, out_dir / "session")
         spec = {**spec, "session_dir": str(session_dir), "out_dir": str(out_dir)}
     overrides = dict(spec.get("train", {}))
-    if spec.get("device"):  # the user's choice in the panel
+    if spec.get("device"):  # the user's choice in the panel decides, alone
         overrides["device"] = spec["device"]
-    elif spec.get("prefer_cpu"):
-        overrides["device"] = "cpu"
     with SessionStore.open_recovered(session_dir)[0] as session:
         loop = ActiveLoop(session)
         result = loop.train(loop.train_config(**overrides), progress=progress, cancel=cancel)
@@ -154,19 +153,31 @@ def job_device(spec: dict[str, Any], progress: ProgressCallback | None = None,
     """Which device the jobs would use, and the torch version (shown in the module panel)."""
     import torch
 
-    from LongitudinalALLib.model import select_device
-    from LongitudinalALLib.model.inference import available_devices
+    from LongitudinalALLib.model.devices import available_devices, resolve_device
 
-    device = select_device(bool(spec.get("prefer_cpu", False)), spec.get("device"))
+    device = resolve_device(spec.get("device"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
     if spec.get("devices_file"):
         record_devices(Path(spec["devices_file"]))
     return {"device": str(device), "name": name, "torch": torch.__version__, "devices": available_devices()}
 
 
+def checked_device(spec: dict[str, Any]):
+    """The spec's device (torch.device), after recording what torch found for the panel.
+
+    Why first: a panel guess torch cannot honour (an NVIDIA driver with a CPU-only torch)
+    must be corrected at the next start even when this job fails on it (review M5).
+    """
+    from LongitudinalALLib.model.devices import resolve_device
+
+    work = Path(spec["work_dir"])
+    record_devices(Path(spec.get("devices_file") or work.parent / "devices.json"))
+    return resolve_device(spec.get("device"))
+
+
 def record_devices(path: Path) -> None:
     """Write torch's device list where the panel reads it without torch (panel_options.available_devices)."""
-    from LongitudinalALLib.model.inference import available_devices
+    from LongitudinalALLib.model.devices import available_devices
 
     try:
         atomic.write_json(path, {"devices": available_devices()})

@@ -1,6 +1,7 @@
 """Change-segmentation model: network, weights on disk, batched inference."""
 
-from LongitudinalALLib.model.inference import MCStatistics, PoolOutputs, Predictor, select_device
+from LongitudinalALLib.model.devices import available_devices, resolve_device
+from LongitudinalALLib.model.inference import MCStatistics, PoolOutputs, Predictor
 from LongitudinalALLib.model.network import (
     ChangeSegNet,
     ModelConfig,
@@ -13,6 +14,6 @@ from LongitudinalALLib.model.weights import load_bundled_model, load_weights, sa
 
 __all__ = [
     "ChangeSegNet", "MCStatistics", "ModelConfig", "PixelReduction", "PoolOutputs", "Predictor",
-    "as_reduction", "binary_entropy", "build_model", "count_parameters", "load_bundled_model",
-    "load_weights", "mc_dropout", "save_weights", "select_device",
+    "as_reduction", "available_devices", "binary_entropy", "build_model", "count_parameters",
+    "load_bundled_model", "load_weights", "mc_dropout", "resolve_device", "save_weights",
 ]

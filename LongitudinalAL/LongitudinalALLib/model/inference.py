@@ -26,27 +26,9 @@ import torch
 
 from LongitudinalALLib.core.errors import InputError, ResourceError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from LongitudinalALLib.model.devices import resolve_device
 from LongitudinalALLib.model.network import ChangeSegNet, mc_dropout
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction, binary_entropy
-
-
-def available_devices() -> list[str]:
-    """Device types this torch can use, best first (e.g. ``["cuda", "cpu"]``)."""
-    mps = getattr(torch.backends, "mps", None)
-    found = {"cuda": torch.cuda.is_available(), "mps": bool(mps is not None and mps.is_available()), "cpu": True}
-    return [name for name, ok in found.items() if ok]
-
-
-def select_device(prefer_cpu: bool = False, name: str | None = None) -> torch.device:
-    """The named device (``cuda``/``mps``/``cpu``, checked), else CUDA when present and not ``prefer_cpu``, else CPU."""
-    if name:
-        if name not in available_devices():
-            raise InputError(f"The device {name!r} is not available here (this torch offers "
-                             f"{', '.join(available_devices())}).", "Pick another device in the panel.")
-        return torch.device(name)
-    if not prefer_cpu and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -158,7 +140,7 @@ class Predictor:
     ) -> None:
         self.crop_to_content = crop_to_content
         self.mc_replicas = max(1, int(mc_replicas))  # MC passes stacked into one forward call
-        self.device = torch.device(device) if device is not None else select_device()
+        self.device = torch.device(device) if device is not None else resolve_device()
         # mixed precision: fp16 on CUDA; bf16 on CPUs with native bf16 units (about 1.4x faster
         # there, same BALD ranking in bench_scoring), plain fp32 on other CPUs
         native = self.device.type == "cuda" or cpu_has_native_bf16()
@@ -388,7 +370,3 @@ class Predictor:
         asked = np.zeros(n, dtype=bool)
         asked[rows] = True
         return asked
-
-    def mc_dropout(self, images: np.ndarray, passes: int = 10, reduce: str | PixelReduction = "mean", **kwargs) -> MCStatistics:
-        """Alias of :meth:`mc_statistics` under the name used in docs/architecture.md."""
-        return self.mc_statistics(images, passes=passes, reduction=reduce, **kwargs)

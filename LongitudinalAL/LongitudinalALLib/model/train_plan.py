@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.model.devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -132,26 +133,6 @@ class TimeBudget:
         return self.total_steps
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """``None``: CUDA when present; else the named device, checked (one clear line if unusable)."""
-    if not name:
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InputError(f"Device {name!r} is not a torch device.", "Use cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"Device {name!r} was asked for, but this torch has no usable CUDA GPU.",
-                             "Use --device cpu (or leave --device out).")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"Device {name!r} does not exist ({torch.cuda.device_count()} GPU(s)).",
-                             f"Use cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
-    elif dev.type != "cpu":
-        raise InputError(f"Device {name!r} is not supported for training.", "Use cpu or cuda.")
-    return dev
-
-
 def _bad(option: str, value, fix: str) -> InputError:
     return InputError(f"{option} is {value}.", fix)
 
@@ -180,4 +161,4 @@ def check_config(cfg) -> None:
     unknown = [a for a in cfg.collapse_actions if a not in ("extend", "reinit")]
     if unknown:
         raise _bad("The collapse actions", unknown, "Use 'extend' and/or 'reinit' (or none).")
-    resolve_device(cfg.device)
+    resolve_device(cfg.device, training=True)

@@ -28,11 +28,11 @@ from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
 from LongitudinalALLib.model.augment import AugmentConfig
 from LongitudinalALLib.model.train_collapse import check_lesion_slices, reinitialise
 from LongitudinalALLib.model.train_loop import cpu_state, evaluate_dice, fit
+from LongitudinalALLib.model.devices import resolve_device
 from LongitudinalALLib.model.train_plan import (
     SelectionRule,
     check_config,
     plan_steps,
-    resolve_device,
     selection_rule,
     warm_start,
 )
@@ -243,7 +243,7 @@ def train_model(
     cfg = config or TrainConfig()
     check_config(cfg)
     data = _prepare_data(train_images, train_labels, val_images, val_labels, train_foreground, val_foreground, cfg)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, training=True)
     start_state = cpu_state(model)
     start_dice = check_lesion_slices(model.to(device), data.x, data.y, device, cfg.threshold).dice \
         if cfg.warm_min_total_steps is not None and not cfg.steps_per_epoch else float("nan")

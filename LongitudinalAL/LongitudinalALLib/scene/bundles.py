@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
-from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.active.suggestions import Suggestion
 from LongitudinalALLib.core.errors import InputError, LongitudinalALError, SessionError
 from LongitudinalALLib.scene import persistence, session_scene
@@ -38,8 +38,10 @@ class SceneBundles:
         path = Path(path)
         self.persist()
         path.parent.mkdir(parents=True, exist_ok=True)
-        # WriteToMRB names the scene inside after the file, so the temporary keeps a plain name
-        tmp = path.with_name(f"{path.stem}-saving-{os.getpid()}.mrb")
+        # WriteToMRB names the folder and scene inside after the file: the temporary copy has the final
+        # name, in a temporary folder beside it (same disk, so the move is atomic)
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.stem}-saving-", dir=path.parent))
+        tmp = folder / path.name
         try:
             if not self.scene.WriteToMRB(str(tmp)):
                 raise SessionError(f"Could not write the scene bundle {path}.", "Check free disk space and permissions.")
@@ -47,7 +49,7 @@ class SceneBundles:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
-            tmp.unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
         return path
 
     def load_bundle(self, path: str | Path) -> list[Suggestion]:
@@ -74,18 +76,6 @@ class SceneBundles:
             return reused
         set_value(param, "sessionDir", "")  # never left pointing at a folder we did not vet, even if unpacking fails
         return self.restore_session()
-
-    def pack_for_save(self) -> bool:
-        """Repack now (harmless extra: the archive is already current after every commit); False without a session."""
-        param = session_scene.parameter_node(self.scene, create=False)
-        current = get_value(param, "sessionDir") if param is not None else ""
-        if not current or not SessionStore.exists(Path(current) / "session"):
-            return False
-        try:
-            self.persist()
-        except SessionError:  # e.g. a folder outside the work root: an event observer must not raise
-            return False
-        return True
 
     def stored_sessions(self) -> list[persistence.StoredSession]:
         """Sessions kept in the work root (newest first), for the user to review and delete."""

@@ -110,11 +110,12 @@ def install_message(plan: InstallPlan, torch_version: str | None) -> str:
 def ensure_dependencies(requester: str = "LongitudinalAL", slicer=None, pytorch_utils=None) -> bool:
     """Inside Slicer: one confirmation, then torch via PyTorchUtils and the rest via pip; False if declined.
 
-    Slicer >= 5.12: ``slicer.packaging.pip_ensure`` with ``skip_packages`` (torch,
-    SimpleITK) and its restart prompt. Slicer 5.10 has no ``slicer.packaging``:
-    ``slicer.util.pip_install`` with a constraints file pinning the installed torch
-    and SimpleITK, so a dependency can never replace them (pip fails instead), then
-    our own restart prompt when an already imported package changed.
+    Both paths give pip a constraints file pinning the installed torch and SimpleITK, so a
+    dependency can never replace them and pip picks versions that accept them (a monai
+    that supports this torch) or fails. Slicer >= 5.12: ``slicer.packaging.pip_ensure``
+    with ``constraints`` and its restart prompt. Slicer 5.10 has no ``slicer.packaging``:
+    ``slicer.util.pip_install`` with ``-c``, then our own restart prompt when an already
+    imported package changed.
     ``slicer``/``pytorch_utils`` are for tests (fakes with the real signatures).
     """
     if slicer is None:
@@ -149,14 +150,16 @@ def _pip(slicer, requirements: list[str], requester: str) -> None:
             packaging_api = importlib.import_module(f"{slicer.__name__}.packaging")
         except ImportError:
             packaging_api = None
-    if packaging_api is not None and hasattr(packaging_api, "pip_ensure"):
-        packaging_api.pip_ensure(requirements, skip_packages=list(SKIP), prompt_install=False,
-                                 prompt_restart=True, requester=requester)
-        return
     before = {name: installed_version(name) for name in map(distribution_name, requirements)}
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp) / "keep-torch.txt"
         constraints.write_text(pinned_constraints())
+        if packaging_api is not None and hasattr(packaging_api, "pip_ensure"):
+            # constraints, not skip_packages: skip_packages installs with --no-deps (packaging.py:968-1081,
+            # 5.12.3), so pip would take monai 1.6 (torch>=2.8) over an older torch (review M4)
+            packaging_api.pip_ensure(requirements, constraints=str(constraints), prompt_install=False,
+                                     prompt_restart=True, requester=requester)
+            return
         slicer.util.pip_install(["-c", str(constraints), *requirements])
     changed = [name for name, v in before.items() if v and v != installed_version(name)
                and import_name(name) in sys.modules]

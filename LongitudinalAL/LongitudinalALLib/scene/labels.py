@@ -81,23 +81,24 @@ def write_segment(segmentation_node, segment_name: str, mask: np.ndarray, refere
                          "Show the suggestion again to recreate the segmentation, then repeat the step.")
 
 
-def read_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, slice_index: int,
+def read_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, row: int,
                      segment_name: str = LESION_SEGMENT) -> np.ndarray:
-    """(H, W) uint8 label of model slice ``slice_index``; all zero = no new lesion there."""
+    """(H, W) uint8 label of model slice ``row`` (a pool row, ``Suggestion.row``: not the baseline
+    ``slice_index``, which differs whenever pairing flips the slice axis); all zero = no new lesion there."""
     mask = export_segment(segmentation_node, segment_name, reference)
     slices = geometry.to_slices(mask.astype(np.float32), order=0)
-    return (slices[slice_index] > 0.5).astype(np.uint8)
+    return (slices[row] > 0.5).astype(np.uint8)
 
 
-def write_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, slice_index: int,
+def write_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, row: int,
                       label: np.ndarray, segment_name: str = LESION_SEGMENT) -> None:
-    """Put a model-grid label (H, W) into the segment, replacing only what that slice covers."""
+    """Put a model-grid label (H, W) of pool row ``row`` into the segment, replacing only what that slice covers."""
     mask = export_segment(segmentation_node, segment_name, reference)
     n = geometry.to_slices(np.zeros(mask.shape, np.float32), order=0).shape[0]
     stack = np.zeros((n, *label.shape), np.float32)
-    stack[slice_index] = label
+    stack[row] = label
     covered = np.ones_like(stack)
-    coverage = geometry.to_volume(np.where(np.arange(n)[:, None, None] == slice_index, covered, 0), order=0) > 0.5
+    coverage = geometry.to_volume(np.where(np.arange(n)[:, None, None] == row, covered, 0), order=0) > 0.5
     new = geometry.to_volume(stack, order=0) > 0.5
     mask = np.where(coverage, new, mask > 0).astype(np.uint8)
     write_segment(segmentation_node, segment_name, mask, reference)

@@ -2,7 +2,7 @@
 
 The module's Logic delegates here. Heavy work (registration, scoring, training)
 goes through a runner: in-process for headless use and tests, or a
-:class:`.worker.WorkerProcess` for the GUI (``*_spec`` builds the job,
+:class:`LongitudinalALLib.jobs.worker.WorkerProcess` for the GUI (``*_spec`` builds the job,
 ``apply_*`` puts its result into the scene). Scene state lives in the
 parameter node and the work directory (see :mod:`.session_scene`), so saving
 the scene as .mrb and reopening it continues the session.
@@ -11,13 +11,11 @@ the scene as .mrb and reopening it continues the session.
 from __future__ import annotations
 
 import weakref
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import SimpleITK as sitk
 
-from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.active.suggestions import ACCEPTED, PENDING, Suggestion
 from LongitudinalALLib.core import atomic
@@ -30,31 +28,21 @@ from LongitudinalALLib.scene import (
     outputs,
     panel_options,
     persistence,
+    run_options,
     session_scene,
     transform_review,
     viewer,
     volumes,
 )
 from LongitudinalALLib.scene.bundles import SceneBundles
-from LongitudinalALLib.scene.session_scene import get_node, get_value, set_node, set_value
+from LongitudinalALLib.scene.run_options import RunOptions
+from LongitudinalALLib.scene.session_scene import get_json, get_node, get_value, set_node, set_value
+
+__all__ = ["LongitudinalALSceneLogic", "RunOptions"]
 
 
-@dataclass
-class RunOptions:
-    """User options of one run (small defaults suit the GUI; tests pass tiny ones)."""
-
-    prepare: dict[str, Any] = field(default_factory=lambda: {"spacing_mm": 1.0, "size": 256})
-    strategy: str = DEFAULT_STRATEGY
-    k: int = 10
-    seed: int = 0
-    model_config: dict[str, Any] | None = None   # None: the bundled model
-    init_weights: str = "bundled"
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
-    prefer_cpu: bool = False
-    device: str = ""  # "cuda", "mps" or "cpu" (panel_options.available_devices); "": the best one
-    case_id: str = "case"
-    foreground: str = "difference"  # or "uncertainty"
-    opacity: float = 0.5
+#: how a suggestion is shown: the difference map over the registered follow-up at this opacity
+FOREGROUND_OPACITY = 0.5
 
 
 class _CloseCounter:
@@ -100,8 +88,26 @@ class LongitudinalALSceneLogic(SceneBundles):
         return Path(value)
 
     @property
+    def devices(self) -> tuple[str, ...]:
+        """Compute devices this machine offers, best first (read without torch: panel_options)."""
+        return panel_options.available_devices(self.work_root)
+
+    @property
     def options(self) -> RunOptions:
-        return RunOptions(**session_scene.get_json(self.param, "options", {}))
+        """The run options now: the panel's ``run`` pack (as the user left it) and the session's overrides."""
+        return run_options.read(self.param, self.devices, self._engine())
+
+    def _engine(self) -> RunOptions:
+        """Defaults plus the overrides the last run kept with the session (tests, demo)."""
+        return RunOptions(**get_json(self.param, "engine", {}))
+
+    def set_options(self, options: RunOptions) -> None:
+        """Set the panel's fields as a user would (headless callers: demo, tests); overrides wait for Run."""
+        run_options.write(self.param, options, self.devices)
+
+    def reset_unavailable_options(self) -> list[str]:
+        """After a scene import and before the panel binds: values this machine does not offer are reset."""
+        return run_options.sanitize(session_scene.parameter_node(self.scene, create=False), self.devices)
 
     @property
     def suggestions(self) -> list[Suggestion]:
@@ -126,8 +132,14 @@ class LongitudinalALSceneLogic(SceneBundles):
 
     # ------------------------------------------------------------ run
     def run_spec(self, baseline, followup, options: RunOptions | None = None) -> dict[str, Any]:
-        """Check the inputs, export them to the work directory; the spec of the "prepare" job."""
-        options = options or RunOptions()
+        """Check the inputs, export them to the work directory; the spec of the "prepare" job.
+
+        ``options``: set into the panel's fields first (headless callers); the panel itself passes None.
+        """
+        if options is not None:
+            self.set_options(options)
+        base = options if options is not None else self._engine()
+        options = run_options.read(self.param, self.devices, base)
         volumes.validate_scalar_volume(baseline, "baseline")
         volumes.validate_scalar_volume(followup, "follow-up")
         if baseline is followup:
@@ -140,12 +152,13 @@ class LongitudinalALSceneLogic(SceneBundles):
             with atomic.atomic_path(path) as tmp:
                 sitk.WriteImage(volumes.node_to_sitk(node, role), str(tmp), True)
             paths[role] = str(path)
-        scene_inputs = {"baseline": baseline.GetID(), "followup": followup.GetID(), "options": asdict(options)}
-        return self._spec(work, options) | paths | {"prepare": dict(options.prepare), "case_id": options.case_id,
+        scene_inputs = {"baseline": baseline.GetID(), "followup": followup.GetID(), "engine": options.engine()}
+        return self._spec(work, options) | paths | {"prepare": options.prepare_options(), "case_id": options.case_id,
                                                     "scene_inputs": scene_inputs}  # written only when applied
 
     def _spec(self, work: Path, options: RunOptions) -> dict[str, Any]:
-        return {"work_dir": str(work), "prefer_cpu": options.prefer_cpu, "device": options.device,
+        """The job's arguments, built from the options as they are now (never a copy frozen at Run)."""
+        return {"work_dir": str(work), "device": options.device,
                 "devices_file": str(self.work_root / panel_options.DEVICES_FILE), "train": dict(options.train),
                 "session": {"strategy": options.strategy, "k": options.k, "seed": options.seed,
                             "model_config": options.model_config, "init_weights": options.init_weights}}
@@ -157,7 +170,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         inputs = spec.get("scene_inputs", {})
         for role in ("baseline", "followup"):
             set_node(param, role, scene.GetNodeByID(inputs.get(role) or ""))
-        set_value(param, "options", inputs.get("options", {}))
+        set_value(param, "engine", inputs.get("engine", {}))
         set_value(param, "sessionDir", str(work))
         from LongitudinalALLib.imaging.io import read_image
         from LongitudinalALLib.imaging.prepare import SCENE_FILES  # the prepared folder's names
@@ -225,6 +238,10 @@ class LongitudinalALSceneLogic(SceneBundles):
                                      session.position(rec.case_id, rec.slice_index),
                                      session.label(rec.case_id, rec.slice_index))
 
+    def read_session(self):
+        """The session on disk, read-only (no lock, never changes a file)."""
+        return self._session()
+
     def _session(self, write: bool = False):
         """The session on disk: read-only (no lock, never changes a file) unless ``write``.
 
@@ -246,12 +263,11 @@ class LongitudinalALSceneLogic(SceneBundles):
             raise InputError(f"There is no suggestion {index + 1} (there are {len(suggestions)}).",
                              "Pick one from the table, or press Retrain for new suggestions.")
         suggestion = suggestions[index]
-        opts = self.options
-        foreground = self.node("difference" if opts.foreground == "difference" else "score")
+        foreground = self.node("difference")
         background = self.node("registered") or self.node("followup")
         axis = self._session().case(suggestion.case_id).geometry.axis
         viewer.show_suggestion(self.app, suggestion, axis, background.GetID() if background else None,
-                               foreground.GetID() if foreground else None, opts.opacity, self.segmentation())
+                               foreground.GetID() if foreground else None, FOREGROUND_OPACITY, self.segmentation())
         set_value(self.param, "currentIndex", str(index))
         return suggestion
 

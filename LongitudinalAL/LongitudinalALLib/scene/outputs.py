@@ -137,6 +137,7 @@ def update_suggestions_table(suggestions: list[Suggestion], scene, name: str = "
             node.AddColumn(_vtk_array(kind, col))
         node.SetUseColumnTitleAsColumnHeader(True)
         node.AddDefaultStorageNode()
+    node.SetLocked(True)  # qMRMLTableView would let the user edit cells the next update wipes (review L5)
     table = node.GetTable()
     table.SetNumberOfRows(len(suggestions))
     for row, s in enumerate(suggestions):
@@ -163,6 +164,7 @@ def update_suggestion_points(suggestions: list[Suggestion], scene, name: str = "
         node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
         node.CreateDefaultDisplayNodes()
         node.AddDefaultStorageNode()
+    node.SetLocked(True)  # no user points in it (it may be the active place list); the next update wipes them
     node.RemoveAllControlPoints()
     for s in suggestions:
         index = node.AddControlPoint(*s.ras, f"#{s.rank}")

@@ -22,8 +22,9 @@ SPACING_MM = (0.5, 5.0)
 SIZE_PX = (64, 512)
 K_PER_ROUND = (1, 100)
 
-#: compute devices in the order the panel offers them (best first); "cpu" is always there
-DEVICE_ORDER = ("cuda", "mps", "cpu")
+#: compute devices in the order the panel offers them (best first); "cpu" is always there. "mps" comes
+#: after "cpu": training refuses it (model/devices.resolve_device), so it is never the default (review M1)
+DEVICE_ORDER = ("cuda", "cpu", "mps")
 #: file in the work root where a worker job records what torch really found (read on the next start)
 DEVICES_FILE = "devices.json"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +33,18 @@ _process_root: Path | None = None
 
 
 def default_work_root() -> Path:
-    """``$LONGITUDINALAL_WORK_ROOT``; in Slicer ``<user settings folder>/LongitudinalAL/sessions``;
-    elsewhere one temporary root shared by every logic of this process."""
+    """``$LONGITUDINALAL_WORK_ROOT``; in Slicer ``<user settings folder>/LongitudinalAL/sessions``
+    (on Windows under ``%LOCALAPPDATA%``: the settings folder lies in the roaming profile, which must
+    not carry hundreds of MB per session); elsewhere one temporary root shared by every logic of this process."""
     global _process_root
     if os.environ.get(WORK_ROOT_ENV):
         return Path(os.environ[WORK_ROOT_ENV])
     settings = _slicer_settings_file()
     if settings:
-        return Path(settings).parent / "LongitudinalAL" / "sessions"
+        folder = Path(settings).parent  # e.g. %APPDATA%/slicer.org (Roaming) on Windows
+        if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+            folder = Path(os.environ["LOCALAPPDATA"]) / folder.name
+        return folder / "LongitudinalAL" / "sessions"
     if _process_root is None or not _process_root.is_dir():
         _process_root = Path(tempfile.mkdtemp(prefix="lal-work-"))
     return _process_root

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class ImportRestorer:
-    """Observes ``logic.scene``'s EndImportEvent and calls ``logic.ensure_session()``."""
+    """Observes ``logic.scene``'s EndImportEvent: resets options this machine does not offer, then
+    calls ``logic.ensure_session()``."""
 
     def __init__(self, logic, on_error: Callable[[str], None] | None = None) -> None:
         self.logic = logic
@@ -29,6 +30,7 @@ class ImportRestorer:
         self._tag = scene.AddObserver(scene.EndImportEvent, self._on_import)
 
     def _on_import(self, caller=None, event=None) -> None:
+        self.logic.reset_unavailable_options()  # a scene from another machine: one log line per value reset
         try:
             self.logic.ensure_session()
         except LongitudinalALError as err:

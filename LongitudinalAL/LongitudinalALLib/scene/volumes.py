@@ -14,10 +14,9 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from LongitudinalALLib.active.suggestions import image_ijk_to_ras
 from LongitudinalALLib.core.errors import InputError
-
-_FLIP = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
+from LongitudinalALLib.imaging.io import MIN_OVERLAP, box_overlap
+from LongitudinalALLib.imaging.ras import LPS_TO_RAS, image_ijk_to_ras
 
 
 def _node_label(node) -> str:
@@ -74,8 +73,8 @@ def node_to_sitk(node, role: str = "input") -> sitk.Image:
     if np.any(spacing <= 0):
         raise InputError(f"The {role} volume '{node.GetName()}' has a zero voxel spacing.",
                          "Fix the spacing in the Volumes module (Volume Information).")
-    direction_lps = _FLIP @ (matrix[:3, :3] / spacing)
-    origin_lps = _FLIP @ matrix[:3, 3]
+    direction_lps = LPS_TO_RAS @ (matrix[:3, :3] / spacing)
+    origin_lps = LPS_TO_RAS @ matrix[:3, 3]
     array = slicer.util.arrayFromVolume(node)  # (K, J, I), a view on the node's memory
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     image.SetSpacing(tuple(float(s) for s in spacing))
@@ -141,13 +140,12 @@ def ras_bounds(node) -> np.ndarray:
     return np.stack([ras.min(axis=0), ras.max(axis=0)])
 
 
-def check_overlap(baseline, followup, min_fraction: float = 0.05) -> float:
-    """Raise InputError if the two volumes share (almost) no physical space; return the overlap fraction."""
+def check_overlap(baseline, followup) -> float:
+    """Raise InputError if the two volumes share (almost) no physical space (the CLI's rule:
+    ``imaging.io.box_overlap`` against ``MIN_OVERLAP``); return the overlap fraction."""
     a, b = ras_bounds(baseline), ras_bounds(followup)
-    inter = np.clip(np.minimum(a[1], b[1]) - np.maximum(a[0], b[0]), 0, None)
-    smaller = min(np.prod(np.maximum(a[1] - a[0], 1e-6)), np.prod(np.maximum(b[1] - b[0], 1e-6)))
-    fraction = float(np.prod(inter) / smaller)
-    if fraction < min_fraction:
+    fraction = box_overlap(a[0], a[1], b[0], b[1])
+    if fraction < MIN_OVERLAP:
         raise InputError(
             f"The baseline '{baseline.GetName()}' and follow-up '{followup.GetName()}' volumes do not overlap "
             f"in space ({fraction:.0%} of the smaller volume is shared).",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+import torch
 
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
@@ -30,6 +31,19 @@ from LongitudinalALLib.model.reductions import PixelReduction, as_reduction
 
 MC_BUDGET = 2.0        # auto shortlist: T x M slices of MC work ~ this many passes over the pool
 MC_MIN_SHORTLIST = 32  # ... but never fewer than this many slices (k=10 with lmi_hybrid wants ~50)
+#: (probs chunk (B, H, W), the chunk's slice of the pool) -> (B, H, W) pixel scores
+PixelMap = Callable[[torch.Tensor, slice], torch.Tensor]
+
+
+def reduce_pixels(ctx: QueryContext, probs: np.ndarray, pixel_map: PixelMap,
+                  reduction: PixelReduction, chunk: int = 128) -> np.ndarray:
+    """Apply ``pixel_map(probs_chunk (B,H,W), slice)`` and reduce over foreground, chunk by chunk -> (N,)."""
+    out = np.empty(ctx.n, dtype=np.float64)
+    for a in range(0, ctx.n, chunk):
+        sl = slice(a, min(ctx.n, a + chunk))
+        values = pixel_map(torch.from_numpy(np.ascontiguousarray(probs[sl])), sl)
+        out[sl] = reduction(values, torch.from_numpy(ctx.foreground[sl])).double().numpy()
+    return out
 
 
 @dataclass
@@ -160,7 +174,6 @@ class QueryContext:
         size = self.shortlist_size(passes)
         if size is None or int((self._fg_fraction > 0).sum()) <= size:
             return None
-        from LongitudinalALLib.active.strategies.uncertainty import reduce_pixels  # uncertainty imports this module
         from LongitudinalALLib.model.reductions import binary_entropy
 
         proxy = reduce_pixels(self, self.probs(who), lambda p, _: binary_entropy(p), as_reduction(reduction))

@@ -49,7 +49,7 @@ from LongitudinalALLib.active.strategies.base import (
     register,
 )
 from LongitudinalALLib.active.strategies.selection import interleave
-from LongitudinalALLib.active.strategies.uncertainty import reduce_pixels
+from LongitudinalALLib.active.strategies.base import reduce_pixels
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model.reductions import PixelReduction, binary_entropy
 

@@ -19,13 +19,13 @@ from LongitudinalALLib.active.strategies.base import (
     rank_candidates,
     register,
 )
-from LongitudinalALLib.active.strategies.uncertainty import reduce_pixels
-from LongitudinalALLib.model.inference import select_device
+from LongitudinalALLib.active.strategies.base import reduce_pixels
+from LongitudinalALLib.model.devices import resolve_device
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction
 
 
 def context_device(ctx: QueryContext) -> torch.device:
-    return ctx.predictor.device if ctx.predictor is not None else select_device()
+    return ctx.predictor.device if ctx.predictor is not None else resolve_device()
 
 
 def _min_distances(x: torch.Tensor, centres: torch.Tensor, chunk: int = 1024) -> torch.Tensor:

@@ -24,11 +24,11 @@ from LongitudinalALLib.active.strategies.base import (
     QueryStrategy,
     Selection,
     check_k,
+    reduce_pixels,
     register,
 )
 from LongitudinalALLib.active.strategies.change import difference_scale
 from LongitudinalALLib.active.strategies.diversity import top_then_k_center
-from LongitudinalALLib.active.strategies.uncertainty import reduce_pixels
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction, binary_entropy
 

@@ -11,27 +11,11 @@ mean over the tissue.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 
-from LongitudinalALLib.active.strategies.base import QueryContext, QueryStrategy, register
+from LongitudinalALLib.active.strategies.base import QueryContext, QueryStrategy, reduce_pixels, register
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction, binary_entropy
-
-PixelMap = Callable[[torch.Tensor, slice], torch.Tensor]
-
-
-def reduce_pixels(ctx: QueryContext, probs: np.ndarray, pixel_map: PixelMap,
-                  reduction: PixelReduction, chunk: int = 128) -> np.ndarray:
-    """Apply ``pixel_map(probs_chunk (B,H,W), slice)`` and reduce over foreground, chunk by chunk -> (N,)."""
-    out = np.empty(ctx.n, dtype=np.float64)
-    for a in range(0, ctx.n, chunk):
-        sl = slice(a, min(ctx.n, a + chunk))
-        values = pixel_map(torch.from_numpy(np.ascontiguousarray(probs[sl])), sl)
-        out[sl] = reduction(values, torch.from_numpy(ctx.foreground[sl])).double().numpy()
-    return out
-
 
 class PixelUncertaintyStrategy(QueryStrategy):
     """A per-pixel uncertainty of the predicted probability, reduced per slice over tissue."""

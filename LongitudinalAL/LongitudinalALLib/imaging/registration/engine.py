@@ -9,12 +9,15 @@ seed (repeatable; SimpleITK treats seed 0 as 'wall clock', so seeds are shifted)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
 from LongitudinalALLib.core.errors import RegistrationError
+from LongitudinalALLib.core.progress import check_cancel
+from LongitudinalALLib.imaging.registration.qc import StageRecord
 
 Level = tuple  # (image float32, mask UInt8 | None)
 
@@ -78,3 +81,24 @@ def evaluate(transform: sitk.Transform, fixed: Level, moving: Level, *, samples:
         return float(reg.MetricEvaluate(fixed[0], moving[0]))
     except RuntimeError:
         return float("inf")
+
+
+def affine_levels(fixed, moving, affine, s, stages, prefix, cancel, levels=None, iterations=None) -> None:
+    """Optimise ``affine`` in place on each level (mm; 0 = native, skipped when it equals the 2 mm level)."""
+    t0 = time.perf_counter()
+    iters, run = 0, None
+    levels = s.affine_levels_mm if levels is None else levels
+    counts = iterations or s.affine_iterations[:len(levels)]
+    for level, n in zip(levels, counts):
+        if level <= 0 and fixed.is_native(2.0) and moving.is_native(2.0):
+            continue  # coarse scans: the native grid is the 2 mm level already
+        check_cancel(cancel, "Registration")
+        kept = affine.GetParameters()
+        before = evaluate(affine, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1)
+        run = optimise(affine, fixed(level), moving(level), iterations=n, samples=s.samples_at(level),
+                       step=max(0.25, level / 4), seed=s.seed, stage=prefix + "affine")
+        iters += run.iterations
+        if evaluate(affine, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1) > before:
+            affine.SetParameters(kept)  # the level drifted away (e.g. scale/shear runaway): keep the start
+    stages.append(StageRecord(prefix + "affine", iters, run.metric if run else float("nan"),
+                              run.stop if run else "", time.perf_counter() - t0))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from LongitudinalALLib.imaging.registration.engine import affine_levels
 from LongitudinalALLib.imaging.registration.initial import _centroid
 from LongitudinalALLib.imaging.registration.qc import alignment_scores
 
@@ -31,11 +32,9 @@ def mirrored(transform: sitk.AffineTransform, centre: np.ndarray) -> sitk.Affine
 
 def mirrored_edge_score(fixed, moving, transform: sitk.AffineTransform, s) -> float:
     """Edge alignment after refining the mirrored alternative on the 4 mm level (a gross check)."""
-    from LongitudinalALLib.imaging.registration.pipeline import _affine_levels
-
     alternative = mirrored(transform, _centroid(moving(4.0)))
     try:
-        _affine_levels(fixed, moving, alternative, s, [], "mirror ", None, levels=(4.0,), iterations=(60,))
+        affine_levels(fixed, moving, alternative, s, [], "mirror ", None, levels=(4.0,), iterations=(60,))
     except Exception:  # the mirrored alternative lost overlap: it cannot fit better
         return float("nan")
     return alignment_scores(fixed(s.qc_level_mm), moving(s.qc_level_mm), alternative)["edge"]

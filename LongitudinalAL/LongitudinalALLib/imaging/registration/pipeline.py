@@ -26,8 +26,9 @@ import SimpleITK as sitk
 
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from LongitudinalALLib.imaging.registration.edges import edge_gain
-from LongitudinalALLib.imaging.registration.engine import evaluate, optimise
+from LongitudinalALLib.imaging.registration.engine import affine_levels, evaluate, optimise
 from LongitudinalALLib.imaging.registration.initial import best_rigid_start
+from LongitudinalALLib.imaging.registration.mirror import mirrored_edge_score
 from LongitudinalALLib.imaging.registration.pyramid import Pyramid
 from LongitudinalALLib.imaging.registration.qc import (
     INVERSE_MAX_MM,
@@ -133,30 +134,9 @@ def _linear(fixed: Pyramid, moving: Pyramid, s: RegistrationSettings, stages: li
     stages.append(StageRecord(prefix + "rigid", iters, metric, "multi-start", time.perf_counter() - t0))
     on_progress(0.4)
     affine = _affine_from(rigid)
-    _affine_levels(fixed, moving, affine, s, stages, prefix, cancel, levels=levels)
+    affine_levels(fixed, moving, affine, s, stages, prefix, cancel, levels=levels)
     on_progress(1.0)
     return affine
-
-
-def _affine_levels(fixed, moving, affine, s, stages, prefix, cancel, levels=None, iterations=None) -> None:
-    """Optimise ``affine`` in place on each level (mm; 0 = native, skipped when it equals the 2 mm level)."""
-    t0 = time.perf_counter()
-    iters, run = 0, None
-    levels = s.affine_levels_mm if levels is None else levels
-    counts = iterations or s.affine_iterations[:len(levels)]
-    for level, n in zip(levels, counts):
-        if level <= 0 and fixed.is_native(2.0) and moving.is_native(2.0):
-            continue  # coarse scans: the native grid is the 2 mm level already
-        check_cancel(cancel, "Registration")
-        kept = affine.GetParameters()
-        before = evaluate(affine, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1)
-        run = optimise(affine, fixed(level), moving(level), iterations=n, samples=s.samples_at(level),
-                       step=max(0.25, level / 4), seed=s.seed, stage=prefix + "affine")
-        iters += run.iterations
-        if evaluate(affine, fixed(level), moving(level), samples=s.samples_at(level), seed=s.seed + 1) > before:
-            affine.SetParameters(kept)  # the level drifted away (e.g. scale/shear runaway): keep the start
-    stages.append(StageRecord(prefix + "affine", iters, run.metric if run else float("nan"),
-                              run.stop if run else "", time.perf_counter() - t0))
 
 
 def _affine_from(t: sitk.Transform) -> sitk.AffineTransform:
@@ -174,7 +154,7 @@ def _reconcile(fixed: Pyramid, moving: Pyramid, forward: sitk.AffineTransform, b
     if inverse_consistency(forward, backward, points) <= INVERSE_MAX_MM:
         return forward
     alternative = _affine_from(sitk.AffineTransform(backward.GetInverse()))
-    _affine_levels(fixed, moving, alternative, s, stages, "restart ", None, levels=s.affine_levels_mm[1:],
+    affine_levels(fixed, moving, alternative, s, stages, "restart ", None, levels=s.affine_levels_mm[1:],
                    iterations=s.affine_iterations[1:])
     level = s.qc_level_mm
 
@@ -218,7 +198,6 @@ def _ones(image: sitk.Image) -> sitk.Image:
 
 def _quality(fixed: Pyramid, moving: Pyramid, final: sitk.Transform, backward, s: RegistrationSettings,
              stages: list, mirror: bool) -> RegistrationQC:
-    from LongitudinalALLib.imaging.registration.mirror import mirrored_edge_score
 
     level = s.qc_level_mm
     f_level, m_level = fixed(level), moving(level)
