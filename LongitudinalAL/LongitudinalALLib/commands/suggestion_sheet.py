@@ -18,9 +18,11 @@ from LongitudinalALLib.core.errors import InputError
 
 def suggestion_title(s) -> str:
     """Row label of a suggestion (``active.suggestions.Suggestion``): rank, slice, score and why it was picked."""
+    import textwrap
+
     title = f"#{s.rank} slice {s.slice_index}\nscore {s.score:.3g}"
     if s.reason:
-        title += "\n" + s.reason.replace(": ", ":\n") + ("" if s.rule_score is None else f"\n({s.rule_score:.3g})")
+        title += "\n" + textwrap.fill(s.reason, 22) + ("" if s.rule_score is None else f"\n({s.rule_score:.3g})")
     return title
 
 
