@@ -94,6 +94,12 @@ def test_difference_table_points_segmentation(env, pair):
     why, rule = list(outputs.TABLE_COLUMNS).index("why"), list(outputs.TABLE_COLUMNS).index("rule score")
     assert table.GetCellText(1, why) == "large change before any lesion is labelled"  # issue 27: why a 0 score
     assert float(table.GetCellText(1, rule)) == pytest.approx(2.5)
+    old = env.scene.AddNewNodeByClass("vtkMRMLTableNode", "saved before issue 27")  # an older scene's 9 columns
+    for col in ("rank", "case", "slice", "R", "A", "S", "score", "pair P(new lesion)", "status"):
+        old.AddColumn(outputs._vtk_array("string", col))
+    old = outputs.update_suggestions_table(sugg, env.scene, node=old)
+    assert [old.GetColumnName(i) for i in range(old.GetNumberOfColumns())] == list(outputs.TABLE_COLUMNS)
+    assert old.GetCellText(1, why) == "large change before any lesion is labelled"
     sugg[0].status = "accepted"
     status = list(outputs.TABLE_COLUMNS).index("status")
     assert outputs.update_suggestions_table(sugg, env.scene, node=table).GetCellText(0, status) == "accepted"
