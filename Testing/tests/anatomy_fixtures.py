@@ -119,3 +119,27 @@ def mean_displacement_error(estimated: sitk.Transform, truth_inverse: sitk.Trans
         p = mask.TransformIndexToPhysicalPoint((i, j, k))
         errors.append(np.linalg.norm(np.subtract(estimated.TransformPoint(p), truth_inverse.TransformPoint(p))))
     return float(np.mean(errors))
+
+
+def skull_on_head(t1: sitk.Image, brain: np.ndarray, transform: sitk.Transform,
+                  spacing: tuple[float, float, float] = (1.5, 1.5, 1.5)) -> tuple[sitk.Image, np.ndarray]:
+    """(head, (K, J, I) bool brain): the template brain moved by ``transform`` inside a dark skull and a
+    bright scalp, seen on a grid of ``spacing`` (e.g. thick 2D slices)."""
+    from scipy import ndimage
+
+    arr = sitk.GetArrayFromImage(t1)
+    outer = ndimage.binary_dilation(brain, iterations=14)
+    skull = ndimage.binary_dilation(brain, iterations=8) & ~brain
+    scalp = outer & ~ndimage.binary_dilation(brain, iterations=8)
+    head = np.where(brain, arr, 0) + 40.0 * skull + 230.0 * scalp
+    head_img = sitk.GetImageFromArray(head.astype(np.float32))
+    head_img.CopyInformation(t1)
+    mask_img = sitk.GetImageFromArray(brain.astype(np.uint8))
+    mask_img.CopyInformation(t1)
+    ref = sitk.Image([int(n / s) + int(30 / s) for n, s in zip(t1.GetSize(), spacing)], sitk.sitkFloat32)
+    ref.SetSpacing(tuple(float(s) for s in spacing))
+    ref.SetDirection(t1.GetDirection())
+    ref.SetOrigin(tuple(np.array(t1.GetOrigin()) - np.array(t1.GetDirection()).reshape(3, 3) @ np.full(3, 15.0)))
+    moved = sitk.Resample(head_img, ref, transform, sitk.sitkLinear, 0.0)
+    truth = sitk.GetArrayFromImage(sitk.Resample(mask_img, ref, transform, sitk.sitkNearestNeighbor, 0)) > 0
+    return moved, truth

@@ -38,6 +38,7 @@ def test_suggest_label_train_round_trip(tmp_path, pair_dir, capsys):
     assert rc == 0, err
     first = json.loads(out)
     assert len(first["suggestions"]) == 4 and [x["rank"] for x in first["suggestions"]] == [1, 2, 3, 4]
+    assert {x["reason"] for x in first["suggestions"]} == {"random draw weighted by tissue"}  # why each was picked
     picked = [x["slice_index"] for x in first["suggestions"]]
 
     # the four suggested slices, answered from the ground-truth mask (empty ones = no new lesion)
@@ -65,6 +66,7 @@ def test_suggest_label_train_round_trip(tmp_path, pair_dir, capsys):
     rc, out, err = _run(capsys, "suggest", "--session", str(s), "-k", "3", "--strategy", "entropy_mean")
     assert rc == 0, err
     assert "round 1" in out and "entropy_mean" in out
+    assert "why (rule score)" in out and any(w in out for w in ("highest entropy_mean score (", "large change before"))
     session = SessionStore.open_recovered(s)[0]
     labelled = {r.slice_index for r in session.labels()}
     last = session.suggestion_batches()[-1].slices

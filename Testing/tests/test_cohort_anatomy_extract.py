@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from anatomy_fixtures import skull_on_head
 from scipy import ndimage
 
 from LongitudinalALLib.cohort import randomise
@@ -11,31 +12,11 @@ from LongitudinalALLib.cohort.anatomy_extract import template_brain_mask
 from LongitudinalALLib.core.errors import InputError
 
 
-def _synthetic_head(t1: sitk.Image, brain: np.ndarray, transform: sitk.Transform) -> tuple[sitk.Image, np.ndarray]:
-    """The template brain moved by ``transform`` inside a dark skull and a bright scalp, on a 1.5 mm grid."""
-    arr = sitk.GetArrayFromImage(t1)
-    outer = ndimage.binary_dilation(brain, iterations=14)
-    skull = ndimage.binary_dilation(brain, iterations=8) & ~brain
-    scalp = outer & ~ndimage.binary_dilation(brain, iterations=8)
-    head = np.where(brain, arr, 0) + 40.0 * skull + 230.0 * scalp
-    head_img = sitk.GetImageFromArray(head.astype(np.float32))
-    head_img.CopyInformation(t1)
-    mask_img = sitk.GetImageFromArray(brain.astype(np.uint8))
-    mask_img.CopyInformation(t1)
-    ref = sitk.Image([int(s / 1.5) + 20 for s in t1.GetSize()], sitk.sitkFloat32)
-    ref.SetSpacing((1.5, 1.5, 1.5))
-    ref.SetDirection(t1.GetDirection())
-    ref.SetOrigin(tuple(np.array(t1.GetOrigin()) - np.array(t1.GetDirection()).reshape(3, 3) @ np.full(3, 15.0)))
-    moved = sitk.Resample(head_img, ref, transform, sitk.sitkLinear, 0.0)
-    truth = sitk.GetArrayFromImage(sitk.Resample(mask_img, ref, transform, sitk.sitkNearestNeighbor, 0)) > 0
-    return moved, truth
-
-
 def test_template_fit_recovers_a_moved_brain_inside_a_skull():
     _, _, brain, _, t1 = _load_mni()
     centre = t1.TransformContinuousIndexToPhysicalPoint([s / 2 for s in t1.GetSize()])
     motion = sitk.Euler3DTransform(centre, np.deg2rad(10), np.deg2rad(-6), np.deg2rad(4), (9.0, -6.0, 5.0))
-    head, truth = _synthetic_head(t1, brain, motion)
+    head, truth = skull_on_head(t1, brain, motion)
     found = template_brain_mask(head, t1, brain)
     dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
     assert dice > 0.955, dice  # the centre-of-mass start alone gives 0.926

@@ -35,6 +35,9 @@ def test_demo_writes_bundle_sheet_and_ranked_suggestions(demo_out):
     scores = [s["score"] for s in suggestions]
     assert all(np.isfinite(scores))
     assert len({s["slice_index"] for s in suggestions}) == 4  # four different slices
+    # issue 27: each says why it was picked, with its rule's score (first round: half from the cold start)
+    assert "large change before any lesion is labelled" in {s["reason"] for s in suggestions}
+    assert all(s["reason"] and np.isfinite(s["rule_score"]) for s in suggestions)
     from PIL import Image
 
     with Image.open(demo_out / "top_suggestions.png") as img:
@@ -59,3 +62,15 @@ def test_demo_rejects_half_given_pair(tmp_path, capsys):
     code = cli.main(["demo", "--out", str(tmp_path), "--baseline", str(tmp_path / "b.nii.gz")])
     assert code == 2
     assert "--followup" in capsys.readouterr().err
+
+
+def test_contact_sheet_rows_say_why_each_slice_was_picked():
+    from LongitudinalALLib.active.suggestions import Suggestion
+    from LongitudinalALLib.commands.suggestion_sheet import suggestion_title
+
+    cold = Suggestion(5, "c", 0, (0.0,) * 3, (0.0,) * 3, 0.0, reason="large change before any lesion is labelled",
+                      rule_score=0.341)
+    title = suggestion_title(cold)
+    assert title.startswith("#5 slice 0\nscore 0") and title.endswith("(0.341)")
+    assert "large change before" in title and max(len(line) for line in title.splitlines()) <= 24
+    assert suggestion_title(Suggestion(1, "c", 3, (0.0,) * 3, (0.0,) * 3, 0.5)) == "#1 slice 3\nscore 0.5"  # old record

@@ -80,8 +80,10 @@ def test_difference_table_points_segmentation(env, pair):
     ijk = volumes.ijk_to_ras(base)
     lesion_k = int(np.argmax(sitk.GetArrayFromImage(lesion).sum(axis=(1, 2))))
     centres = [tuple(float(v) for v in (ijk @ [30, 40, k, 1.0])[:3]) for k in (lesion_k, 5)]
-    sugg = [Suggestion(rank, "case0", k, c, c, score, row=k)
-            for rank, (k, c, score) in enumerate(zip((lesion_k, 5), centres, (1.0, 0.5)), start=1)]
+    sugg = [Suggestion(rank, "case0", k, c, c, score, row=k, reason=why, rule_score=rule)
+            for rank, (k, c, score, why, rule) in enumerate(zip(
+                (lesion_k, 5), centres, (1.0, 0.0), ("uncertain new lesion", "large change before any lesion is labelled"),
+                (0.8, 2.5)), start=1)]
     place_on_baseline(sugg, evidence, fg, ijk)
     # the candidate on the lesion slice lies inside the simulated new lesion
     blob_ras = np.array(scene_testdata.blob_center_lps(baseline)) * [-1, -1, 1]
@@ -90,6 +92,15 @@ def test_difference_table_points_segmentation(env, pair):
     assert [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())] == list(outputs.TABLE_COLUMNS)
     assert table.GetNumberOfRows() == 2 and table.GetCellText(0, 2) == str(lesion_k)
     assert float(table.GetCellText(0, 5)) == pytest.approx(sugg[0].ras[2], abs=1e-4)
+    why, rule = list(outputs.TABLE_COLUMNS).index("why"), list(outputs.TABLE_COLUMNS).index("rule score")
+    assert table.GetCellText(1, why) == "large change before any lesion is labelled"  # issue 27: why a 0 score
+    assert float(table.GetCellText(1, rule)) == pytest.approx(2.5)
+    old = env.scene.AddNewNodeByClass("vtkMRMLTableNode", "saved before issue 27")  # an older scene's 9 columns
+    for col in ("rank", "case", "slice", "R", "A", "S", "score", "pair P(new lesion)", "status"):
+        old.AddColumn(outputs._vtk_array("string", col))
+    old = outputs.update_suggestions_table(sugg, env.scene, node=old)
+    assert [old.GetColumnName(i) for i in range(old.GetNumberOfColumns())] == list(outputs.TABLE_COLUMNS)
+    assert old.GetCellText(1, why) == "large change before any lesion is labelled"
     sugg[0].status = "accepted"
     status = list(outputs.TABLE_COLUMNS).index("status")
     assert outputs.update_suggestions_table(sugg, env.scene, node=table).GetCellText(0, status) == "accepted"
@@ -97,6 +108,7 @@ def test_difference_table_points_segmentation(env, pair):
     assert points.GetNumberOfControlPoints() == 2
     # review L5: neither can be edited by the user (an update would wipe the edit)
     assert table.GetLocked() and points.GetLocked()
+    assert points.GetNthControlPointDescription(1).endswith("large change before any lesion is labelled (2.5)")
     np.testing.assert_allclose(points.GetNthControlPointPositionWorld(0), sugg[0].ras, atol=1e-6)
     seg = outputs.ensure_segmentation(base, env.scene)
     assert outputs.segment_id(seg, outputs.LESION_SEGMENT) and outputs.segment_id(seg, outputs.PREDICTION_SEGMENT)

@@ -112,3 +112,26 @@ def test_random_strategies_are_seeded_and_foreground_weighted():
     big_fg = lambda name: np.mean([np.mean(picks(name, s) >= 20) for s in range(40)])  # noqa: E731
     assert 0.3 < big_fg("random") < 0.7
     assert big_fg("fg_random") > 0.8
+
+
+def test_a_slice_with_under_3_percent_of_its_cases_largest_section_is_never_preferred():
+    """Issue 27: the cold start's change saliency put skull-base end slices (a sliver of brain) in round 1."""
+    rng = np.random.default_rng(0)
+    n, size = 8, 64
+    images = rng.normal(0, 0.01, size=(n, 3, size, size)).astype(np.float32)
+    fg = np.zeros((n, size, size), bool)
+    fg[:, 2:62, 2:62] = True            # case a: 3600 px sections
+    fg[0] = False
+    fg[0, 30:37, 30:36] = True          # a's end slice: 42 px, 1.2 % of its largest
+    fg[4:] = False
+    fg[4:, 20:30, 20:30] = True         # case b: a small field of view, 100 px sections
+    images[0, 2, 30:33, 30:33] = 5.0    # the end slice holds by far the largest difference
+    images[4, 2, 22:25, 22:25] = 1.0
+    groups = np.array(["a"] * 4 + ["b"] * 4)
+    ctx = QueryContext(images, fg, np.zeros(n, bool), groups=groups)
+    assert ctx.foreground_fraction[0] == 0 and (ctx.foreground_fraction[1:] > 0).all()  # b is judged on its own
+    picks = get_strategy("cold_start", mode="maxmd").select(ctx, 3).indices.tolist()
+    assert 0 not in picks and picks[0] == 4
+    assert get_strategy("cold_start", mode="maxmd").select(ctx, 8).indices.tolist()[-1] == 0  # last, when all else is
+    one_case = QueryContext(images, fg, np.zeros(n, bool))  # without groups the pool is one case: b's are slivers too
+    assert (one_case.foreground_fraction[[0, 4, 5, 6, 7]] == 0).all()

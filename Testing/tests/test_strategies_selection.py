@@ -104,3 +104,32 @@ def test_per_subject_cap_and_round_robin_spread_a_query(tmp_path):
 def test_bad_selection_options_are_one_clear_error(bad):
     with pytest.raises(InputError):
         SelectionOptions.from_dict(bad)
+
+
+def test_every_pick_says_why_with_the_score_of_its_rule(tmp_path):
+    """Issue 27: a cold-start pick showed the strategy's score 0.0000 at rank 3 and read as a bug."""
+    from LongitudinalALLib.active.strategies.clasp_pe import LESION_REASON
+    from LongitudinalALLib.active.suggestions import Suggestion
+
+    s = new_session(tmp_path, seed=2)
+    case = make_case("c0")
+    _label_lesion_free(s, case)
+    picked = ActiveLoop(s).suggest(6, "clasp_pe").suggestions
+    cold = get_strategy("cold_start")
+    images, fg, _ = s.pool_arrays()
+    saliency = cold.score(QueryContext(images, fg, s.labelled_mask("c0")))
+    reasons = {p.reason for p in picked}
+    assert cold.reason in reasons and reasons <= {cold.reason, LESION_REASON, "explore: uncertain tissue"}
+    for p in picked:
+        row = s.position("c0", p.slice_index)
+        if p.reason == cold.reason:  # the rule's own score, not the strategy's
+            assert p.rule_score == pytest.approx(saliency[row]) and p.rule_score > 0
+        elif p.reason == LESION_REASON:  # summed entropy x probability: under the summed entropy shown as score
+            assert 0 < p.rule_score < p.score
+        else:
+            assert p.rule_score == pytest.approx(p.score)
+        assert p.why().startswith(p.reason) and Suggestion.from_dict(p.to_dict()) == p
+    stored = s.suggestion_batches()[-1]
+    assert [d.reason for d in stored.slices] == [p.reason for p in picked]  # kept in the session
+    plain = ActiveLoop(s).suggest(3, "entropy_mean", selection={"cold_start_share": 0}).suggestions
+    assert {p.reason for p in plain} == {"highest entropy_mean score"}

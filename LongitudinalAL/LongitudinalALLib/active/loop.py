@@ -117,19 +117,21 @@ class ActiveLoop:
         context = self._lesion_context(keys, labelled) if strat.uses_lesion_context else None
         ctx = QueryContext(images=images, foreground=fg, labelled=labelled,
                            predictor=predictor if strat.needs_model else None, rng=rng, mc_seed=seed + r,
-                           round_index=r, progress=progress, cancel=cancel, lesion_context=context)
+                           round_index=r, progress=progress, cancel=cancel, lesion_context=context,
+                           groups=np.array([c for c, _ in keys]))
         k = min(k, int((~labelled).sum()))
-        chosen, scores = select_batch(strat, ctx, k, [c for c, _ in keys], store.has_lesion_label(), selection)
+        chosen, scores, why = select_batch(strat, ctx, k, [c for c, _ in keys], store.has_lesion_label(), selection)
         outputs = ctx.outputs  # the strategy's one model pass, when it made one
         if keep_outputs and outputs is None:
             outputs = predictor.predict_all(images, fg, progress=progress, cancel=cancel)
         report(progress, "Suggesting", 1.0, f"{len(chosen)} slices")
         out = []
-        for rank, i in enumerate(chosen, 1):
+        for rank, (i, (reason, rule_score)) in enumerate(zip(chosen, why), 1):
             cid, s = keys[i]
             row = store.position(cid, s)
             centre = tuple(float(v) for v in store.case(cid).provenance[row].center_ras)
-            out.append(Suggestion(rank, cid, s, centre, centre, float(scores[i]), row=row))
+            out.append(Suggestion(rank, cid, s, centre, centre, float(scores[i]), row=row, reason=reason,
+                                  rule_score=float(rule_score) if np.isfinite(rule_score) else None))
         store.record_suggestions(name, out, scores, chosen)
         return RoundResult(out, name, r, outputs)
 

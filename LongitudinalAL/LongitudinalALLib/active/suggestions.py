@@ -37,6 +37,14 @@ class Suggestion:
     status: str = PENDING
     extra: dict = field(default_factory=dict)
     row: int | None = None          # pool row / model slice n; None only in scenes saved before rows existed
+    reason: str = ""                # why it was picked, e.g. "uncertain new lesion" ("" in records before issue 27)
+    rule_score: float | None = None  # the score of the rule that picked it (``score`` is the strategy's ranking)
+
+    def why(self) -> str:
+        """One line: the reason and its rule's score, e.g. 'uncertain new lesion (12.3)'."""
+        if not self.reason:
+            return ""
+        return self.reason if self.rule_score is None else f"{self.reason} ({self.rule_score:.3g})"
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -48,6 +48,46 @@ def _as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
     return affine
 
 
+def isotropic_copy(image: sitk.Image, grid_mm: float) -> sitk.Image:
+    """``image`` smoothed (Gaussian, FWHM = the spacing gained) and resampled onto ``grid_mm`` isotropic voxels.
+
+    Why not ``Shrink``: a thick-slice scan (e.g. 0.6 x 0.6 x 3.3 mm) shrunk by 2 becomes 6.6 mm
+    between slices; the fit wants the same voxel size along every axis.
+    """
+    spacing = np.asarray(image.GetSpacing(), float)
+    size = [max(4, int(round(n * s / grid_mm))) for n, s in zip(image.GetSize(), spacing)]
+    sigma = np.sqrt(np.maximum(grid_mm ** 2 - spacing ** 2, 0.0)) / 2.355
+    smooth = sitk.SmoothingRecursiveGaussian(image, [float(max(v, 1e-3)) for v in sigma])
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    # same centre as the input's field of view
+    centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in image.GetSize()]))
+    origin = centre - direction @ ((np.asarray(size) - 1) / 2.0 * grid_mm)
+    return sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, tuple(origin), (float(grid_mm),) * 3,
+                         image.GetDirection(), 0.0, sitk.sitkFloat32)
+
+
+def affine_template_fit(head: sitk.Image, template: sitk.Image, template_mask: sitk.Image,
+                        grid_mm: float | None = None) -> sitk.Transform:
+    """Resampling transform (head point -> template point): rigid then affine, MI sampled in the template brain.
+
+    ``grid_mm`` None: both images shrunk by ``SHRINK`` (1 mm heads, the training anatomies);
+    a number: both resampled to that isotropic spacing (clinical scans with thick slices).
+    """
+    if grid_mm is None:
+        fixed, moving = sitk.Shrink(head, [SHRINK] * 3), sitk.Shrink(template, [SHRINK] * 3)
+        moving_mask = sitk.Shrink(template_mask, [SHRINK] * 3)
+    else:
+        fixed, moving = isotropic_copy(head, grid_mm), isotropic_copy(template, grid_mm)
+        moving_mask = sitk.Resample(template_mask, moving, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
+                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
+    rigid = _register(fixed, moving, moving_mask, initial, [4, 2], [2.0, 1.0])
+    # clinical path: the affine stops at 4 mm (x2 of the copy); on the shared real pairs the brain
+    # Dice after the edge step was the same (0.907/0.944 vs 0.905/0.942) at a third of the CPU time
+    levels = ([4, 2, 1], [2.0, 1.0, 0.0]) if grid_mm is None else ([4, 2], [2.0, 1.0])
+    return _register(fixed, moving, moving_mask, _as_affine(rigid), *levels)
+
+
 def template_brain_mask(head: sitk.Image, template: sitk.Image, template_brain: np.ndarray) -> np.ndarray:
     """(K, J, I) bool brain mask on ``head``'s grid from the skull-stripped ``template`` and its brain mask.
 
@@ -56,12 +96,7 @@ def template_brain_mask(head: sitk.Image, template: sitk.Image, template_brain: 
     """
     mask = sitk.GetImageFromArray(template_brain.astype(np.uint8))
     mask.CopyInformation(template)
-    fixed, moving = sitk.Shrink(head, [SHRINK] * 3), sitk.Shrink(template, [SHRINK] * 3)
-    moving_mask = sitk.Shrink(mask, [SHRINK] * 3)
-    initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
-    rigid = _register(fixed, moving, moving_mask, initial, [4, 2], [2.0, 1.0])
-    affine = _register(fixed, moving, moving_mask, _as_affine(rigid), [4, 2, 1], [2.0, 1.0, 0.0])
+    affine = affine_template_fit(head, template, mask)
     brain = sitk.GetArrayFromImage(sitk.Resample(mask, head, affine, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
     litres = brain.sum() * float(np.prod(head.GetSpacing())) / 1e6
     if not 0.8 <= litres <= 2.2:

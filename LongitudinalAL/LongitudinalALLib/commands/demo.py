@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
     atomic.write_json(out / "suggestions.json", {"strategy": args.strategy, "seconds": round(elapsed, 2),
                                                   "suggestions": [s.to_dict() for s in suggestions]})
-    print(f"{'rank':>4} {'slice':>5} {'score':>9}   candidate RAS (mm)")
+    print(f"{'rank':>4} {'slice':>5} {'score':>9}   candidate RAS (mm)            why (rule score)")
     for s in suggestions:
-        print(f"{s.rank:>4} {s.slice_index:>5} {s.score:>9.4f}   ({s.ras[0]:7.1f}, {s.ras[1]:7.1f}, {s.ras[2]:7.1f})")
+        print(f"{s.rank:>4} {s.slice_index:>5} {s.score:>9.4f}   ({s.ras[0]:7.1f}, {s.ras[1]:7.1f}, {s.ras[2]:7.1f})  "
+              f"{s.why()}")
     print(f"first suggestions in {elapsed:.1f} s on {logic.status().get('device') or 'cpu'}")
     print(f"scene: {bundle}\ncontact sheet: {sheet}\nsuggestions: {out / 'suggestions.json'}")
     print(json.dumps({"mrb": str(bundle), "png": str(sheet)}))
@@ -85,7 +86,7 @@ def _write_sheet(logic, suggestions, path: Path, strategy: str) -> Path:
     """Top suggestions (up to 6) of the case as a PNG, from the session's pool and latest probabilities."""
     import SimpleITK as sitk
 
-    from LongitudinalALLib.commands.suggestion_sheet import write_suggestion_sheet
+    from LongitudinalALLib.commands.suggestion_sheet import suggestion_title, write_suggestion_sheet
 
     session = logic._session()
     top = suggestions[:6]
@@ -93,6 +94,6 @@ def _write_sheet(logic, suggestions, path: Path, strategy: str) -> Path:
     probability_volume = sitk.GetArrayFromImage(sitk.ReadImage(str(logic.work_dir / "maps" / "probability.nrrd")))
     probability = case.geometry.to_slices(probability_volume.astype("float32"))
     rows = [session.position(s.case_id, s.slice_index) for s in top]
-    titles = [f"#{s.rank} slice {s.slice_index}\nscore {s.score:.3g}" for s in top]
+    titles = [suggestion_title(s) for s in top]
     return write_suggestion_sheet(path, case.images, probability, rows, titles,
                                   header=f"Top suggestions ({strategy})")

@@ -135,10 +135,11 @@ def run(args: argparse.Namespace) -> int:
           f"{b['labelled']} of {b['slices']} slices labelled ({b['contoured']} contoured, {b['lesion_free']} lesion-free)")
     for cid, c in session.budget()["per_case"].items() if len(session.case_ids) > 1 else ():
         print(f"  {cid}: {c['labelled']} of {c['slices']} labelled ({c['contoured']} contoured)")
-    print("rank  case            slice   score      centre RAS (mm)")
+    print("rank  case            slice   score      centre RAS (mm)              why (rule score)")
     for s in picked:
         r, a, z = s.slice_ras
-        print(f"{s.rank:4d}  {s.case_id:<14s} {s.slice_index:6d}  {s.score:9.4g}  ({r:7.1f}, {a:7.1f}, {z:7.1f})")
+        print(f"{s.rank:4d}  {s.case_id:<14s} {s.slice_index:6d}  {s.score:9.4g}  ({r:7.1f}, {a:7.1f}, {z:7.1f})  "
+              f"{s.why()}")
     print(f"label them with: longitudinal-al label --session {session.root} --mask MASK "
           f"--slices {','.join(str(s.slice_index) for s in picked)}")
     return 0

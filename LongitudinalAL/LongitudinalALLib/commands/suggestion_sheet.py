@@ -16,6 +16,16 @@ from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError
 
 
+def suggestion_title(s) -> str:
+    """Row label of a suggestion (``active.suggestions.Suggestion``): rank, slice, score and why it was picked."""
+    import textwrap
+
+    title = f"#{s.rank} slice {s.slice_index}\nscore {s.score:.3g}"
+    if s.reason:
+        title += "\n" + textwrap.fill(s.reason, 22) + ("" if s.rule_score is None else f"\n({s.rule_score:.3g})")
+    return title
+
+
 def write_suggestion_sheet(path: str | Path, images: np.ndarray, probability: np.ndarray,
                            rows: Sequence[int], titles: Sequence[str], header: str = "") -> Path:
     """Draw ``rows`` of a case's slices.

@@ -6,6 +6,7 @@ Progress stages: "load", "n4", "mask", "registration", "pairing".
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import SimpleITK as sitk
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
+from LongitudinalALLib.imaging.brain_mask import fit_brain
 from LongitudinalALLib.imaging.io import (
     SUFFIXES,
     case_id_from_path,
@@ -35,6 +37,8 @@ from LongitudinalALLib.imaging.preprocess import (
     validate_mask,
 )
 from LongitudinalALLib.imaging.registration.pipeline import RegistrationQC, RegistrationSettings, register
+
+log = logging.getLogger(__name__)
 
 MODALITIES = ("mri", "ct")
 OUTPUT_FILES = {
@@ -76,11 +80,13 @@ class PreparedPair:
     baseline: sitk.Image  # preprocessed, normalised float32
     followup_registered: sitk.Image  # on the baseline grid, histogram-matched float32
     difference: sitk.Image  # follow-up - baseline, float32
-    foreground: sitk.Image  # UInt8 on the baseline grid
+    foreground: sitk.Image  # UInt8 on the baseline grid: the brain slices are scored in (baseline_foreground)
     transform: sitk.Transform  # follow-up -> baseline resampling transform (baseline point -> follow-up point)
     qc: RegistrationQC
     slices: CaseSlices
     seconds: dict[str, float] = field(default_factory=dict)
+    #: how the foreground was found: {"method": "template" | "threshold" | "user", ...} (written to qc.json)
+    foreground_info: dict = field(default_factory=dict)
 
 
 def prepare_pair(baseline: sitk.Image | str | Path, followup: sitk.Image | str | Path,
@@ -134,7 +140,13 @@ def prepare_pair(baseline: sitk.Image | str | Path, followup: sitk.Image | str |
 
     check_cancel(cancel, "Preparation")
     report(progress, "mask", 0.0)
+    # the head (threshold) mask normalises and registers, as the bundled model was measured with;
+    # the brain is what slices are scored, mapped and picked in
     base_mask = user_mask if user_mask is not None else foreground_mask(base, opt.modality)
+    if user_mask is not None:
+        brain, foreground_info = user_mask, {"method": "user"}
+    else:
+        brain, foreground_info = baseline_foreground(base, opt.modality, base_mask)
     report(progress, "mask", 0.5)
     foll_mask = foreground_mask(foll, opt.modality)
     base = normalize_intensity(base, base_mask)
@@ -157,12 +169,35 @@ def prepare_pair(baseline: sitk.Image | str | Path, followup: sitk.Image | str |
 
     check_cancel(cancel, "Preparation")
     report(progress, "pairing", 0.0)
-    slices = pair_slices(base, registered, base_mask, case_id, axis=opt.axis, size=(opt.size, opt.size),
+    slices = pair_slices(base, registered, brain, case_id, axis=opt.axis, size=(opt.size, opt.size),
                          spacing_mm=opt.spacing_mm, labels=lab)
     report(progress, "pairing", 1.0, f"{slices.images.shape[0]} slices")
     lap("pairing")
-    return PreparedPair(case_id, base, registered, difference, base_mask, result.transform, result.qc,
-                        slices, seconds)
+    return PreparedPair(case_id, base, registered, difference, brain, result.transform, result.qc,
+                        slices, seconds, foreground_info)
+
+
+def baseline_foreground(image: sitk.Image, modality: str = "mri",
+                        head: sitk.Image | None = None) -> tuple[sitk.Image, dict]:
+    """(UInt8 mask on ``image``'s grid, how it was found): the automatic foreground slices are scored in.
+
+    MRI: the brain by template fit (:mod:`imaging.brain_mask`); when the fit fails its checks,
+    the threshold mask ``head`` (computed when not given) with one log line. CT: the threshold
+    mask. ``image``: the baseline after N4 (MRI). Benchmarks measure this function.
+    """
+    head = head if head is not None else foreground_mask(image, modality)
+    if modality != "mri":
+        return head, {"method": "threshold"}
+    try:
+        fit = fit_brain(image, head)
+    except RuntimeError as err:  # ITK gave up (e.g. too few samples in a tiny image)
+        reason, seconds = f"the template fit did not converge ({str(err).strip().splitlines()[-1][:120]})", 0.0
+    else:
+        if fit.mask is not None:
+            return fit.mask, {"method": "template", "litres": round(fit.litres, 3), "seconds": round(fit.seconds, 2)}
+        reason, seconds = fit.reason, fit.seconds
+    log.warning("Brain mask: %s; slices are scored in the threshold foreground (head) instead.", reason)
+    return head, {"method": "threshold", "fallback": reason, "seconds": round(seconds, 2)}
 
 
 def write_prepared(pair: PreparedPair, out_dir: str | Path, files: dict[str, str] = OUTPUT_FILES) -> dict[str, Path]:
@@ -181,7 +216,8 @@ def write_prepared(pair: PreparedPair, out_dir: str | Path, files: dict[str, str
     with atomic.atomic_path(paths["transform"]) as tmp:
         sitk.WriteTransform(pair.transform, str(tmp))
     atomic.write_json(paths["qc"], {"case_id": pair.case_id, "registration": pair.qc.to_dict(),
-                                    "seconds": pair.seconds, "n_slices": int(pair.slices.images.shape[0])})
+                                    "seconds": pair.seconds, "n_slices": int(pair.slices.images.shape[0]),
+                                    "foreground": pair.foreground_info})
     atomic.write_json(paths["geometry"], pair.slices.geometry.to_dict())
     return paths
 

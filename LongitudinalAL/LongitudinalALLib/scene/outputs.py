@@ -25,7 +25,12 @@ LESION_SEGMENT = "new lesion"
 PREDICTION_SEGMENT = "model prediction"
 #: "pair P(new lesion)": the triage score of the suggestion's pair (triage.pair_probability), so a
 #: user sees at a glance whether this follow-up likely holds any new lesion at all
-TABLE_COLUMNS = ("rank", "case", "slice", "R", "A", "S", "score", "pair P(new lesion)", "status")
+#: "why" / "rule score": the rule that picked the slice and its score (issue 27), e.g. a cold-start pick's
+#: change saliency beside the strategy's own score of 0
+TABLE_COLUMNS = ("rank", "case", "slice", "R", "A", "S", "score", "why", "rule score", "pair P(new lesion)",
+                 "status")
+_COLUMN_KINDS = ("int", "string", "int", "double", "double", "double", "double", "string", "double", "double",
+                 "string")
 
 
 def _alive(node) -> bool:
@@ -128,20 +133,23 @@ def update_score_volume(array: np.ndarray, reference, scene, name: str = "Change
 
 
 def update_suggestions_table(suggestions: list[Suggestion], scene, name: str = "Suggestions", node=None):
-    """Table: rank, case, slice, R, A, S (candidate change), score, status; one row per suggestion."""
+    """Table (``TABLE_COLUMNS``): rank, case, slice, R, A, S (candidate change), score, why, rule score,
+    pair P(new lesion), status; one row per suggestion. A table of an older scene gets today's columns."""
     if not _alive(node):
         node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
-        node.RemoveAllColumns()
-        for col, kind in zip(TABLE_COLUMNS, ("int", "string", "int", "double", "double", "double", "double", "double",
-                                              "string")):
-            node.AddColumn(_vtk_array(kind, col))
         node.SetUseColumnTitleAsColumnHeader(True)
         node.AddDefaultStorageNode()
     node.SetLocked(True)  # qMRMLTableView would let the user edit cells the next update wipes (review L5)
     table = node.GetTable()
+    if [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())] != list(TABLE_COLUMNS):
+        node.RemoveAllColumns()
+        for col, kind in zip(TABLE_COLUMNS, _COLUMN_KINDS):
+            node.AddColumn(_vtk_array(kind, col))
+        table = node.GetTable()
     table.SetNumberOfRows(len(suggestions))
     for row, s in enumerate(suggestions):
-        values = (s.rank, s.case_id, s.slice_index, *s.ras, s.score,
+        values = (s.rank, s.case_id, s.slice_index, *s.ras, s.score, s.reason,
+                  float("nan") if s.rule_score is None else float(s.rule_score),
                   float(s.extra.get("pair_probability", float("nan"))), s.status)
         for col, value in enumerate(values):
             table.SetValue(row, col, value)
@@ -169,7 +177,8 @@ def update_suggestion_points(suggestions: list[Suggestion], scene, name: str = "
     for s in suggestions:
         index = node.AddControlPoint(*s.ras, f"#{s.rank}")
         node.SetNthControlPointLocked(index, True)
-        node.SetNthControlPointDescription(index, f"{s.case_id} slice {s.slice_index} score {s.score:.4g}")
+        why = f": {s.why()}" if s.reason else ""
+        node.SetNthControlPointDescription(index, f"{s.case_id} slice {s.slice_index} score {s.score:.4g}{why}")
     return node
 
 

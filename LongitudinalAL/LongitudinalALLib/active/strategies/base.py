@@ -29,6 +29,9 @@ from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
 from LongitudinalALLib.model.inference import MCStatistics, PoolOutputs, Predictor
 from LongitudinalALLib.model.reductions import PixelReduction, as_reduction
 
+#: a slice whose foreground is under this share of its case's largest cross-section counts as empty:
+#: the end slices below the cerebellum and at the vertex hold too little brain to be worth a look (issue 27)
+MIN_SECTION_SHARE = 0.03
 MC_BUDGET = 2.0        # auto shortlist: T x M slices of MC work ~ this many passes over the pool
 MC_MIN_SHORTLIST = 32  # ... but never fewer than this many slices (k=10 with lmi_hybrid wants ~50)
 #: (probs chunk (B, H, W), the chunk's slice of the pool) -> (B, H, W) pixel scores
@@ -60,6 +63,8 @@ class QueryContext:
     labels (:func:`label_context.neighbour_lesion_map`), for strategies that use it.
     ``mc_shortlist``: how many slices MC dropout runs on: "auto" (see the module
     docstring), an int, or None for every slice with tissue (the pre-issue-14 path).
+    ``groups`` (N,): the case of each slice (None: one case); a slice with less than
+    ``MIN_SECTION_SHARE`` of its case's largest foreground section counts as empty.
     """
 
     images: np.ndarray
@@ -74,6 +79,7 @@ class QueryContext:
     cancel: CancelToken | None = None
     mc_shortlist: int | str | None = "auto"
     lesion_context: np.ndarray | None = None
+    groups: np.ndarray | None = None
     _mc_cache: dict[tuple[int, str, int], MCStatistics] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -97,7 +103,7 @@ class QueryContext:
                                  "Build it for the same pool rows (label_context.neighbour_lesion_map).")
         if not isinstance(self.rng, np.random.Generator):
             self.rng = np.random.default_rng(self.rng)
-        self._fg_fraction = self.foreground.reshape(n, -1).mean(axis=1)
+        self._fg_fraction = section_fractions(self.foreground, self.groups)
         if not (self.mc_shortlist in (None, "auto") or (isinstance(self.mc_shortlist, (int, np.integer))
                                                         and not isinstance(self.mc_shortlist, bool)
                                                         and self.mc_shortlist >= 1)):
@@ -111,7 +117,7 @@ class QueryContext:
 
     @property
     def foreground_fraction(self) -> np.ndarray:
-        """(N,) fraction of foreground pixels per slice."""
+        """(N,) fraction of foreground pixels per slice (0 for a section too small, see ``section_fractions``)."""
         return self._fg_fraction
 
     @property
@@ -182,6 +188,19 @@ class QueryContext:
         return np.sort(cand[np.argsort(-proxy[cand], kind="stable")[:size]])
 
 
+def section_fractions(foreground: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """(N,) foreground fraction of each (N, H, W) slice; 0 under ``MIN_SECTION_SHARE`` of its group's largest."""
+    n = len(foreground)
+    fraction = foreground.reshape(n, -1).mean(axis=1)
+    groups = np.zeros(n) if groups is None else np.asarray(groups)
+    if groups.shape != (n,):
+        raise InputError(f"Pool groups have shape {groups.shape}; expected ({n},).", "Give one case per pool slice.")
+    largest = np.zeros(n)
+    for g in np.unique(groups):
+        largest[groups == g] = fraction[groups == g].max()
+    return np.where(fraction < MIN_SECTION_SHARE * largest, 0.0, fraction)
+
+
 @dataclass(frozen=True)
 class Selection:
     """A query, as baal's ``get_ranks`` gives it: the chosen slices and every slice's score.
@@ -189,11 +208,14 @@ class Selection:
     indices (k,) int64: unlabelled slices to label, best first; scores (N,)
     float64: the informativeness shown beside each slice (higher is better; NaN:
     not scored, e.g. outside an MC shortlist). Callers never need to know how a
-    strategy chose: plain ranking, diversity or noise.
+    strategy chose: plain ranking, diversity or noise. ``why``: slice index ->
+    (the rule that picked it, that rule's score), for the slices a strategy picked
+    by a rule other than its plain ranking (e.g. ClaSP PE's two channels).
     """
 
     indices: np.ndarray
     scores: np.ndarray
+    why: dict[int, tuple[str, float]] = field(default_factory=dict)
 
 
 class QueryStrategy(ABC):
@@ -205,10 +227,15 @@ class QueryStrategy(ABC):
 
     name: ClassVar[str] = "base"
     needs_model: ClassVar[bool] = True
+    reason: ClassVar[str] = ""  # why a slice of the plain ranking is picked; "" -> "highest <name> score"
     uses_lesion_context: bool = False  # True: the loop passes the labels' neighbour map (QueryContext.lesion_context)
 
     def __init__(self, min_foreground: float = 1e-3) -> None:
         self.min_foreground = float(min_foreground)
+
+    def why(self) -> str:
+        """Why this strategy's plain ranking picks a slice (shown beside each suggestion)."""
+        return self.reason or f"highest {self.name} score"
 
     @abstractmethod
     def score(self, ctx: QueryContext) -> np.ndarray:
@@ -227,9 +254,14 @@ class QueryStrategy(ABC):
         ok = ctx.foreground_fraction >= self.min_foreground
         return np.flatnonzero(unl & ok), np.flatnonzero(unl & ~ok)
 
-    def fill(self, ctx: QueryContext, chosen: list[int] | np.ndarray, k: int, scores: np.ndarray) -> Selection:
-        """A diverse pick topped up to ``k`` from the plain ranking (never repeating a slice), with ``scores``."""
+    def fill(self, ctx: QueryContext, chosen: list[int] | np.ndarray, k: int, scores: np.ndarray,
+             why: str | None = None) -> Selection:
+        """A diverse pick topped up to ``k`` from the plain ranking (never repeating a slice), with ``scores``.
+
+        ``why``: the reason recorded for the diverse picks (top-ups keep the plain ranking's).
+        """
         chosen = [int(i) for i in chosen][:k]
+        reasons = {i: (why, float(scores[i])) for i in chosen} if why else {}
         if len(chosen) < k:
             taken = set(chosen)
             for i in rank_candidates(ctx, scores, self.min_foreground):
@@ -237,7 +269,7 @@ class QueryStrategy(ABC):
                     break
                 if int(i) not in taken:
                     chosen.append(int(i))
-        return Selection(np.asarray(chosen, dtype=np.int64), scores)
+        return Selection(np.asarray(chosen, dtype=np.int64), scores, reasons)
 
 
 def check_k(k: int) -> int:

@@ -53,6 +53,7 @@ from LongitudinalALLib.active.strategies.base import reduce_pixels
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.model.reductions import PixelReduction, binary_entropy
 
+LESION_REASON = "uncertain new lesion"  # the foreground channel (score: summed entropy x probability)
 _SUM = PixelReduction("sum")
 _MAX = PixelReduction("topk", 1)
 
@@ -74,6 +75,7 @@ class ClaspPEStrategy(QueryStrategy):
     """Class-stratified (foreground share) power-noised predictive entropy; see the module docstring."""
 
     name = "clasp_pe"
+    reason = "explore: uncertain tissue"  # the entropy channel (score: summed entropy)
 
     def __init__(self, fg_share: float = 0.66, beta_start: float = 1.0, beta_end: float = 100.0,
                  rounds: int = 10, noise: bool = True, threshold: float = 0.5, context_weight: float = 0.0,
@@ -122,7 +124,11 @@ class ClaspPEStrategy(QueryStrategy):
         fg_order = fg_order[lesion[fg_order] & (ctx.foreground_fraction[fg_order] >= self.min_foreground)]
         n_fg = min(len(fg_order), int(round(self.fg_share * k)))
         ent_order = rank_candidates(ctx, self.keys(ctx, ent), self.min_foreground)
-        return Selection(interleave(fg_order[:n_fg], ent_order, n_fg / k if k else 0.0)[:k], ent)
+        picks = interleave(fg_order[:n_fg], ent_order, n_fg / k if k else 0.0)[:k]
+        lesion_picks = set(fg_order[:n_fg].tolist())
+        why = {int(i): (LESION_REASON, float(fg[i])) if int(i) in lesion_picks else (self.reason, float(ent[i]))
+               for i in picks}
+        return Selection(picks, ent, why)
 
 register("clasp_pe", ClaspPEStrategy,
          "ClaSP PE: 2/3 from predicted-lesion slices (entropy x p), rest by entropy; power noise decaying 1->100")

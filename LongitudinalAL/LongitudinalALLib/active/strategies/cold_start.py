@@ -25,6 +25,7 @@ class ColdStartStrategy(QueryStrategy):
 
     name = "cold_start"
     needs_model = False
+    reason = "large change before any lesion is labelled"
 
     def __init__(self, mode: str = "diverse", factor: int = 4, top_pixels: int = 64, grid: int = 8, **kw) -> None:
         super().__init__(**kw)
@@ -45,7 +46,7 @@ class ColdStartStrategy(QueryStrategy):
         scores = self.score(ctx)
         picks = top_then_k_center(ctx, scores, label_free_embedding(ctx, self.grid), k, self.factor,
                                   self.min_foreground)
-        return self.fill(ctx, picks, k, scores)
+        return self.fill(ctx, picks, k, scores, self.reason)
 
 
 register("cold_start", ColdStartStrategy, "round 0: change saliency + k-center diversity (MDAL-style)")

@@ -12,6 +12,7 @@ class RandomStrategy(QueryStrategy):
 
     name = "random"
     needs_model = False
+    reason = "random draw"
 
     def score(self, ctx: QueryContext) -> np.ndarray:
         return ctx.rng.random(ctx.n)
@@ -26,6 +27,7 @@ class ForegroundRandomStrategy(QueryStrategy):
 
     name = "fg_random"
     needs_model = False
+    reason = "random draw weighted by tissue"
 
     def score(self, ctx: QueryContext) -> np.ndarray:
         # Gumbel-top-k keys: ordering by log(w) + Gumbel samples without replacement with p ~ w

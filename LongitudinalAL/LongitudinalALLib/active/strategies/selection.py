@@ -77,13 +77,14 @@ def interleave(first: np.ndarray, second: np.ndarray, share: float) -> np.ndarra
     return np.asarray(out, dtype=np.int64)
 
 
-def strategy_order(strategy: QueryStrategy, ctx: QueryContext, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(every unlabelled index, best first; (N,) display scores): the strategy's set, then its ranking."""
+def strategy_order(strategy: QueryStrategy, ctx: QueryContext, k: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(every unlabelled index, best first; (N,) display scores; the strategy's ``Selection.why``):
+    the strategy's set, then its ranking."""
     query = strategy.select(ctx, k)
     chosen = np.asarray(query.indices, dtype=np.int64)
     scores = np.asarray(query.scores, dtype=np.float64)
     rest = rank_candidates(ctx, scores, strategy.min_foreground)
-    return np.concatenate([chosen, rest[~np.isin(rest, chosen)]]), scores
+    return np.concatenate([chosen, rest[~np.isin(rest, chosen)]]), scores, dict(query.why)
 
 
 def spread(order: np.ndarray, groups: np.ndarray, k: int, options: SelectionOptions) -> np.ndarray:
@@ -109,11 +110,14 @@ def spread(order: np.ndarray, groups: np.ndarray, k: int, options: SelectionOpti
 
 
 def select_batch(strategy: QueryStrategy, ctx: QueryContext, k: int, groups, has_lesion: bool,
-                 options: "dict[str, Any] | SelectionOptions | None" = None) -> tuple[np.ndarray, np.ndarray]:
-    """(chosen (k,) int64 best first, scores (N,) float64): the query a session asks the user to label.
+                 options: "dict[str, Any] | SelectionOptions | None" = None
+                 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, float]]]:
+    """(chosen (k,) int64 best first, scores (N,) float64, why): the query a session asks the user to label.
 
     ``groups`` (N,): the subject (case) of each pool slice; ``has_lesion``:
-    whether some labelled slice already holds a lesion.
+    whether some labelled slice already holds a lesion. ``why`` (k,): for each chosen
+    slice, the rule that picked it and that rule's score (e.g. a cold-start pick's
+    change saliency, next to the strategy's own score of 0 for it).
     """
     from LongitudinalALLib.active.strategies.cold_start import ColdStartStrategy
 
@@ -121,8 +125,10 @@ def select_batch(strategy: QueryStrategy, ctx: QueryContext, k: int, groups, has
     groups = np.asarray(groups)
     if groups.shape != (ctx.n,):
         raise InputError(f"Subjects have shape {groups.shape}; expected ({ctx.n},).", "Give one subject per pool slice.")
-    order, scores = strategy_order(strategy, ctx, k)
+    order, scores, why = strategy_order(strategy, ctx, k)
     if opts.cold_start_share > 0 and strategy.needs_model and not has_lesion:
-        cold = ColdStartStrategy().select(ctx, math.ceil(opts.cold_start_share * k)).indices
-        order = interleave(cold, order, opts.cold_start_share)
-    return spread(order, groups, k, opts), scores
+        cold = ColdStartStrategy().select(ctx, math.ceil(opts.cold_start_share * k))
+        order = interleave(cold.indices, order, opts.cold_start_share)
+        why.update(cold.why)
+    chosen = spread(order, groups, k, opts)
+    return chosen, scores, [why.get(int(i), (strategy.why(), float(scores[i]))) for i in chosen]
