@@ -2,22 +2,26 @@
 
 Every file is written before the ``state.json`` that refers to it, so after a
 crash the folder holds the last committed state plus orphan files. Recovery:
-- deletes unfinished temporary writes (safe: the lock guarantees no other writer),
+- deletes unfinished temporary writes of its own names (safe: the lock guarantees no other writer),
 - adopts complete orphan label files (the annotator's work is never lost),
 - moves labels that ``state.json`` lists but that cannot be read into
   ``damaged/`` and drops them from the state, saying which slices to relabel,
-- removes checkpoints and scores of rounds that were never committed.
+- removes checkpoints and scores of rounds that were never committed, when
+  their names are ones the tool writes; any other file there is moved into
+  ``damaged/``, never deleted (:mod:`session_files`).
 """
 
 from __future__ import annotations
 
-import os
 import zipfile
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from LongitudinalALLib.active.pool_store import MAX_SLICE_SIDE
+from LongitudinalALLib.active.session_files import check_layout, is_own, is_own_temporary, move_aside
 from LongitudinalALLib.core.errors import InputError, SessionError
+from LongitudinalALLib.core.npz_header import npz_shapes
 
 if TYPE_CHECKING:
     from LongitudinalALLib.active.store import SessionStore
@@ -25,17 +29,18 @@ if TYPE_CHECKING:
 
 def read_label_file(path) -> tuple[str, int, np.ndarray]:
     """(case_id, slice_index, mask) of a label file; ValueError when it is damaged."""
+    shapes = npz_shapes(path)  # declared shapes first: np.load allocates whatever a header names
+    if set(shapes) != {"mask", "case_id", "slice_index"}:
+        raise ValueError(f"{path.name} cannot be read (it holds {sorted(shapes)})")
+    (mask_shape, _), (id_shape, id_dtype) = shapes["mask"], shapes["case_id"]
+    if len(mask_shape) != 2 or max(mask_shape) > MAX_SLICE_SIDE or id_shape or id_dtype.itemsize > 1024 \
+            or shapes["slice_index"][0]:
+        raise ValueError(f"{path.name} cannot be read (it declares a mask of shape {mask_shape})")
     try:
         with np.load(path, allow_pickle=False) as z:
             return str(z["case_id"]), int(z["slice_index"]), np.asarray(z["mask"])
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path.name} cannot be read ({err})") from err
-
-
-def _quarantine(store: "SessionStore", f) -> None:
-    target = store.root / "damaged" / f"{f.parent.name}_{f.name}"
-    target.parent.mkdir(exist_ok=True)
-    os.replace(f, target)
 
 
 def reconcile(store: "SessionStore", notes: list[str]) -> bool:
@@ -44,12 +49,14 @@ def reconcile(store: "SessionStore", notes: list[str]) -> bool:
     Part of the store: it edits the store's state in place, and ``notes`` gets one line per repair.
     """
     root, state = store.root, store._state
+    check_layout(root)
     changed = False
     for sub in ("", "pool", "labels", "checkpoints", "scores"):
         d = root / sub
         for f in d.glob(".*.tmp*") if d.is_dir() else []:
-            f.unlink()
-            notes.append(f"removed unfinished write {f.name}")
+            if is_own_temporary(sub, f.name) and f.is_file() and not f.is_symlink():
+                f.unlink()
+                notes.append(f"removed unfinished write {f.name}")
     labels = state["labels"]
     for key, rec in list(labels.items()):
         f = root / rec["file"]
@@ -63,27 +70,31 @@ def reconcile(store: "SessionStore", notes: list[str]) -> bool:
         except ValueError:
             del labels[key]
             changed = True
-            _quarantine(store, f)
+            move_aside(root, f)
             notes.append(f"label {key} is damaged (moved to damaged/); label slice {rec['slice_index']} again")
     known = {rec["file"] for rec in labels.values()}
     for f in sorted((root / "labels").glob("*.npz")):
-        if f"labels/{f.name}" in known:
+        if f"labels/{f.name}" in known or f.name.startswith("."):
             continue
         try:
             case_id, idx, mask = read_label_file(f)
             store._record_label(case_id, idx, mask, f"labels/{f.name}")
             notes.append(f"adopted label {case_id}:{idx} written before a crash")
         except (ValueError, InputError):
-            _quarantine(store, f)
+            move_aside(root, f)
             notes.append(f"moved unreadable label file {f.name} to damaged/")
         changed = True
     done = {rel.split("/")[-1].split(".")[0] for rel in (r["checkpoint"] for r in state["rounds"])}
     done_scores = {s["scores"].split("/")[-1].split(".")[0] for s in state["suggestions"] if s.get("scores")}
     for sub, keep in (("checkpoints", done), ("scores", done_scores)):
-        for f in (root / sub).glob("*") if (root / sub).is_dir() else []:
-            if f.is_file() and f.name.split(".")[0] not in keep:
+        for f in sorted((root / sub).iterdir()) if (root / sub).is_dir() else []:
+            if f.name.startswith(".") or f.name.split(".")[0] in keep:
+                continue  # hidden files: unfinished writes (above) or not ours to judge
+            if is_own(sub, f.name) and f.is_file() and not f.is_symlink():
                 f.unlink()
                 notes.append(f"removed {sub}/{f.name} of an unfinished round")
+            else:
+                notes.append(f"moved {sub}/{f.name} to {move_aside(root, f)}: LongitudinalAL did not write it")
     for case_id in state["cases"]:
         if not (root / "pool" / f"{case_id}.json").is_file():
             raise SessionError(f"Pool of case {case_id} is missing from {root / 'pool'}.",
