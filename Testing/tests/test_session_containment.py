@@ -244,3 +244,73 @@ def test_cli_first_suggest_that_fails_midway_leaves_nothing(tmp_path, prepared, 
     monkeypatch.undo()
     assert _suggest(tmp_path / "new", prepared, "--weights", "scratch") == 0  # the first call can be repeated
     capsys.readouterr()
+
+
+# ---------------------------------------------------------------- third round (issue 22 item 5, attack_round3.py)
+def test_damaged_folder_link_is_refused_and_quarantine_never_overwrites(tmp_path):
+    s = _labelled(tmp_path)
+    for content in (b"first damaged copy", b"second damaged copy"):  # R3-6: the second replaced the first
+        (s.root / "labels" / "c0_998.npz").write_bytes(content)
+        SessionStore.open_recovered(s.root)[0].close()
+    assert sorted(p.read_bytes() for p in (s.root / "damaged").iterdir()) == [b"first damaged copy",
+                                                                               b"second damaged copy"]
+    t = _labelled(tmp_path / "t")
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", t.root / "damaged")  # R3-5: unreadable labels were moved out of the session
+    (t.root / "labels" / "c0_998.npz").write_bytes(b"garbage")
+    with pytest.raises(SessionError, match="symbolic link"):
+        SessionStore.open_recovered(t.root)
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_label_linked_to_a_device_is_moved_aside_without_reading_it(tmp_path):
+    s = _labelled(tmp_path)
+    os.symlink("/dev/zero", s.root / "labels" / "c0_997.npz")
+    store, notes = SessionStore.open_recovered(s.root)
+    store.close()
+    assert (s.root / "damaged" / "labels_c0_997.npz").is_symlink() and any("c0_997" in n for n in notes)
+
+
+def test_simulation_never_replaces_what_it_did_not_write(tmp_path):
+    from LongitudinalALLib.active.simulate import OracleCase, SimulationConfig, fork_simulation, run_simulation
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.core.progress import CancelToken
+
+    cancel = CancelToken()
+    cancel.cancel()
+    pool = [OracleCase(make_case("c0"), np.zeros((1, 1, 1), np.uint8))]
+    proj = tmp_path / "proj"                               # R3-7: simulate --out a project folder wiped labels/
+    (proj / "labels").mkdir(parents=True)
+    (proj / "labels" / "patient1_seg.nii.gz").write_text("seg")
+    with pytest.raises(SessionError, match="not empty"):
+        run_simulation(proj, pool, [], SimulationConfig(rounds=1), cancel=cancel)
+    assert (proj / "labels" / "patient1_seg.nii.gz").read_text() == "seg"
+    src = _labelled(tmp_path).root                         # R3-8: a damaged simulation.json gave a TypeError
+    (src / "simulation.json").write_text("[]")
+    with pytest.raises(InputError, match="simulation.json is damaged"):
+        run_simulation(src, pool, [], SimulationConfig(rounds=1), cancel=cancel)
+    dst = tmp_path / "my_results"                          # R3-9: fork_simulation rmtree'd its destination
+    dst.mkdir()
+    (dst / "thesis_figures.pdf").write_text("months of work")
+    with pytest.raises(InputError, match="not empty"):
+        fork_simulation(src, dst, SimulationConfig())
+    assert (dst / "thesis_figures.pdf").read_text() == "months of work"
+
+
+def test_cached_truth_declaring_a_huge_volume_is_refused_before_loading(tmp_path):
+    """R3-10: the simulate cache's truth.npz was loaded unchecked (a 3.55 PiB MemoryError traceback)."""
+    from LongitudinalALLib.active import pool_store, simulate
+
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    files = {"baseline": "b.nii.gz", "followup": "f.nii.gz", "new_lesions": "n.nii.gz"}
+    (cohort / "manifest.json").write_text(json.dumps({"format": "longitudinal-al-cohort", "pairs": [
+        {"pair_id": "c0", "split": "train", "files": files}]}))
+    opts = {"size": 64, "spacing_mm": 4.0, "axis": "axial", "seed": 0}
+    cdir = tmp_path / "cache" / simulate._cache_key("c0", str((cohort / "manifest.json").resolve()), opts)
+    case = make_case("c0")
+    pool_store.save_case(cdir, case)
+    _npz_declaring(cdir / "truth.npz", "volume", (100_000, 100_000, 100_000),
+                   {"labels": np.zeros(case.labels.shape, np.uint8)})
+    with pytest.raises(SessionError, match="truth.npz is damaged.*volume declares shape"):
+        simulate.load_cohort_cases(cohort, ("train",), size=64, spacing_mm=4.0, cache_dir=tmp_path / "cache")

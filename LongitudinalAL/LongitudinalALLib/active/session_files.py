@@ -38,10 +38,14 @@ def is_own(sub: str, name: str) -> bool:
     return bool(pattern and pattern.match(name))
 
 
+#: the same with the whole name kept (``.<name>.tmp<random>``, as older writers and tests name them)
+_TMP_NAMED = re.compile(r"^\.(?P<name>.+)\.tmp[A-Za-z0-9_]*$")
+
+
 def is_own_temporary(sub: str, name: str) -> bool:
     """Whether ``name`` is an unfinished atomic write of a name the tool writes in ``sub``."""
-    m = _TMP.match(name)
-    return bool(m) and is_own(sub, m.group("stem") + m.group("suffix"))
+    m, named = _TMP.match(name), _TMP_NAMED.match(name)
+    return bool(m and is_own(sub, m.group("stem") + m.group("suffix"))) or bool(named and is_own(sub, named["name"]))
 
 
 def check_layout(root: Path) -> None:

@@ -16,6 +16,8 @@ import numpy as np
 def npz_shapes(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """member name (without ``.npy``) -> (shape, dtype) for every member; ValueError when damaged."""
     out = {}
+    if not Path(path).is_file():  # a device or FIFO (e.g. a link to /dev/zero) would be read without end
+        raise ValueError(f"{Path(path).name} cannot be read (it is not a regular file)")
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
