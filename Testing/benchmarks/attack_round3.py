@@ -5,47 +5,41 @@ one line "OBSERVED: ..." (exit 0 whatever happens, so a driver can compare both)
 
     PYTHONPATH=<checkout>/LongitudinalAL prlimit --as=4000000000 python attack_round3.py lock_symlink
 
-``--all`` runs every attack in a child process against the current PYTHONPATH and
-prints the table rows. Memory bombs run under ``prlimit --as`` so the machine stays up.
+``--all LABEL`` runs every attack in a child process against the current PYTHONPATH,
+prints one row each and writes ``results/attack_round3_<LABEL>.json`` (LABEL e.g.
+``d9e08f4`` or ``after``). Memory bombs run under ``prlimit --as`` so the machine stays up.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import traceback
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1] / "tests"))
+from test_session_containment import _npz_declaring  # noqa: E402  (the tests' own hostile-npz writer)
 
 
 def _session(root: Path, labels: int = 3):
-    from test_session import new_session
+    from test_session_containment import _labelled
 
-    s = new_session(root)
-    for row in range(labels):
-        s.add_label("c0", s.case("c0").provenance[row].slice_index, np.zeros(s.case("c0").images.shape[2:]))
-    s.close()
-    return s
+    return _labelled(root, labels)
 
 
-def _npz(path: Path, name: str, shape, extra: dict) -> None:
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{name}.npy", buf.getvalue() + b"\0" * 16)
-        for k, v in extra.items():
-            b = io.BytesIO()
-            np.save(b, v)
-            zf.writestr(f"{k}.npy", b.getvalue())
+def _outcome(step) -> str:
+    """"opened" when ``step()`` ran, else the error's first words."""
+    try:
+        step()
+        return "opened"
+    except Exception as err:
+        return f"{type(err).__name__}: {str(err)[:90]}"
 
 
 def _recover(root):
@@ -63,33 +57,23 @@ def lock_symlink(w: Path) -> str:
     precious.write_text("a file outside the session\n")
     (s.root / ".lock").unlink(missing_ok=True)
     os.symlink(precious, s.root / ".lock")
-    try:
-        _recover(s.root)
-        outcome = "opened"
-    except Exception as err:
-        outcome = f"{type(err).__name__}: {str(err)[:90]}"
-    return f"{outcome}; outside file now {precious.read_text()[:40]!r}"
+    return f"{_outcome(lambda: _recover(s.root))}; outside file now {precious.read_text()[:40]!r}"
 
 
 def rollback_names(w: Path) -> str:
+    from test_session_containment import session_with_misnamed_round
+
     from LongitudinalALLib.active.store import SessionStore
 
-    s = _session(w)
-    ck = s.root / "checkpoints"
-    ck.mkdir(exist_ok=True)
-    for name in ("notes.safetensors", "notes.txt", "notes.json"):
-        (ck / name).write_text("user file")
-    state = json.loads((s.root / "state.json").read_text())
-    state["rounds"] = [{"round": 1, "checkpoint": "checkpoints/notes.safetensors"}]
-    (s.root / "state.json").write_text(json.dumps(state))
-    with SessionStore.open(s.root, write=True) as store:
+    ck = session_with_misnamed_round(w)
+    with SessionStore.open(ck.parent, write=True) as store:
         store.rollback(0)
     return f"rollback rc 0; checkpoints/ now holds {sorted(os.listdir(ck))}"
 
 
 def label_npz_bomb(w: Path) -> str:
     s = _session(w)
-    _npz(s.root / "labels" / "c0_999.npz", "mask", (200_000, 200_000),
+    _npz_declaring(s.root / "labels" / "c0_999.npz", "mask", (200_000, 200_000),
          {"case_id": np.array("c0"), "slice_index": np.array(3)})
     notes = _recover(s.root)
     return f"recovered: {[n for n in notes if '999' in n]}"
@@ -100,7 +84,7 @@ def pool_npz_bomb(w: Path) -> str:
 
     s = _session(w)
     n = s.n_slices("c0")
-    _npz(s.root / "pool" / "c0.npz", "images", (n, 3, 100_000, 100_000), {"foreground": np.zeros((n, 64, 64), bool)})
+    _npz_declaring(s.root / "pool" / "c0.npz", "images", (n, 3, 100_000, 100_000), {"foreground": np.zeros((n, 64, 64), bool)})
     SessionStore.open(s.root).case("c0")
     return "case loaded"
 
@@ -111,12 +95,7 @@ def damaged_symlink(w: Path) -> str:
     elsewhere.mkdir()
     os.symlink(elsewhere, s.root / "damaged")
     (s.root / "labels" / "c0_998.npz").write_bytes(b"garbage")
-    try:
-        _recover(s.root)
-        outcome = "opened"
-    except Exception as err:
-        outcome = f"{type(err).__name__}: {str(err)[:80]}"
-    return f"{outcome}; outside folder holds {sorted(os.listdir(elsewhere))}"
+    return f"{_outcome(lambda: _recover(s.root))}; outside folder holds {sorted(os.listdir(elsewhere))}"
 
 
 def quarantine_twice(w: Path) -> str:
@@ -147,11 +126,7 @@ def simulate_into_project(w: Path) -> str:
         (proj / rel).write_text("user data")
     cancel = CancelToken()
     cancel.cancel()
-    try:
-        run_simulation(proj, _oracle_pool(), [], SimulationConfig(rounds=1), cancel=cancel)
-        outcome = "ran"
-    except Exception as err:
-        outcome = f"{type(err).__name__}: {str(err)[:80]}"
+    outcome = _outcome(lambda: run_simulation(proj, _oracle_pool(), [], SimulationConfig(rounds=1), cancel=cancel))
     left = sorted(str(p.relative_to(proj)) for p in proj.rglob("*") if p.is_file() and p.parent.name in ("labels", "scores"))
     return f"{outcome}; user files left: {left}"
 
@@ -176,30 +151,16 @@ def fork_over_user_folder(w: Path) -> str:
     dst = w / "my_results"
     dst.mkdir()
     (dst / "thesis_figures.pdf").write_text("months of work")
-    try:
-        fork_simulation(src, dst, SimulationConfig())
-        outcome = "forked"
-    except Exception as err:
-        outcome = f"{type(err).__name__}: {str(err)[:80]}"
+    outcome = _outcome(lambda: fork_simulation(src, dst, SimulationConfig()))
     return f"{outcome}; thesis_figures.pdf {'kept' if (dst / 'thesis_figures.pdf').exists() else 'DELETED'}"
 
 
 def cached_truth_bomb(w: Path) -> str:
-    from test_session import make_case
+    from test_session_containment import cohort_with_truth_bomb
 
-    from LongitudinalALLib.active import pool_store, simulate
+    from LongitudinalALLib.active import simulate
 
-    cohort = w / "cohort"
-    cohort.mkdir()
-    files = {"baseline": "b.nii.gz", "followup": "f.nii.gz", "new_lesions": "n.nii.gz"}
-    (cohort / "manifest.json").write_text(json.dumps({"format": "longitudinal-al-cohort", "pairs": [
-        {"pair_id": "c0", "split": "train", "files": files}]}))
-    opts = {"size": 64, "spacing_mm": 4.0, "axis": "axial", "seed": 0}
-    cdir = w / "cache" / simulate._cache_key("c0", str((cohort / "manifest.json").resolve()), opts)
-    case = make_case("c0")
-    pool_store.save_case(cdir, case)
-    _npz(cdir / "truth.npz", "volume", (100_000, 100_000, 100_000), {"labels": np.zeros(case.labels.shape, np.uint8)})
-    simulate.load_cohort_cases(cohort, ("train",), size=64, spacing_mm=4.0, cache_dir=w / "cache")
+    simulate.load_cohort_cases(cohort_with_truth_bomb(w), ("train",), size=64, spacing_mm=4.0, cache_dir=w / "cache")
     return "loaded"
 
 
@@ -243,11 +204,18 @@ def run_one(name: str) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--all"]:
+    if sys.argv[1:2] == ["--all"]:
+        rows = {}
         for name in ATTACKS:
             out = subprocess.run([sys.executable, str(HERE), name], capture_output=True, text=True, timeout=300)
             line = next((x for x in out.stdout.splitlines() if x.startswith("OBSERVED:")), f"rc {out.returncode} "
                         f"{out.stderr.strip().splitlines()[-1:] }")
-            print(f"{name}\t{line}", flush=True)
+            rows[name] = line.removeprefix("OBSERVED: ")
+            print(f"{name}\t{rows[name]}", flush=True)
+        label = sys.argv[2] if len(sys.argv) > 2 else "run"
+        result = HERE.parent / "results" / f"attack_round3_{label}.json"
+        result.write_text(json.dumps({"benchmark": "attack_round3", "code": label,
+                                      "pythonpath": os.environ.get("PYTHONPATH", ""), "observed": rows}, indent=2))
+        print(f"wrote {result}")
     else:
         print("OBSERVED:", run_one(sys.argv[1]).replace("\n", " "))

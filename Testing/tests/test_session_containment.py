@@ -91,8 +91,9 @@ def test_symlinked_lock_file_never_truncates_its_target(tmp_path):
     assert precious.read_text() == "a file outside the session"
 
 
-def test_rollback_deletes_only_checkpoint_names_the_tool_writes(tmp_path):
-    """A state.json whose round names ``checkpoints/notes.safetensors`` made rollback delete ``notes.*``."""
+def session_with_misnamed_round(tmp_path):
+    """A session whose state.json names round 1's checkpoint ``checkpoints/notes.safetensors``, beside the
+    user's ``notes.safetensors|txt|json``; returns the checkpoints folder."""
     s = _labelled(tmp_path)
     ck = s.root / "checkpoints"
     ck.mkdir(exist_ok=True)
@@ -101,7 +102,13 @@ def test_rollback_deletes_only_checkpoint_names_the_tool_writes(tmp_path):
     state = json.loads((s.root / "state.json").read_text())
     state["rounds"] = [{"round": 1, "checkpoint": "checkpoints/notes.safetensors"}]
     (s.root / "state.json").write_text(json.dumps(state))
-    with SessionStore.open(s.root, write=True) as store:
+    return ck
+
+
+def test_rollback_deletes_only_checkpoint_names_the_tool_writes(tmp_path):
+    """Rollback deleted ``notes.*`` (every file sharing the recorded checkpoint's stem)."""
+    ck = session_with_misnamed_round(tmp_path)
+    with SessionStore.open(ck.parent, write=True) as store:
         assert store.rollback(0) == 0
     assert sorted(os.listdir(ck)) == ["notes.json", "notes.safetensors", "notes.txt"]
 
@@ -299,6 +306,15 @@ def test_simulation_never_replaces_what_it_did_not_write(tmp_path):
 
 def test_cached_truth_declaring_a_huge_volume_is_refused_before_loading(tmp_path):
     """R3-10: the simulate cache's truth.npz was loaded unchecked (a 3.55 PiB MemoryError traceback)."""
+    from LongitudinalALLib.active import simulate
+
+    cohort = cohort_with_truth_bomb(tmp_path)
+    with pytest.raises(SessionError, match="truth.npz is damaged.*volume declares shape"):
+        simulate.load_cohort_cases(cohort, ("train",), size=64, spacing_mm=4.0, cache_dir=tmp_path / "cache")
+
+
+def cohort_with_truth_bomb(tmp_path):
+    """A one-pair cohort whose simulate cache (``tmp_path/cache``) holds a truth.npz declaring 10^15 voxels."""
     from LongitudinalALLib.active import pool_store, simulate
 
     cohort = tmp_path / "cohort"
@@ -312,5 +328,4 @@ def test_cached_truth_declaring_a_huge_volume_is_refused_before_loading(tmp_path
     pool_store.save_case(cdir, case)
     _npz_declaring(cdir / "truth.npz", "volume", (100_000, 100_000, 100_000),
                    {"labels": np.zeros(case.labels.shape, np.uint8)})
-    with pytest.raises(SessionError, match="truth.npz is damaged.*volume declares shape"):
-        simulate.load_cohort_cases(cohort, ("train",), size=64, spacing_mm=4.0, cache_dir=tmp_path / "cache")
+    return cohort
