@@ -58,7 +58,7 @@ def test_hostile_sidecar_is_one_line_before_building(saved, monkeypatch, changes
     _tripwire(monkeypatch)
     with pytest.raises(InputError, match=words) as err:
         weights.load_weights(saved)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "m.json" in str(err.value)
 
 
 def test_sidecar_within_bounds_but_not_the_tensors_is_refused_before_building(saved, monkeypatch):

@@ -102,7 +102,10 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Change
     """
     path = Path(path)
     info = read_weights_info(path)
-    cfg = ModelConfig.from_dict(info["config"])
+    try:
+        cfg = ModelConfig.from_dict(info["config"])
+    except InputError as err:  # name the file the bad value came from
+        raise InputError(f"Weights sidecar {sidecar_path(path)}: {err.problem}", err.fix) from None
     check_tensor_shapes(path, cfg)  # nothing is allocated before the file is known to hold every tensor
     try:
         model = build_model(cfg)
