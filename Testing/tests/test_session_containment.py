@@ -329,3 +329,23 @@ def cohort_with_truth_bomb(tmp_path):
     _npz_declaring(cdir / "truth.npz", "volume", (100_000, 100_000, 100_000),
                    {"labels": np.zeros(case.labels.shape, np.uint8)})
     return cohort
+
+
+@pytest.mark.slow  # registers the pair (about 15 s alone)
+def test_cli_first_suggest_from_scans_that_fails_leaves_no_prepared_volumes(tmp_path, capsys, monkeypatch):
+    """The --baseline/--followup route writes prepared/ into the session folder: it must go with the session."""
+    import scene_testdata
+
+    base, fu, _ = scene_testdata.make_pair(3.0)
+    for image, name in ((base, "base"), (fu, "fu")):
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+
+    def broken(self, *a, **k):
+        raise SessionError("the scoring failed.", "Try again.")
+
+    monkeypatch.setattr(loop_module.ActiveLoop, "suggest", broken)
+    rc = main(["suggest", "--session", str(tmp_path / "s"), "--baseline", str(tmp_path / "base.nii.gz"),
+               "--followup", str(tmp_path / "fu.nii.gz"), "--size", "64", "--spacing", "3", "-k", "2",
+               "--weights", "scratch", "--quiet"])
+    assert rc == 2 and "scoring failed" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

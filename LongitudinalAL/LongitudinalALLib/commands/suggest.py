@@ -117,12 +117,13 @@ def _create(args: argparse.Namespace, progress):
     new_folder = not root.exists()
     session = SessionStore.create(root, [case], strategy=args.strategy or DEFAULT_STRATEGY, seed=args.seed,
                                   init_weights=args.weights)
-    written: tuple[Path, ...] = ()
-    try:
-        if prepared is not None:  # written into the session folder only once it is this session's
-            from LongitudinalALLib.imaging.prepare import write_prepared
+    from LongitudinalALLib.imaging.prepare import OUTPUT_FILES, write_prepared
 
-            written = tuple(write_prepared(prepared, prepared_dir).values())
+    # the prepared volumes go into the session folder only once it is this session's (and go with it)
+    written = tuple(prepared_dir / name for name in OUTPUT_FILES.values()) if prepared is not None else ()
+    try:
+        if prepared is not None:
+            write_prepared(prepared, prepared_dir)
         session.set_prepared(case.case_id, _relative_to(Path(prepared_dir), root))
     except BaseException:
         session.discard_new(written, remove_folder=new_folder)
