@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -20,24 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.case_ids import check_case_id  # noqa: F401  (re-exported: the session's rule)
 from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.core.npz_header import check_npz
 
 if TYPE_CHECKING:  # pragma: no cover
     from LongitudinalALLib.imaging.pairing import CaseSlices
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def check_case_id(case_id: str) -> str:
-    """Case ids become file names: allow letters, digits, '.', '_' and '-' only."""
-    if not isinstance(case_id, str) or not _SAFE_ID.match(case_id):
-        raise InputError(
-            f"Case id {case_id!r} cannot be used as a file name.",
-            "Use letters, digits, '.', '_' or '-' only (e.g. sub-001), starting with a letter or digit.",
-        )
-    return case_id
-
 
 def save_case(directory: str | Path, case: "CaseSlices") -> None:
     """Write ``case`` (without its labels) into ``directory``."""

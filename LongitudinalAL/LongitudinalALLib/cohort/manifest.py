@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path, PurePosixPath
 
+from LongitudinalALLib.core.case_ids import check_case_id
 from LongitudinalALLib.core.errors import InputError
 
 FORMAT = "longitudinal-al-cohort"
@@ -52,8 +53,6 @@ def _bad(path: Path, what: str) -> InputError:
 
 
 def _check_pair(pair, i: int, path: Path, root: Path) -> None:
-    from LongitudinalALLib.active.pool_store import check_case_id
-
     if not isinstance(pair, dict):
         raise _bad(path, f"pair {i} is not an object")
     try:
