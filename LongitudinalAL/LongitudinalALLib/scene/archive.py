@@ -10,6 +10,7 @@ failure (ENOSPC included). Every failure is one :class:`SessionError` line.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -38,6 +39,8 @@ DISK_RESERVE_BYTES = 256 * 1024**2
 STORED_SUFFIXES = (".npz", ".safetensors", ".gz")
 _CHUNK = 1 << 20
 _DAMAGED_FIX = "Reopen an earlier copy of the scene or start a new session."
+#: the only errors for which "free some disk space" is the right advice (review 2, N14)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,13 @@ class ArchiveLimits:
     max_entries: int = MAX_ENTRIES
     reserve_bytes: int = DISK_RESERVE_BYTES
     free_bytes: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free
+
+
+def max_encoded_length(limits: ArchiveLimits) -> int:
+    """Longest base64 text a zip within ``limits`` can need: the stored bytes plus each entry's zip
+    headers (two copies of a name of at most 255 x 16 characters, and fixed fields)."""
+    zip_bytes = limits.max_total_bytes + limits.max_entries * (2 * 255 * 16 + 200) + 1024
+    return 4 * (zip_bytes // 3 + 1)
 
 
 def check_safe_name(name: str, what: str = "session folder name") -> str:
@@ -180,8 +190,10 @@ def extract(data: bytes, root: Path, prefix: str = "restored-", limits: ArchiveL
             raise
         except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
             shutil.rmtree(target, ignore_errors=True)
-            detail = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else str(err)
+            code = err.errno if isinstance(err, OSError) else None
+            detail = os.strerror(code) if code else str(err)
+            fix = ("Free some disk space, or reopen an earlier copy of the scene." if code in _DISK_FULL
+                   else "Open only scenes you trust; reopen an earlier copy of the scene.")
             raise SessionError(f"The session stored in this scene could not be restored ({detail}); "
-                               "nothing was kept.", "Free some disk space, or reopen an earlier copy of the scene."
-                               ) from None
+                               "nothing was kept.", fix) from None
     return target

@@ -127,8 +127,13 @@ def unpack_session(param, work_root: Path, limits: archive.ArchiveLimits | None 
         raise SessionError("This scene holds no LongitudinalAL session.",
                            "Run the module on a baseline/follow-up pair to start one.")
     name = archive.check_safe_name(node.GetAttribute(DIR_NAME_ATTRIBUTE) or "session")
+    text = node.GetText()
+    most = archive.max_encoded_length(limits or archive.ArchiveLimits())
+    if len(text) > most:  # before decoding, which would cost about 2x the text again (review 2, N17)
+        raise SessionError(f"The session stored in this scene is {len(text)} characters long, more than a session "
+                           f"within the limits can be ({most}).", "Open only scenes you trust; nothing was written.")
     try:
-        data = base64.b64decode(node.GetText().encode("ascii"), validate=True)
+        data = base64.b64decode(text.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError) as err:
         raise SessionError(f"The session stored in this scene is damaged ({err}).",
                            "Reopen an earlier copy of the scene or start a new session.") from None
