@@ -221,5 +221,5 @@ def test_the_save_event_hook_is_harmless_and_never_packs_a_foreign_folder(tmp_pa
     _small_session(ours)
     session_scene.set_value(logic.param, "sessionDir", str(ours))
     assert logic.pack_for_save() is True
-    assert session_scene.archive_digest(logic.param) == archive.folder_digest(ours, ARCHIVE_EXCLUDE)
+    assert session_scene.archive_digest(logic.param) == session_scene.session_digest(ours, ARCHIVE_EXCLUDE)
     assert scene_sessions.tree(foreign) == before

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 class SliceGeometryLike(Protocol):
     def to_slices(self, volume: np.ndarray, order: int = 1) -> np.ndarray: ...  # (K,J,I) -> (N,H,W)
+    def to_slice(self, volume: np.ndarray, n: int, order: int = 1) -> np.ndarray: ...  # (K,J,I) -> (H,W)
     def to_volume(self, slices: np.ndarray, order: int = 1) -> np.ndarray: ...  # (N,H,W) -> (K,J,I)
 
 
@@ -85,8 +86,7 @@ def read_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, 
                      segment_name: str = LESION_SEGMENT) -> np.ndarray:
     """(H, W) uint8 label of model slice ``slice_index``; all zero = no new lesion there."""
     mask = export_segment(segmentation_node, segment_name, reference)
-    slices = geometry.to_slices(mask.astype(np.float32), order=0)
-    return (slices[slice_index] > 0.5).astype(np.uint8)
+    return (geometry.to_slice(mask, slice_index, order=0) > 0).astype(np.uint8)  # only that slice is resampled
 
 
 def write_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, slice_index: int,

@@ -81,6 +81,8 @@ class LongitudinalALSceneLogic(SceneBundles):
         self.runner: Runner = runner or run_in_process
         self.archive_limits = archive.ArchiveLimits()  # caps for sessions restored from scene files
         self.scene_closes = 0  # File > Close Scene count: a job started before a close is never applied
+        self._recovered_folders: set[str] = set()  # session folders this logic already ran recovery on
+        self._geometries: dict[tuple[str, str], Any] = {}  # (session folder, case) -> SliceGeometry
         scene.AddObserver(scene.StartCloseEvent, _CloseCounter(self))
 
     # ------------------------------------------------------------ state
@@ -138,7 +140,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         for role, node in (("baseline", baseline), ("followup", followup)):
             path = work / "inputs" / f"{role}.nrrd"
             with atomic.atomic_path(path) as tmp:
-                sitk.WriteImage(volumes.node_to_sitk(node, role), str(tmp), True)
+                sitk.WriteImage(volumes.node_to_sitk(node, role), str(tmp), False)  # read once: gzip costs seconds
             paths[role] = str(path)
         scene_inputs = {"baseline": baseline.GetID(), "followup": followup.GetID(), "options": asdict(options)}
         return self._spec(work, options) | paths | {"prepare": dict(options.prepare), "case_id": options.case_id,
@@ -219,8 +221,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         session = self._session()
         reference = self.reference_volume()
         for rec in session.labels():
-            case = session.case(rec.case_id)
-            labels.write_label_slice(segmentation, reference, case.geometry,
+            labels.write_label_slice(segmentation, reference, session.geometry(rec.case_id),
                                      session.position(rec.case_id, rec.slice_index),
                                      session.label(rec.case_id, rec.slice_index))
 
@@ -228,10 +229,25 @@ class LongitudinalALSceneLogic(SceneBundles):
         """The session on disk: read-only (no lock, never changes a file) unless ``write``.
 
         A writer takes the session lock for as long as the returned object lives, so
-        a click in the GUI never races a worker that is writing the same session.
+        a click in the GUI never races a worker that is writing the same session. Crash
+        recovery (which reads every label file) runs at this logic's first write to a folder,
+        not at every Accept: what a crash leaves behind is there before the session is opened.
         """
         folder = self.work_dir / "session"
-        return SessionStore.open_recovered(folder)[0] if write else SessionStore.open(folder)
+        if not write:
+            return SessionStore.open(folder)
+        if str(folder) in self._recovered_folders:
+            return SessionStore.open(folder, write=True)
+        store = SessionStore.open_recovered(folder)[0]
+        self._recovered_folders.add(str(folder))
+        return store
+
+    def _geometry(self, case_id: str, session=None):
+        """The case's SliceGeometry, read once per session folder (a pool never changes once written)."""
+        key = (str(self.work_dir), case_id)
+        if key not in self._geometries:
+            self._geometries[key] = (session or self._session()).geometry(case_id)
+        return self._geometries[key]
 
     def _store(self, suggestions: list[Suggestion], current: int) -> None:
         session_scene.store_suggestions(self.param, suggestions, current)
@@ -248,7 +264,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         opts = self.options
         foreground = self.node("difference" if opts.foreground == "difference" else "score")
         background = self.node("registered") or self.node("followup")
-        axis = self._session().case(suggestion.case_id).geometry.axis
+        axis = self._geometry(suggestion.case_id).axis
         viewer.show_suggestion(self.app, suggestion, axis, background.GetID() if background else None,
                                foreground.GetID() if foreground else None, opts.opacity, self.segmentation())
         set_value(self.param, "currentIndex", str(index))
@@ -270,9 +286,9 @@ class LongitudinalALSceneLogic(SceneBundles):
                              "draw the new lesion, then Accept.")
         suggestion = suggestions[index]
         with self._session(write=True) as session:
-            case = session.case(suggestion.case_id)
             row = suggestion.pool_row(session)  # the model row of the baseline slice the user sees
-            label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(), case.geometry, row)
+            label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(),
+                                            self._geometry(suggestion.case_id, session), row)
             session.add_label(suggestion.case_id, suggestion.slice_index, label)  # atomic, on disk now
         suggestion.status = ACCEPTED
         suggestion.extra["lesion_pixels"] = int(label.sum())
