@@ -8,7 +8,8 @@ batch, every click the panel wires, timed on the Logic call the Widget makes:
 
   show      a table click (``show_suggestion(row)``, the Widget's ``onShow``)
   next      ``step(1)``;  previous: ``step(-1)``
-  accept    a disk painted on the shown slice (not timed), then ``accept_current()``
+  accept    a disk painted on the shown slice (not timed, ``test_scene_logic._draw_on_slice``), then
+            ``accept_current()``
   save      ``save_bundle`` (WriteToMRB with the session inside; not a click, reported for scale)
   run_export  ``run_spec`` on a 512x512x300 int16 pair (the inputs written for the worker)
   cancel    ``jobs.cancel()`` on a running worker, and the time until ``poll`` reports it
@@ -37,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[0] / "tests"))
 ROUNDS, K = 10, 10
 
 
@@ -60,28 +62,6 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def disk_on(logic, suggestion, radius_vox: int = 3) -> np.ndarray:
-    """(K, J, I) uint8 disk around the suggestion's point on its baseline slice (what a user paints)."""
-    from LongitudinalALLib.scene import volumes
-
-    reference = logic.reference_volume()
-    ijk = np.linalg.inv(volumes.ijk_to_ras(reference)) @ np.array([*suggestion.ras, 1.0])
-    i, j, k = np.rint(ijk[:3]).astype(int)
-    dims = reference.GetImageData().GetDimensions()
-    mask = np.zeros(dims[::-1], np.uint8)
-    jj, ii = np.mgrid[0:dims[1], 0:dims[0]]
-    mask[int(np.clip(k, 0, dims[2] - 1))][(jj - j) ** 2 + (ii - i) ** 2 <= radius_vox ** 2] = 1
-    return mask
-
-
-def paint(logic, mask: np.ndarray) -> None:
-    from LongitudinalALLib.scene import labels, outputs
-
-    seg, ref = logic.node("segmentation"), logic.reference_volume()
-    current = labels.export_segment(seg, outputs.LESION_SEGMENT, ref)
-    labels.write_segment(seg, outputs.LESION_SEGMENT, np.maximum(current, mask), ref)
-
-
 def fake_rounds(logic, rounds: int, rng: np.random.Generator) -> None:
     """``rounds`` rounds as the loop leaves them: labels, a checkpoint, a new batch (no training: clicks only)."""
     from LongitudinalALLib.active.suggestions import Suggestion
@@ -92,13 +72,14 @@ def fake_rounds(logic, rounds: int, rng: np.random.Generator) -> None:
     work = logic.work_dir
     result = {"maps": {n: str(work / "maps" / f"{n}.nrrd") for n in ("uncertainty", "lesion_mask")},
               "device": "cpu"}
-    painted = []
+    from test_scene_logic import _draw_on_slice  # a disk on the suggestion's slice, as in the tests
+
     for r in range(1, rounds + 1):
         with logic._session(write=True) as session:
             case_id = session.case_ids[0]
             meta = json.loads((session.root / "pool" / f"{case_id}.json").read_text())
             for s in logic.suggestions:
-                painted.append(disk_on(logic, s))
+                _draw_on_slice(logic, s)
                 label = np.zeros(meta["size"], np.uint8)
                 label[100:104, 100:104] = 1
                 session.add_label(s.case_id, s.slice_index, label)
@@ -114,7 +95,6 @@ def fake_rounds(logic, rounds: int, rng: np.random.Generator) -> None:
                                        np.asarray(rows))
         logic._apply_suggest_result({**result, "suggestions": [s.to_dict() for s in batch], "round": r})
         session_scene.store_suggestions(logic.param, batch, 0)
-    paint(logic, np.maximum.reduce(painted))
     logic.persist()
 
 
@@ -164,7 +144,6 @@ def cancel_times(logic) -> dict[str, float]:
 
 def one_side(rounds: int, repeats: int) -> dict[str, Any]:
     """Every figure for the library on ``sys.path`` (see module docstring)."""
-    sys.path.insert(0, str(HERE.parents[0] / "tests"))
     import scene_testdata
 
     from LongitudinalALLib.scene import headless, volumes
@@ -187,7 +166,7 @@ def one_side(rounds: int, repeats: int) -> dict[str, Any]:
         for _ in range(repeats):
             for i, s in enumerate(logic.suggestions):
                 clicks["show"].append(timed(lambda: logic.show_suggestion(i)))
-                paint(logic, disk_on(logic, s))
+                _draw_on_slice(logic, s)
                 clicks["show"].append(timed(lambda: logic.show_suggestion(i)))
                 clicks["accept"].append(timed(logic.accept_current))
                 clicks["next"].append(timed(lambda: logic.step(1)))

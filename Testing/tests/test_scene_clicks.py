@@ -19,30 +19,23 @@ slicer = pytest.importorskip("slicer")
 
 import scene_sessions  # noqa: E402
 from test_scene_archive import open_like_slicer  # noqa: E402
+from test_scene_logic import _draw_on_slice  # noqa: E402
 
 from LongitudinalALLib.active import pool_store  # noqa: E402
-from LongitudinalALLib.scene import headless, labels, outputs, session_scene, volumes  # noqa: E402
+from LongitudinalALLib.scene import headless, session_scene  # noqa: E402
 
 
 @pytest.fixture()
 def logic(tmp_path):
     hs = headless.create_headless_slicer(str(tmp_path / "cache"))
-    logic = scene_sessions.start_session(hs, tmp_path / "work", "axial", k=3)
+    logic = scene_sessions.start_session(hs, tmp_path / "work", "axial", k=4)
     yield logic
     hs.close()
 
 
 def _paint_current(logic) -> None:
     """A disk on the shown suggestion's baseline slice, as a user paints it."""
-    suggestion = logic.suggestions[logic.current_index]
-    reference = logic.reference_volume()
-    ijk = np.linalg.inv(volumes.ijk_to_ras(reference)) @ np.array([*suggestion.ras, 1.0])
-    i, j, k = np.rint(ijk[:3]).astype(int)
-    dims = reference.GetImageData().GetDimensions()
-    mask = np.zeros(dims[::-1], np.uint8)
-    jj, ii = np.mgrid[0:dims[1], 0:dims[0]]
-    mask[k][(jj - j) ** 2 + (ii - i) ** 2 <= 4] = 1
-    labels.write_segment(logic.node("segmentation"), outputs.LESION_SEGMENT, mask, reference)
+    _draw_on_slice(logic, logic.suggestions[logic.current_index])
 
 
 def _fake_round(logic, payload: bytes) -> None:

@@ -52,13 +52,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _start_script(tmp_path, name: str, template: str, pid_file) -> WorkerProcess:
+    """A worker whose 'interpreter' is ``template`` (a script told where to write its pid or mark)."""
+    script = tmp_path / name
+    script.write_text(template.format(python=sys.executable, pid_file=str(pid_file)))
+    script.chmod(0o755)
+    return WorkerProcess("device", {"prefer_cpu": True}, python=str(script), log_dir=tmp_path / "logs").start()
+
+
 @pytest.mark.skipif(sys.platform == "win32" or not Path("/proc").is_dir(), reason="reads /proc")
 def test_cancel_kills_the_interpreter_behind_a_launcher_that_forwards_no_signal(tmp_path):
     pid_file = tmp_path / "child.pid"
-    launcher = tmp_path / "PythonSlicer"
-    launcher.write_text(LAUNCHER.format(python=sys.executable, pid_file=str(pid_file)))
-    launcher.chmod(0o755)
-    worker = WorkerProcess("device", {"prefer_cpu": True}, python=str(launcher), log_dir=tmp_path / "logs").start()
+    worker = _start_script(tmp_path, "PythonSlicer", LAUNCHER, pid_file)
     deadline = time.monotonic() + 30
     while not pid_file.is_file() or not pid_file.read_text():
         assert time.monotonic() < deadline, "the launcher never started its child"
@@ -88,10 +93,7 @@ time.sleep(60)
 def test_cancel_returns_without_waiting_and_the_poll_forces_a_stubborn_worker(tmp_path):
     """Cancel runs on Slicer's GUI thread: it signals and returns; the timer's poll escalates and reports."""
     ready = tmp_path / "ready"
-    script = tmp_path / "stubborn"
-    script.write_text(STUBBORN.format(python=sys.executable, pid_file=str(ready)))
-    script.chmod(0o755)
-    worker = WorkerProcess("device", {}, python=str(script), log_dir=tmp_path / "logs").start()
+    worker = _start_script(tmp_path, "stubborn", STUBBORN, ready)
     deadline = time.monotonic() + 30
     while not ready.is_file():
         assert time.monotonic() < deadline, "the worker never started"

@@ -26,6 +26,7 @@ from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
 from LongitudinalALLib.jobs.worker import Runner, run_in_process
 from LongitudinalALLib.scene import (
     archive,
+    background,
     labels,
     outputs,
     panel_options,
@@ -173,7 +174,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         transform_review.apply_qc(self, result.get("qc"))
         return self._apply_suggest_result(result)
 
-    def _apply_suggest_result(self, result: dict[str, Any]) -> list[Suggestion]:
+    def _apply_suggest_result(self, result: dict[str, Any], keep_view: bool = False) -> list[Suggestion]:
         scene, param = self.scene, self.param
         reference = self.reference_volume()
         uncertainty = sitk.GetArrayFromImage(sitk.ReadImage(result["maps"]["uncertainty"]))
@@ -185,9 +186,13 @@ class LongitudinalALSceneLogic(SceneBundles):
         suggestions = [Suggestion.from_dict(d) for d in result["suggestions"]]
         set_value(param, "round", str(result.get("round", 0)))
         set_value(param, "device", result.get("device", ""))
+        if keep_view:  # a background round: the slice being painted stays where it is
+            suggestions, news = background.merge_batch(*session_scene.load_suggestions(param), suggestions,
+                                                       self._session(), result)
+            set_value(param, "roundNews", news)
         self._store(suggestions, 0 if suggestions else -1)
         self.persist()
-        if suggestions:
+        if suggestions and not keep_view:
             self.show_suggestion(0)
         return suggestions
 
@@ -306,9 +311,15 @@ class LongitudinalALSceneLogic(SceneBundles):
             raise SessionError("No slice is accepted yet.", "Label and accept some suggested slices, then Retrain.")
         return self._spec(self.work_dir, self.options)
 
-    def apply_train_result(self, result: dict[str, Any]) -> list[Suggestion]:
+    def apply_train_result(self, result: dict[str, Any], keep_view: bool = False) -> list[Suggestion]:
+        """Put a finished round into the scene; ``keep_view``: a background round (see :mod:`.background`)."""
         set_value(self.param, "lastTraining", result.get("train", {}))
-        return self._apply_suggest_result(result)
+        return self._apply_suggest_result(result, keep_view)
+
+    @property
+    def round_news(self) -> dict[str, Any]:
+        """What the last background round changed, for the panel: round, trained_on, new, kept, message."""
+        return session_scene.get_json(self.param, "roundNews", {})
 
     def retrain(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
         """Train one round on all accepted labels and refresh suggestions; returns the job result."""
@@ -330,4 +341,5 @@ class LongitudinalALSceneLogic(SceneBundles):
             return {}
         return {"device": get_value(param, "device"), "round": get_value(param, "round"),
                 "suggestions": len(self.suggestions), "current": self.current_index,
-                "registration_warning": transform_review.warning(self)}
+                "registration_warning": transform_review.warning(self),
+                "round_news": session_scene.get_json(param, "roundNews", {}).get("message", "")}
