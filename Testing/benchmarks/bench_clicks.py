@@ -39,6 +39,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[0] / "tests"))
+from test_scene_logic import _draw_on_slice  # noqa: E402 - a disk on the suggestion's slice, as in the tests
+
 ROUNDS, K = 10, 10
 
 
@@ -51,6 +53,8 @@ def load1() -> float | None:
 
 def summary(times: list[float]) -> dict[str, Any]:
     """Median, p95 and max seconds of ``times`` (p95 by the nearest-rank rule)."""
+    if not times:
+        return {"n": 0}
     ordered = sorted(times)
     p95 = ordered[max(0, int(np.ceil(0.95 * len(ordered))) - 1)]
     return {"n": len(times), "median_s": statistics.median(times), "p95_s": p95, "max_s": ordered[-1]}
@@ -72,8 +76,6 @@ def fake_rounds(logic, rounds: int, rng: np.random.Generator) -> None:
     work = logic.work_dir
     result = {"maps": {n: str(work / "maps" / f"{n}.nrrd") for n in ("uncertainty", "lesion_mask")},
               "device": "cpu"}
-    from test_scene_logic import _draw_on_slice  # a disk on the suggestion's slice, as in the tests
-
     for r in range(1, rounds + 1):
         with logic._session(write=True) as session:
             case_id = session.case_ids[0]
@@ -142,20 +144,27 @@ def cancel_times(logic) -> dict[str, float]:
     return {"cancel_returns_s": returned, "until_poll_reports_s": time.perf_counter() - start}
 
 
-def one_side(rounds: int, repeats: int) -> dict[str, Any]:
-    """Every figure for the library on ``sys.path`` (see module docstring)."""
+def sample_scene(tmp: Path):
+    """(headless Slicer, baseline node, follow-up node, scene logic) on the bundled sample pair."""
     import scene_testdata
 
     from LongitudinalALLib.scene import headless, volumes
-    from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic, RunOptions
+    from LongitudinalALLib.scene.logic import LongitudinalALSceneLogic
 
     files = scene_testdata.sample_pair_files()
+    hs = headless.create_headless_slicer(str(tmp / "cache"))
+    base = volumes.load_volume(files[0], hs.scene, "baseline")
+    follow = volumes.load_volume(files[1], hs.scene, "follow-up")
+    return hs, base, follow, LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp / "work")
+
+
+def one_side(rounds: int, repeats: int) -> dict[str, Any]:
+    """Every figure for the library on ``sys.path`` (see module docstring)."""
+    from LongitudinalALLib.scene.logic import RunOptions
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-clicks-"))
     try:
-        hs = headless.create_headless_slicer(str(tmp / "cache"))
-        base = volumes.load_volume(files[0], hs.scene, "baseline")
-        follow = volumes.load_volume(files[1], hs.scene, "follow-up")
-        logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp / "work")
+        hs, base, follow, logic = sample_scene(tmp)
         out: dict[str, Any] = {"load1_start": load1()}
         out["run_s"] = timed(lambda: logic.run(base, follow, RunOptions()))
         out["archive_chars_round0"] = archive_bytes(logic)
