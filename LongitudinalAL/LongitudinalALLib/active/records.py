@@ -53,6 +53,7 @@ class RoundRecord:
     train: dict | None = None       # TrainResult.summary()
     history: list | None = None
     config: dict | None = None      # TrainConfig.to_dict()
+    trained_on: dict | None = None  # label key -> sha256 of the label file it trained on (background rounds)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RoundRecord":

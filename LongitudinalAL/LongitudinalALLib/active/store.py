@@ -302,6 +302,15 @@ class SessionStore(LabelBook):
             self._cases[case_id] = case
         return self._cases[case_id]
 
+    def geometry(self, case_id: str):
+        """The SliceGeometry of ``case_id``, read from the pool's JSON (the slice arrays are not loaded)."""
+        from LongitudinalALLib.imaging.pairing import SliceGeometry
+
+        self._check_case(case_id)
+        if case_id in self._cases:
+            return self._cases[case_id].geometry
+        return SliceGeometry.from_dict(pool_store.read_case_meta(self.root / "pool", case_id).get("geometry", {}))
+
     def n_slices(self, case_id: str) -> int:
         self._check_case(case_id)
         return int(self._state["cases"][case_id]["n_slices"])
