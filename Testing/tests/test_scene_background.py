@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -106,8 +107,13 @@ def test_a_round_is_refused_when_another_writer_trained_meanwhile(logic, tmp_pat
     assert SessionStore.open(live).round_number == 1
 
 
+#: kill points: the issue's 30 with LAL_KILL_POINTS=30 (each try starts a worker that imports torch);
+#: 8 in the default run, which must stay inside the suite's 3-minute budget
+KILL_POINTS = int(os.environ.get("LAL_KILL_POINTS", "8"))
+
+
 @pytest.mark.slow
-def test_killing_the_trainer_at_30_random_moments_loses_no_label_and_leaves_a_loadable_model(logic, tmp_path):
+def test_killing_the_trainer_at_random_moments_loses_no_label_and_leaves_a_loadable_model(logic, tmp_path):
     """Each try: a round in a real worker, one label accepted live meanwhile, SIGKILL at a random moment
     of the round's measured duration; a round that finished first is merged as the panel does."""
     live = logic.work_dir / "session"
@@ -127,13 +133,13 @@ def test_killing_the_trainer_at_30_random_moments_loses_no_label_and_leaves_a_lo
     duration = time.monotonic() - t0
     staging.discard(tmp_path / "staged-probe")
     rng, counts = random.Random(25), {"killed": 0, "finished": 0}
-    for i in range(30):
+    for i in range(KILL_POINTS):
         worker = start(i)
         with SessionStore.open(live, write=True, wait=30) as s:  # the clinician accepts meanwhile
             s.add_label("case", indices[i % len(indices)], np.full(grid, i % 2, np.uint8))
         time.sleep(rng.uniform(0, duration))
         if worker.running:
-            __import__("os").killpg(worker._proc.pid, 9)
+            os.killpg(worker._proc.pid, 9)
         while not worker.poll():
             time.sleep(0.01)
         if worker.result is not None:
@@ -144,8 +150,8 @@ def test_killing_the_trainer_at_30_random_moments_loses_no_label_and_leaves_a_lo
         staging.discard(tmp_path / f"staged-{i}")
     session, notes = SessionStore.open_recovered(live)
     with session:
-        assert {rec.slice_index for rec in session.labels()} == {indices[i % len(indices)] for i in range(30)}
+        assert {rec.slice_index for rec in session.labels()} == {indices[i % len(indices)] for i in range(KILL_POINTS)}
         assert notes == []
         ActiveLoop(session).current_model()  # loadable: the starting model or the newest merged round
-    assert counts["killed"] >= 10, counts  # most tries really were killed mid-round
+    assert counts["killed"] >= KILL_POINTS // 3, counts  # most tries really were killed mid-round
     print("kill test", counts, f"round {duration:.1f} s")
