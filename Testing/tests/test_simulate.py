@@ -24,8 +24,8 @@ def test_simulate_two_rounds(tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "sim"
     argv = ["simulate", "--cohort", str(cohort), "--strategy", "entropy_mean", "--rounds", "2", "--per-round", "4",
-            "--seed", "0", "--size", "64", "--spacing", "4", "--epochs", "1", "--steps-per-epoch", "2",
-            "--crop", "32", "--batch-size", "4", "--device", "cpu", "--out", str(out), "--quiet"]
+            "--seed", "0", "--init-weights", "scratch", "--size", "64", "--spacing", "4", "--epochs", "1",
+            "--steps-per-epoch", "2", "--crop", "32", "--batch-size", "4", "--device", "cpu", "--out", str(out), "--quiet"]
     assert main(argv + ["--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     rounds = record["rounds"]
@@ -42,3 +42,22 @@ def test_simulate_two_rounds(tmp_path, capsys):
     assert "    3      12" in text
     again = json.loads((out / "simulation.json").read_text())
     assert again["rounds"][:2] == rounds and len(again["rounds"]) == 3
+
+
+def test_simulate_starts_where_the_slicer_module_starts(tmp_path, capsys):
+    """Default --init-weights is the module's (bundled, 256 px at 1 mm); a start that cannot be used is one line."""
+    from LongitudinalALLib.commands.cli import build_parser
+    from LongitudinalALLib.commands.simulate import _start
+    from LongitudinalALLib.scene.logic import RunOptions
+
+    args = build_parser().parse_args(["simulate", "--cohort", str(tmp_path)])
+    assert args.init_weights == RunOptions().init_weights == "bundled"
+    assert _start(args) == ("bundled", None)
+    assert (args.size, args.spacing) == (RunOptions().prepare["size"], RunOptions().prepare["spacing_mm"])
+    for argv, words in ((["--model", "small"], "--model small cannot start from bundled"),
+                        (["--init-weights", str(tmp_path / "w.safetensors")], "do not exist")):
+        assert main(["simulate", "--cohort", str(tmp_path), *argv, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+    args = build_parser().parse_args(["simulate", "--cohort", str(tmp_path), "--init-weights", "scratch"])
+    assert _start(args)[1]["channels"] == [8, 16, 32, 64] and (args.size, args.spacing) == (128, 2.0)

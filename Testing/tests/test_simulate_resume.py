@@ -24,8 +24,8 @@ def cohort(tmp_path_factory):
 
 def _argv(cohort, out):
     return ["simulate", "--cohort", str(cohort), "--strategy", "fg_random", "--rounds", "2", "--per-round", "3",
-            "--seed", "0", "--size", "64", "--spacing", "4", "--epochs", "1", "--steps-per-epoch", "2",
-            "--crop", "32", "--batch-size", "4", "--device", "cpu", "--out", str(out), "--quiet"]
+            "--seed", "0", "--init-weights", "scratch", "--size", "64", "--spacing", "4", "--epochs", "1",
+            "--steps-per-epoch", "2", "--crop", "32", "--batch-size", "4", "--device", "cpu", "--out", str(out), "--quiet"]
 
 
 def _comparable(obj):
@@ -68,7 +68,8 @@ def test_stop_during_evaluation_does_not_train_the_round_twice(cohort, reference
 
     def evaluate_then_die(*a, **k):
         calls.append(1)
-        if len(calls) == 1:  # round 1 is committed to state.json; simulation.json is not written yet
+        if len(calls) == 2:  # (call 1 scores round 0, the starting model) round 1 is committed to state.json;
+            # simulation.json is not written yet
             raise Stop
         return real(*a, **k)
 

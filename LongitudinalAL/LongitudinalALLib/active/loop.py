@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from LongitudinalALLib.active.policy import training_seed
+from LongitudinalALLib.active.round_guard import compare, holdout_keys
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.active.suggestions import Suggestion
 from LongitudinalALLib.core.errors import CancelledError, InputError, SessionError
@@ -156,58 +157,80 @@ class ActiveLoop:
         seed = training_seed(self.store.settings.seed, self.store.round_number + 1)
         return TrainConfig.from_dict({"seed": seed, **overrides})
 
-    def training_arrays(self) -> dict[str, np.ndarray]:
-        """Labelled slices split into train/val: images, labels, foreground per split.
+    def training_arrays(self, held_out: set[tuple[str, int]] | frozenset = frozenset()) -> dict[str, np.ndarray]:
+        """Labelled slices split into train/val/held-out, and the unlabelled pool: images, labels, foreground.
 
-        The hashed validation split is kept only when ``train_plan.selection_rule`` (default
-        thresholds) trusts it; otherwise every label is trained on.
+        ``held_out`` (case_id, slice_index) keys go to ``guard_*`` (never trained on this
+        round, see :mod:`round_guard`). The hashed validation split is kept only when
+        ``train_plan.selection_rule`` (default thresholds) trusts it; otherwise every label is
+        trained on. ``unlabelled_images`` / ``unlabelled_fg``: the pool slices without a label.
         """
         from LongitudinalALLib.model.train_plan import selection_rule
         from LongitudinalALLib.model.training import TrainConfig
 
         store = self.store
-        out: dict[str, list] = {f"{s}_{a}": [] for s in ("train", "val") for a in ("images", "labels", "fg")}
-        recs = store.labels()
+        out: dict[str, list] = {f"{s}_{a}": [] for s in ("train", "val", "guard") for a in ("images", "labels", "fg")}
+        recs = [r for r in store.labels() if (r.case_id, r.slice_index) not in held_out]
         n_val = sum(r.split == "val" for r in recs)
         n_val_les = sum(1 for r in recs if r.lesion_pixels and r.split == "val")
         n_train_les = sum(1 for r in recs if r.lesion_pixels) - n_val_les
         # a split that cannot measure anything is trained on: every label goes to train
         keep_val = selection_rule(n_val, n_val_les, n_train_les, TrainConfig()).name == "validation_dice"
-        for rec in recs:
+        for rec in store.labels():
             case = store.case(rec.case_id)
             i = store.position(rec.case_id, rec.slice_index)
-            split = "val" if keep_val and rec.split == "val" else "train"
+            split = "guard" if (rec.case_id, rec.slice_index) in held_out else \
+                "val" if keep_val and rec.split == "val" else "train"
             out[f"{split}_images"].append(case.images[i])
             out[f"{split}_labels"].append(store.label(rec.case_id, rec.slice_index))
             out[f"{split}_fg"].append(case.foreground[i])
-        return {k: np.stack(v) if v else np.empty((0,)) for k, v in out.items()}
+        arrays = {k: np.stack(v) if v else np.empty((0,)) for k, v in out.items()}
+        images, fg, _ = store.pool_arrays()
+        unlabelled = ~np.concatenate([store.labelled_mask(c) for c in store.case_ids])
+        arrays["unlabelled_images"], arrays["unlabelled_fg"] = images[unlabelled], fg[unlabelled]
+        return arrays
 
     def train(self, config=None, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None):
-        """Train from the current model (warm start) on every label; commit it as a new round.
+        """Train from the current model (warm start) on the labels; commit it as a new round.
 
-        ``config`` None: :meth:`train_config`. The round record says how much was
-        trained, which rule chose the kept weights and whether a collapse to "no
-        lesion" was found (``train.collapse``, ``train.warnings``). On cancel nothing
-        is committed and CancelledError is raised. Returns the TrainResult.
+        ``config`` None: :meth:`train_config`. With ``config.guard`` part of the labels given
+        since the last round is held out and the previous model stays current when the new
+        one is worse on them (:mod:`round_guard`; ``train.guard``, ``train.model_in_use``).
+        The round record says how much was trained, which rule chose the kept weights and
+        whether a collapse to "no lesion" was found (``train.collapse``, ``train.warnings``).
+        The pool's unlabelled slices go to training as rehearsal when
+        ``config.distill_weight`` > 0. On cancel nothing is committed and CancelledError is
+        raised. Returns the TrainResult.
         """
         from LongitudinalALLib.model import save_weights
+        from LongitudinalALLib.model.train_loop import cpu_state
         from LongitudinalALLib.model.training import train_model
 
         store = self.store
         if not store.labels():
             raise SessionError("No slice is labelled yet.", "Label some suggested slices, then train.")
         cfg = config or self.train_config()
-        arrays = self.training_arrays()
+        # a fresh network (round 1 from scratch) is no model to keep: no anchors, nothing held out for the guard
+        fine_tune = store.round_number > 0 or store.settings.init_weights != "scratch"
+        held = holdout_keys(store.labels(), store.round_number, cfg.guard_fraction, store.settings.seed) \
+            if cfg.guard and fine_tune else set()
+        arrays = self.training_arrays(held)
         model = self.current_model()
+        previous = cpu_state(model) if held else None
         rounds = store.rounds
         start = rounds[-1].checkpoint if rounds else store.settings.init_weights
         has_val = len(arrays["val_images"]) > 0
         result = train_model(model, arrays["train_images"], arrays["train_labels"],
                              arrays["val_images"] if has_val else None, arrays["val_labels"] if has_val else None,
                              cfg, train_foreground=arrays["train_fg"],
-                             val_foreground=arrays["val_fg"] if has_val else None, progress=progress, cancel=cancel)
+                             val_foreground=arrays["val_fg"] if has_val else None,
+                             unlabelled_images=arrays["unlabelled_images"],
+                             unlabelled_foreground=arrays["unlabelled_fg"], fine_tune=fine_tune,
+                             progress=progress, cancel=cancel)
         if result.cancelled:
             raise CancelledError("Training")
+        if previous is not None:
+            self._guard(model, previous, arrays, cfg, result)
         budget = store.budget()["total"]
         info = {"session_round": store.round_number + 1, "labels": budget["labelled"],
                 "best_val_dice": result.best_val_dice}
@@ -215,3 +238,22 @@ class ActiveLoop:
                            n_val=result.n_val, warm_start=start, train=result.summary(), history=result.history,
                            config=cfg.to_dict())
         return result
+
+    def _guard(self, model, previous: dict, arrays: dict[str, np.ndarray], cfg, result) -> None:
+        """Keep the previous weights in ``model`` when the new ones are worse on the held-out labels (round_guard)."""
+        from LongitudinalALLib.model.train_loop import predict_probabilities
+        from LongitudinalALLib.model.train_plan import resolve_device
+
+        device = resolve_device(cfg.device)
+        x, y, fg = arrays["guard_images"], arrays["guard_labels"], arrays["guard_fg"].astype(bool)
+        new_probs = predict_probabilities(model, x, device)
+        model.load_state_dict(previous)
+        decision = compare(predict_probabilities(model, x, device), new_probs, y, fg, self.store.round_number + 1,
+                           cfg.threshold)
+        if decision.kept == "new":
+            model.load_state_dict(result.state_dict)
+        else:
+            result.state_dict = previous
+            result.warnings.append(decision.reason)
+        model.eval()
+        result.guard = decision.to_dict()

@@ -38,6 +38,7 @@ class SimulationConfig:
     rounds: int = 3
     per_round: int = 10
     initial: int | None = None           # labels in round 1 (None: per_round)
+    schedule: list[int] | None = None    # labels after each round (cumulative, e.g. [6, 12, 24]); overrides the two above
     initial_strategy: str = "fg_random"  # same first set for every strategy of one seed
     seed: int = 0
     size: int = 128
@@ -194,12 +195,18 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
         record = {"config": cfg.to_dict(), "rounds": []}
         atomic.write_json(record_path, record)
     truth = {oc.slices.case_id: oc.slices.labels for oc in pool}
-    initial = cfg.initial if cfg.initial is not None else cfg.per_round
     loop = ActiveLoop(store)
+    if "start" not in record and store.round_number == 0:  # round 0: the starting model (e.g. the shipped one)
+        metrics = evaluate(loop.current_model(), test, cfg.threshold, cancel, cfg.lesion_mask)
+        record["start"] = {"round": 0, "labels": 0, "fraction": 0.0, "contoured": 0, "lesion_free": 0,
+                           "metrics": _metrics_row(metrics), "subjects": metrics.subjects}
+        atomic.write_json(record_path, record)
+        if log is not None:
+            log(record["start"])
     for r in range(len(record["rounds"]) + 1, cfg.rounds + 1):
         check_cancel(cancel, "Simulation")
         if store.round_number < r:  # a round committed before a crash is evaluated, never trained twice
-            missing = initial + (r - 1) * cfg.per_round - store.budget()["total"]["labelled"]
+            missing = labels_after_round(cfg, r) - store.budget()["total"]["labelled"]
             if missing > 0:
                 _oracle_labels(loop, r, missing, truth, cfg, cancel)
             loop.train(loop.train_config(**{**cfg.train.to_dict(), "seed": training_seed(cfg.seed, r)}),
@@ -214,6 +221,13 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
         if log is not None:
             log(row)
     return record
+
+
+def labels_after_round(cfg: SimulationConfig, r: int) -> int:
+    """Cumulative labels once round ``r`` (1-based) is labelled: the schedule, else initial + (r - 1) * per_round."""
+    if cfg.schedule:
+        return int(cfg.schedule[min(r, len(cfg.schedule)) - 1])
+    return (cfg.initial if cfg.initial is not None else cfg.per_round) + (r - 1) * cfg.per_round
 
 
 def _budget_row(budget: dict[str, Any]) -> dict[str, Any]:

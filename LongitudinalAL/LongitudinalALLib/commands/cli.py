@@ -21,6 +21,7 @@ from LongitudinalALLib.core.errors import LongitudinalALError
 COMMANDS: dict[str, str] = {
     "prepare": "prepare",
     "make-cohort": "make_cohort",
+    "import-cohort": "import_cohort",
     "suggest": "suggest",
     "label": "label",
     "train": "train",

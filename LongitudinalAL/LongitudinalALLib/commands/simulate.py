@@ -27,9 +27,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial", type=int, default=None, help="slices in round 1 (default: --per-round)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--out", default=None, help="session folder (default <cohort>/simulations/<strategy>_s<seed>)")
-    p.add_argument("--size", type=int, default=128, help="slice size in pixels (default 128)")
-    p.add_argument("--spacing", type=float, default=2.0, help="in-plane pixel size in mm (default 2)")
-    p.add_argument("--model", choices=sorted(MODELS), default="small", help="network size (default small)")
+    p.add_argument("--init-weights", default="bundled", metavar="bundled|scratch|PATH",
+                   help="starting model of round 1: the bundled weights (default, what the Slicer module uses), "
+                        "a fresh network (scratch) or a .safetensors file")
+    p.add_argument("--size", type=int, default=None,
+                   help="slice size in pixels (default: 256 from bundled weights or a file, as the Slicer module; "
+                        "128 from scratch)")
+    p.add_argument("--spacing", type=float, default=None,
+                   help="in-plane pixel size in mm (default: 1 from bundled weights or a file, 2 from scratch)")
+    p.add_argument("--model", choices=sorted(MODELS), default=None,
+                   help="network size (default: the weights' own network; small from scratch)")
     p.add_argument("--json", action="store_true", help="print the whole record as JSON at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_train_options(p, epochs=15)
@@ -37,6 +44,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fmt(x: float) -> str:
     return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def _start(args: argparse.Namespace) -> tuple[str, dict | None]:
+    """(init_weights, model config) from the options; fills the size and spacing defaults of that start."""
+    from LongitudinalALLib.core.errors import InputError
+    from LongitudinalALLib.model.weights import read_weights_info
+
+    init = args.init_weights
+    scratch = init == "scratch"
+    if not scratch and init != "bundled":
+        init = str(Path(init).expanduser().resolve())
+        read_weights_info(init)  # one clear line when the file is missing or not LongitudinalAL weights
+    if not scratch and args.model == "small":
+        raise InputError(f"--model small cannot start from {args.init_weights} weights (they hold their own "
+                         "network).", "Leave --model out, or use --init-weights scratch.")
+    args.size = args.size or (128 if scratch else 256)
+    args.spacing = args.spacing or (2.0 if scratch else 1.0)
+    return init, MODELS[args.model or "small"] if scratch else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"Unknown strategy {args.strategy!r}.", f"Choose one of: {', '.join(available_strategies())}.")
     if args.rounds < 1 or args.per_round < 1:
         raise InputError("--rounds and --per-round must be at least 1.", "Give positive numbers.")
+    init, model = _start(args)
     cohort = Path(args.cohort)
     out = Path(args.out) if args.out else cohort / "simulations" / f"{args.strategy}_s{args.seed}"
     cfg = SimulationConfig(strategy=args.strategy, rounds=args.rounds, per_round=args.per_round,
                            initial=args.initial, seed=args.seed, size=args.size, spacing_mm=args.spacing,
-                           model=MODELS[args.model], train=train_config(args, args.seed))
+                           model=model, init_weights=init, train=train_config(args, args.seed))
     bar = TqdmProgress(disable=args.quiet or args.json)
     try:
         cache = cohort / "simulations" / "prepared_cache"
@@ -72,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             return
         m = row["metrics"]
+        if "train" not in row:
+            print(f"{0:5d}  {0:6d}  {0:5.1f}  {0:9d}  {_fmt(m['dice'])}  {_fmt(m['lesion_f1'])}     "
+                  f"{_fmt(m['lesion_precision'])}      {_fmt(m['lesion_recall'])}   "
+                  f"{_fmt(m['fp_lesions_lesion_free'])}  (the starting model)", flush=True)
+            return
         print(f"{row['round']:5d}  {row['labels']:6d}  {100 * row['fraction']:5.1f}  {row['contoured']:9d}  "
               f"{_fmt(m['dice'])}  {_fmt(m['lesion_f1'])}     {_fmt(m['lesion_precision'])}      "
               f"{_fmt(m['lesion_recall'])}   {_fmt(m['fp_lesions_lesion_free'])}", flush=True)

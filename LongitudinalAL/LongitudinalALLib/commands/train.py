@@ -30,7 +30,10 @@ def add_train_options(p: argparse.ArgumentParser, epochs: int = 40) -> None:
     g.add_argument("--batch-size", type=int, default=8, help="slices per step (default 8)")
     g.add_argument("--steps-per-epoch", type=int, default=None,
                    help="exact budget of epochs x steps-per-epoch steps, no floor (default: see --min-steps)")
-    g.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"peak AdamW learning rate (default {d.lr:g})")
+    g.add_argument("--no-guard", action="store_true",
+                   help="train on every label and always use the new model (default: part of the new labels is "
+                        "held out and the previous model stays in use when the new one is worse on them)")
     g.add_argument("--crop", type=int, default=96, help="training crop in pixels, 0 = whole slices (default 96)")
     g.add_argument("--patience", type=int, default=8,
                    help="early-stopping patience in epochs, used only with a trustworthy validation split (default 8)")
@@ -57,7 +60,7 @@ def train_config(args: argparse.Namespace, seed: int):
                       min_total_steps=args.min_steps, max_seconds=args.max_minutes * 60 or None,
                       warm_min_total_steps=args.warm_min_steps or None,
                       lr=args.lr, crop_size=args.crop or None, patience=args.patience, device=args.device,
-                      seed=seed)
+                      guard=not args.no_guard, seed=seed)
     check_config(cfg)
     if args.threads:
         import torch
@@ -99,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.steps} steps ({result.budget_rule}, stopped: {result.stop_reason}); kept weights: "
           f"{result.selection} ({result.selection_reason}); validation Dice {val}; "
           f"{result.seconds:.1f} s -> {session.root / row.checkpoint}")
+    in_use = result.guard.get("reason", "")
     for w in result.warnings:
-        print(f"warning: {w}")
+        if w != in_use:
+            print(f"warning: {w}")
+    if in_use:  # which model the next suggestions use, and why (the round guard, active/round_guard.py)
+        print(f"{'warning: ' if result.guard.get('kept') == 'previous' else ''}model in use: {in_use}")
     return 0

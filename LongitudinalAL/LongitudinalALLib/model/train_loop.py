@@ -19,6 +19,7 @@ from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, repor
 from LongitudinalALLib.model.augment import augment_batch, crop_arrays, lesion_biased_crops
 from LongitudinalALLib.model.losses import build_loss
 from LongitudinalALLib.model.metrics import dice_foreground
+from LongitudinalALLib.model.train_anchor import L2SP, distill_loss, freeze_batch_norm
 from LongitudinalALLib.model.train_plan import StepPlan, TimeBudget
 
 REPLAN_EVERY = 1   # steps between re-plans against the wall-time cap: on a loaded machine one step can take
@@ -29,16 +30,22 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
 
 
-def evaluate_dice(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
-                  threshold: float = 0.5, batch_size: int = 16) -> float:
-    """Pooled foreground Dice of thresholded predictions over (N,3,H,W)/(N,H,W)."""
-    model.eval()
-    preds = np.empty(labels.shape, dtype=bool)
+def predict_probabilities(model: nn.Module, images: np.ndarray, device: torch.device,
+                          batch_size: int = 16) -> np.ndarray:
+    """(N,H,W) float32 sigmoid probabilities of ``model`` in eval mode on images (N,3,H,W)."""
+    model.to(device).eval()
+    out = np.empty((len(images),) + tuple(images.shape[2:]), np.float32)
     with torch.inference_mode():
         for a in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[a:a + batch_size], dtype=np.float32)).to(device)
-            preds[a:a + batch_size] = (torch.sigmoid(model(x).float())[:, 0] >= threshold).cpu().numpy()
-    return dice_foreground(preds, labels)
+            out[a:a + batch_size] = torch.sigmoid(model(x).float())[:, 0].cpu().numpy()
+    return out
+
+
+def evaluate_dice(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
+                  threshold: float = 0.5, batch_size: int = 16) -> float:
+    """Pooled foreground Dice of thresholded predictions over (N,3,H,W)/(N,H,W)."""
+    return dice_foreground(predict_probabilities(model, images, device, batch_size) >= threshold, labels)
 
 
 def _batches(rng: np.random.Generator, n: int, lesion_idx: np.ndarray, cfg, steps: int) -> list[np.ndarray]:
@@ -83,14 +90,25 @@ class _Stepper:
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, total.total_steps))
         self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        self.l2sp = L2SP(model, cfg.l2sp)
+        use = data.distill is not None and cfg.distill_weight > 0
+        self.n_distill = max(1, int(round(cfg.batch_size * cfg.distill_fraction))) if use else 0
+
+    def _crops(self, imgs, labs, fg, p_lesion):
+        if self.cfg.crop_size:
+            origins = lesion_biased_crops(labs, self.cfg.crop_size, p_lesion, self.rng, fg)
+            imgs, labs = crop_arrays(imgs, labs, origins, self.cfg.crop_size)
+        return imgs, labs
 
     def __call__(self, idx: np.ndarray) -> float:
         cfg, d = self.cfg, self.data
-        imgs, labs = d.x[idx], d.y[idx]
-        if cfg.crop_size:
-            fg = d.fg[idx] if d.fg is not None else None
-            origins = lesion_biased_crops(labs, cfg.crop_size, cfg.p_lesion_crop, self.rng, fg)
-            imgs, labs = crop_arrays(imgs, labs, origins, cfg.crop_size)
+        fg = d.fg[idx] if d.fg is not None else None
+        imgs, labs = self._crops(d.x[idx], d.y[idx], fg, cfg.p_lesion_crop)
+        if self.n_distill:  # rehearsal: unlabelled slices, crops anywhere on tissue, soft targets
+            r = d.distill
+            j = self.rng.integers(0, len(r.x), size=self.n_distill)
+            ri, rp = self._crops(r.x[j], r.p[j], r.fg[j] if r.fg is not None else None, 0.0)
+            imgs, labs = np.concatenate([imgs, ri]), np.concatenate([labs, rp])
         x = torch.from_numpy(np.ascontiguousarray(imgs, dtype=np.float32))
         y = torch.from_numpy(np.ascontiguousarray(labs, dtype=np.float32))[:, None]
         if cfg.augment is not None:
@@ -100,7 +118,10 @@ class _Stepper:
         ctx = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
         with ctx:
             logits = self.model(x)
-        loss = self.loss_fn(logits.float(), y)
+        n = len(idx)
+        loss = self.loss_fn(logits[:n].float(), y[:n]) + self.l2sp(self.model)
+        if self.n_distill:
+            loss = loss + cfg.distill_weight * distill_loss(logits[n:].float(), y[n:])
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)
@@ -136,6 +157,8 @@ def fit(model: nn.Module, data, cfg, plan: StepPlan, device: torch.device, seed:
     while step < budget.total_steps and stop == "budget":
         epoch += 1
         model.train()
+        if cfg.freeze_bn:
+            freeze_batch_norm(model)
         losses = []
         for idx in _batches(step_fn.rng, len(data.x), lesion_idx, cfg, min(plan.period, budget.total_steps - step)):
             if cancel is not None and cancel.cancelled:

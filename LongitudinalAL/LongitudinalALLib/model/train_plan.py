@@ -158,6 +158,13 @@ def check_config(cfg) -> None:
                    "Give a non-negative floor and at least 1 pass (or no warm budget).")
     if cfg.max_seconds is not None and not (math.isfinite(cfg.max_seconds) and cfg.max_seconds > 0):
         raise _bad("The time budget (--max-minutes)", cfg.max_seconds, "Give a positive time, or 0 for no limit.")
+    for name, lo, hi in (("distill_weight", 0.0, math.inf), ("l2sp", 0.0, math.inf),
+                         ("distill_fraction", 0.0, 4.0), ("guard_fraction", 0.0, 1.0)):
+        value = getattr(cfg, name, 0.0)
+        if not (isinstance(value, (int, float)) and lo <= value <= hi):
+            raise _bad(f"The training option {name}", value, f"Give a number from {lo:g} to {hi:g}.")
+    if getattr(cfg, "distill_slices", 1) < 1:
+        raise _bad("The training option distill_slices", cfg.distill_slices, "Give at least 1 slice.")
     unknown = [a for a in cfg.collapse_actions if a not in ("extend", "reinit")]
     if unknown:
         raise _bad("The collapse actions", unknown, "Use 'extend' and/or 'reinit' (or none).")

@@ -16,7 +16,7 @@ give the same weights on CPU (unless the wall-time cap cuts a run).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from torch import nn
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
 from LongitudinalALLib.model.augment import AugmentConfig
+from LongitudinalALLib.model.train_anchor import rehearsal_set
 from LongitudinalALLib.model.train_collapse import check_lesion_slices, reinitialise
 from LongitudinalALLib.model.train_loop import cpu_state, evaluate_dice, fit
 from LongitudinalALLib.model.devices import resolve_device
@@ -62,7 +63,7 @@ class TrainConfig:
     warm_dice: float = 0.25              # starting Dice on the labelled lesion slices that counts as warm
     max_total_steps: int | None = 4000
     max_seconds: float | None = 180.0    # wall-time cap of one run (None: none)
-    lr: float = 1e-3
+    lr: float = 3e-4                     # issue 24: 1e-3 pulled the bundled model into firing everywhere on real scans
     weight_decay: float = 1e-4
     crop_size: int | None = 96           # None: whole slices; 96 (issue 14): 0.6x the step time, no learning-curve drop
     p_lesion_crop: float = 0.8           # crop centred on a lesion when the slice has one
@@ -75,6 +76,15 @@ class TrainConfig:
     min_val_slices: int = 5              # validation needs this many slices ...
     min_val_lesion_slices: int = 2       # ... and this many with lesion pixels, else it is trained on
     collapse_actions: tuple[str, ...] = ("extend", "reinit")  # tried in order when no lesion is predicted
+    # anchors to the starting model when fine-tuning a trained one (issue 24: on real scans a few labelled slices
+    # pulled the bundled model into firing everywhere); see :mod:`train_anchor`. A run from scratch ignores them.
+    distill_weight: float = 1.0          # weight of the soft-target loss on unlabelled pool slices (0: off)
+    distill_fraction: float = 0.5        # unlabelled slices added to each batch, as a share of batch_size
+    distill_slices: int = 64             # unlabelled pool slices kept as the rehearsal set, at most
+    freeze_bn: bool = True               # keep batch-norm running statistics (eval-mode BN while training)
+    l2sp: float = 0.0                    # penalty l2sp * sum((w - w_start)^2) toward the starting weights
+    guard: bool = True                   # keep the previous model when it beats the new one on held-out labels
+    guard_fraction: float = 0.34         # share of a round's new labels held out for that comparison
     threshold: float = 0.5
     amp: bool | None = None              # None: on for CUDA only
     device: str | None = None            # None: CUDA when present
@@ -118,7 +128,10 @@ class TrainResult:
     selection_reason: str = ""
     n_train: int = 0
     n_val: int = 0
+    n_distill: int = 0                   # unlabelled slices rehearsed with the starting model's soft targets
+    anchored: bool = False               # the anchors to the starting model applied (fine-tuning a trained model)
     collapse: dict[str, Any] = field(default_factory=dict)
+    guard: dict[str, Any] = field(default_factory=dict)   # round_guard.GuardDecision (set by ActiveLoop.train)
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -132,7 +145,8 @@ class TrainResult:
             "start_dice": round(self.start_dice, 4),
             "stop_reason": self.stop_reason, "selection": self.selection,
             "selection_reason": self.selection_reason, "n_train": self.n_train, "n_val": self.n_val,
-            "collapse": self.collapse, "warnings": list(self.warnings),
+            "n_distill": self.n_distill, "anchored": self.anchored, "collapse": self.collapse, "guard": self.guard,
+            "model_in_use": self.guard.get("reason", ""), "warnings": list(self.warnings),
         }
 
 
@@ -161,6 +175,7 @@ class _Data:
     xv: np.ndarray | None
     yv: np.ndarray | None
     rule: SelectionRule
+    distill: Any = None                  # train_anchor.Rehearsal or None
 
 
 def _prepare_data(train_images, train_labels, val_images, val_labels, train_fg, val_fg, cfg) -> _Data:
@@ -181,6 +196,11 @@ def _prepare_data(train_images, train_labels, val_images, val_labels, train_fg, 
                  fg, None, None, rule)
 
 
+def without_anchors(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` for a model that starts from nothing: no rehearsal, batch-norm statistics learnt, no L2-SP."""
+    return replace(cfg, distill_weight=0.0, freeze_bn=False, l2sp=0.0)
+
+
 def _recover(model, data, cfg, plan, device, start_state, progress, cancel) -> tuple[dict, int, list[str]]:
     """Handle a model that predicts no lesion on the labelled lesion slices: the actions in order, else the start.
 
@@ -195,6 +215,7 @@ def _recover(model, data, cfg, plan, device, start_state, progress, cancel) -> t
             break
         if action == "reinit":
             reinitialise(model, cfg.seed + 7919 * i)
+            cfg = without_anchors(cfg)
             plan = plan_steps(cfg, len(data.x))
         out = fit(model, data, cfg, plan, device, cfg.seed + 7919 * i, stop_after=plan.total_steps,
                   progress=progress, cancel=cancel, stage=f"Training ({action}: no lesion predicted)")
@@ -226,6 +247,9 @@ def train_model(
     *,
     train_foreground: np.ndarray | None = None,
     val_foreground: np.ndarray | None = None,
+    unlabelled_images: np.ndarray | None = None,
+    unlabelled_foreground: np.ndarray | None = None,
+    fine_tune: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> TrainResult:
@@ -237,14 +261,21 @@ def train_model(
     (otherwise they are trained on). ``train_foreground`` / ``val_foreground``
     (N,H,W) bool steer crops of lesion-free slices onto tissue. On cancel the
     loop stops between steps, the kept state so far (or the starting weights)
-    is loaded and the result has ``cancelled=True``.
+    is loaded and the result has ``cancelled=True``. ``unlabelled_images`` (M,3,H,W) with
+    ``unlabelled_foreground`` (M,H,W): pool slices nobody labelled, rehearsed with the starting
+    model's own predictions as soft targets when ``cfg.distill_weight`` > 0. The anchors
+    (rehearsal, ``freeze_bn``, ``l2sp``) apply only with ``fine_tune`` (``model`` is a trained
+    model, e.g. the bundled or the previous round's); a model from scratch has nothing to keep.
     """
     t0 = time.perf_counter()
     cfg = config or TrainConfig()
     check_config(cfg)
+    if not fine_tune:
+        cfg = without_anchors(cfg)
     data = _prepare_data(train_images, train_labels, val_images, val_labels, train_foreground, val_foreground, cfg)
     device = resolve_device(cfg.device, training=True)
     start_state = cpu_state(model)
+    data.distill = rehearsal_set(model.to(device), unlabelled_images, unlabelled_foreground, cfg, device)
     start_dice = check_lesion_slices(model.to(device), data.x, data.y, device, cfg.threshold).dice \
         if cfg.warm_min_total_steps is not None and not cfg.steps_per_epoch else float("nan")
     plan = plan_steps(cfg, len(data.x), warm_start(start_dice, cfg))
@@ -256,6 +287,8 @@ def train_model(
         steps=out.steps, planned_steps=out.planned_steps, budget_rule=plan.rule, stop_reason=out.stop_reason,
         selection=data.rule.name, selection_reason="; ".join(r for r in (data.rule.reason, out.note) if r),
         n_train=int(len(data.x)), n_val=int(len(data.xv)) if data.xv is not None else 0, start_dice=start_dice,
+        n_distill=len(data.distill.x) if data.distill is not None else 0,
+        anchored=fine_tune and (cfg.distill_weight > 0 or cfg.freeze_bn or cfg.l2sp > 0),
     )
     if out.stop_reason == "time_cap":
         result.warnings.append(f"Training stopped at the {cfg.max_seconds:.0f} s time budget after "

@@ -1,0 +1,81 @@
+"""Never worse (issue 24): a round's model is compared with the previous one on labels it did not train on.
+
+Before the guard, a round that made the model worse (on real scans: the bundled
+model fine-tuned on 6 labels fired everywhere) became the current model. Now the
+round holds out part of its new labels, both models predict them, and the
+previous weights stay in use (committed as the round, with the reason) when the
+new ones are worse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from test_session import TINY, make_case
+
+from LongitudinalALLib.active.loop import ActiveLoop
+from LongitudinalALLib.active.records import LabelRecord
+from LongitudinalALLib.active.round_guard import compare, holdout_keys
+from LongitudinalALLib.active.store import SessionStore
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _rec(i: int, lesion: bool, round_: int) -> LabelRecord:
+    return LabelRecord("c", i, f"labels/c_{i}.npz", 5 if lesion else 0, round_, "train")
+
+
+def test_holdout_takes_only_new_labels_and_leaves_a_lesion_slice_to_train():
+    recs = [_rec(i, i % 2 == 0, 0) for i in range(4)] + [_rec(10 + i, i < 2, 1) for i in range(6)]
+    held = holdout_keys(recs, 1, 0.34, seed=0)
+    assert held and all(s >= 10 for _, s in held)               # never a label an earlier round trained on
+    assert sum(s in (10, 11) for _, s in held) == 1             # 1 of the 2 new lesion slices, one stays
+    assert sum(s >= 12 for _, s in held) == 2                   # ceil(0.34 * 4) of the empty ones
+    one = [_rec(10, True, 1), _rec(11, False, 1), _rec(12, False, 1)]
+    assert (("c", 10)) not in holdout_keys(one, 1, 0.34, seed=0)  # a single new lesion slice trains
+    assert holdout_keys(recs, 1, 0.34, seed=0) == held          # deterministic
+    assert holdout_keys([_rec(3, True, 2)], 2, 0.34, seed=0) == set()  # one new label: nothing to hold out
+
+
+def test_compare_keeps_the_previous_model_when_the_new_one_is_worse():
+    labels = np.zeros((3, 8, 8), np.uint8)
+    labels[0, 2:4, 2:4] = 1
+    fg = np.ones(labels.shape, bool)
+    good = labels.astype(np.float32)
+    everywhere = np.full(labels.shape, 0.9, np.float32)
+    assert compare(good, everywhere, labels, fg, 2).kept == "previous"
+    d = compare(everywhere, good, labels, fg, 2)
+    assert d.kept == "new" and "Round 2's model is in use" in d.reason
+    free = np.zeros_like(labels)  # every held-out slice "no new lesion": false-positive pixels decide
+    assert compare(np.zeros_like(good), everywhere, free, fg, 1).kept == "previous"
+    assert compare(np.zeros_like(good), np.full(labels.shape, np.nan, np.float32), free, fg, 1).kept == "previous"
+
+
+def _weights(store: SessionStore) -> dict:
+    return load_file(str(store.root / store.rounds[-1].checkpoint))
+
+
+def test_a_destructive_round_leaves_the_previous_model_in_use(tmp_path):
+    case = make_case("c0")
+    has = case.labels.reshape(len(case.labels), -1).any(1)
+    les = np.flatnonzero(has)
+    free = np.flatnonzero(~has & case.foreground.reshape(len(has), -1).any(1))
+    store = SessionStore.create(tmp_path / "s", [case], model_config=TINY, init_weights="scratch")
+    store.add_labels(("c0", case.provenance[i].slice_index, case.labels[i]) for i in [*les[:4], *free[:4]])
+    loop = ActiveLoop(store)
+    quick = dict(epochs=1, steps_per_epoch=3, batch_size=4, crop_size=32, device="cpu")
+    loop.train(loop.train_config(lr=3e-3, **quick))
+    previous = _weights(store)
+    # round 2: one new lesion slice (kept for training) and four lesion-free ones (two held out)
+    store.add_labels(("c0", case.provenance[i].slice_index, case.labels[i]) for i in [les[4], *free[4:8]])
+    destructive = dict(lr=1.0, freeze_bn=False, distill_weight=0.0, collapse_actions=())  # no anchor holds it
+    result = loop.train(loop.train_config(**destructive, **quick))
+    guard = store.rounds[-1].train["guard"]
+    assert guard["kept"] == "previous" and guard["held_out"] == 2 and guard["held_out_lesion"] == 0
+    assert guard["new"]["fp_pixels"] > guard["previous"]["fp_pixels"]
+    assert "the previous" not in guard["reason"] and "round 1's model stays in use" in guard["reason"]
+    assert store.rounds[-1].train["model_in_use"] == guard["reason"] and guard["reason"] in result.warnings
+    now = _weights(store)
+    assert all(np.array_equal(now[k].numpy(), previous[k].numpy()) for k in previous)
+    assert loop.current_model() is not None
