@@ -53,7 +53,7 @@ def test_simulate_starts_where_the_slicer_module_starts(tmp_path, capsys):
     args = build_parser().parse_args(["simulate", "--cohort", str(tmp_path)])
     assert args.init_weights == RunOptions().init_weights == "bundled"
     assert _start(args) == ("bundled", None)
-    assert (args.size, args.spacing) == (RunOptions().prepare["size"], RunOptions().prepare["spacing_mm"])
+    assert (args.size, args.spacing) == (RunOptions().size, RunOptions().spacing_mm)
     for argv, words in ((["--model", "small"], "--model small cannot start from bundled"),
                         (["--init-weights", str(tmp_path / "w.safetensors")], "do not exist")):
         assert main(["simulate", "--cohort", str(tmp_path), *argv, "--quiet"]) == 2

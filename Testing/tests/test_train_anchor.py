@@ -9,7 +9,7 @@ from test_session import TINY
 
 from LongitudinalALLib.model import ModelConfig, build_model
 from LongitudinalALLib.model.train_anchor import L2SP, rehearsal_set
-from LongitudinalALLib.model.train_loop import predict_probabilities
+from LongitudinalALLib.model.probabilities import predict_probabilities
 from LongitudinalALLib.model.training import TrainConfig, train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

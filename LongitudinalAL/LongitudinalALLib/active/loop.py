@@ -241,7 +241,7 @@ class ActiveLoop:
 
     def _guard(self, model, previous: dict, arrays: dict[str, np.ndarray], cfg, result) -> None:
         """Keep the previous weights in ``model`` when the new ones are worse on the held-out labels (round_guard)."""
-        from LongitudinalALLib.model.train_loop import predict_probabilities
+        from LongitudinalALLib.model.probabilities import predict_probabilities
         from LongitudinalALLib.model.train_plan import resolve_device
 
         device = resolve_device(cfg.device)

@@ -361,6 +361,26 @@ class SessionStore(LabelBook):
         self._commit()
         return rec
 
+    def records_beyond(self, staged: "SessionStore") -> tuple[list[dict], list[dict]]:
+        """(rounds, suggestion batches) that ``staged``, a copy of this session trained elsewhere, added.
+
+        Refused when this session got another round meanwhile (another writer trained): the staged
+        history would no longer follow this one.
+        """
+        base, mine, theirs = self.round_number, self._state, staged._state
+        if [r["checkpoint"] for r in theirs["rounds"][:base]] != [r["checkpoint"] for r in mine["rounds"]]:
+            raise SessionError(f"Session {self.root} got another round while this one trained, so this round "
+                               "was not added.", "Press Retrain to train on every label again.")
+        return ([dict(r) for r in theirs["rounds"][base:]],
+                [dict(b) for b in theirs["suggestions"][len(mine["suggestions"]):]])
+
+    def append_records(self, rounds: list[dict], batches: list[dict]) -> None:
+        """Commit rounds and suggestion batches whose files are already in this folder (a merged round)."""
+        self._require_writer()
+        self._state["rounds"] += rounds
+        self._state["suggestions"] += batches
+        self._commit()
+
     def rollback(self, to_round: int | None = None, *, loads: Callable[[Path], bool] | None = None) -> int:
         """Drop the rounds after ``to_round`` (default: the newest whose checkpoint ``loads``); labels stay.
 

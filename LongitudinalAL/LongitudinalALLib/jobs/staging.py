@@ -66,22 +66,16 @@ def merge_round(staged_dir: Path, session_dir: Path, wait: float = 30.0) -> list
     refuses a round when the live session got another round meanwhile (another writer trained).
     """
     from LongitudinalALLib.active.store import SessionStore
-    from LongitudinalALLib.core.errors import SessionError
 
     staged = SessionStore.open(staged_dir)
     with SessionStore.open(session_dir, write=True, wait=wait) as live:
-        base, state, new = live.round_number, live._state, staged._state
-        if [r["checkpoint"] for r in new["rounds"][:base]] != [r["checkpoint"] for r in state["rounds"]]:
-            raise SessionError(f"Session {session_dir} got another round while this one trained, so this round "
-                               "was not added.", "Press Retrain to train on every label again.")
+        rounds, batches = live.records_beyond(staged)
         trained_on = {rec.key: label_digest(Path(staged_dir) / rec.file) for rec in staged.labels()}
         moved = [rel for rel in changed_files(staged_dir, session_dir) if rel.parts[0] in ("checkpoints", "scores")]
         for rel in moved:
             with atomic.atomic_path(Path(session_dir) / rel) as tmp:
                 shutil.copyfile(Path(staged_dir) / rel, tmp)
-        state["rounds"] += [{**r, "trained_on": trained_on} for r in new["rounds"][base:]]
-        state["suggestions"] += new["suggestions"][len(state["suggestions"]):]
-        live._commit()
+        live.append_records([{**r, "trained_on": trained_on} for r in rounds], batches)
     return moved
 
 

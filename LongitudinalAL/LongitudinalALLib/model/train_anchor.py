@@ -35,7 +35,7 @@ class Rehearsal:
 def rehearsal_set(model: nn.Module, images: np.ndarray | None, foreground: np.ndarray | None, cfg,
                   device: torch.device, batch_size: int = 8) -> Rehearsal | None:
     """Up to ``cfg.distill_slices`` slices with tissue (evenly spaced, deterministic) and the model's soft targets."""
-    from LongitudinalALLib.model.train_loop import predict_probabilities
+    from LongitudinalALLib.model.probabilities import predict_probabilities
 
     if cfg.distill_weight <= 0 or images is None or len(images) == 0:
         return None

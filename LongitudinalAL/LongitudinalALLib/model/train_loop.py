@@ -19,6 +19,7 @@ from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, repor
 from LongitudinalALLib.model.augment import augment_batch, crop_arrays, lesion_biased_crops
 from LongitudinalALLib.model.losses import build_loss
 from LongitudinalALLib.model.metrics import dice_foreground
+from LongitudinalALLib.model.probabilities import predict_probabilities
 from LongitudinalALLib.model.train_anchor import L2SP, distill_loss, freeze_batch_norm
 from LongitudinalALLib.model.train_plan import StepPlan, TimeBudget
 
@@ -28,18 +29,6 @@ REPLAN_EVERY = 1   # steps between re-plans against the wall-time cap: on a load
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-
-
-def predict_probabilities(model: nn.Module, images: np.ndarray, device: torch.device,
-                          batch_size: int = 16) -> np.ndarray:
-    """(N,H,W) float32 sigmoid probabilities of ``model`` in eval mode on images (N,3,H,W)."""
-    model.to(device).eval()
-    out = np.empty((len(images),) + tuple(images.shape[2:]), np.float32)
-    with torch.inference_mode():
-        for a in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[a:a + batch_size], dtype=np.float32)).to(device)
-            out[a:a + batch_size] = torch.sigmoid(model(x).float())[:, 0].cpu().numpy()
-    return out
 
 
 def evaluate_dice(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
