@@ -135,7 +135,7 @@ def test_prepare_refuses_huge_size_before_allocating(tmp_path, pair_dir, capsys)
     scans = [str(pair_dir / "baseline.nii.gz"), str(pair_dir / "followup.nii.gz")]
     for size in ("100000", "0", "-5"):
         rc, _, err = _run(capsys, "prepare", *scans, "--out", str(tmp_path / "o"), "--size", size, "--quiet")
-        _one_line_error(rc, err, f"--size {size} is out of range", "--size 256")
+        _one_line_error(rc, err, f"--size {size} cannot be used", "--size 256")
     assert not (tmp_path / "o").exists()
 
 

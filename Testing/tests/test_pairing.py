@@ -62,6 +62,20 @@ def test_canonical_orientation_and_provenance_centres():
         assert sup[g.n_slices // 2, 0, 32] > sup[g.n_slices // 2, -1, 32]  # superior at the top
 
 
+@pytest.mark.parametrize("axis", AXES)
+def test_one_slice_is_that_slice_of_the_whole_stack(axis):
+    """Accept cuts only the painted slice: the same values as cutting every slice (flipped axes too)."""
+    base = _reoriented(mni_t1(4))
+    vol = sitk.GetArrayFromImage(base)
+    geom = SliceGeometry.for_image(base, axis, (40, 52), 3.0)
+    for order in (0, 1):
+        stack = geom.to_slices(vol, order=order)
+        for n in (0, geom.n_slices // 2, geom.n_slices - 1):
+            np.testing.assert_array_equal(geom.to_slice(vol, n, order=order), stack[n])
+    with pytest.raises(InputError):
+        geom.to_slice(vol, geom.n_slices)
+
+
 def test_round_trip_exact_at_matching_spacing_and_close_when_resampled():
     base, mask = mni_t1(2), mni_brain_mask(2)
     vol = sitk.GetArrayFromImage(base)

@@ -14,7 +14,8 @@ from LongitudinalALLib.scene import headless, session_scene  # noqa: E402
 
 
 def _fill_session_dir(path):
-    atomic.write_json(path / "session" / "state.json", {"rounds": [], "labels": {"c:3": {"file": "labels/c_3.npz"}}})
+    atomic.write_json(path / "session" / "state.json", {"rounds": [{"round": 1, "checkpoint": "checkpoints/round_1.safetensors"}],
+                                                             "labels": {"c:3": {"file": "labels/c_3.npz"}}})
     atomic.write_npz(path / "session" / "labels" / "c_3.npz", mask=np.eye(8, dtype=np.uint8))
     (path / "session" / "checkpoints").mkdir(parents=True)
     (path / "session" / "checkpoints" / "round_1.safetensors").write_bytes(bytes(range(256)) * 40)

@@ -1,4 +1,4 @@
-"""Staged training copies: unchanged files are shared, only new or replaced files move back, state.json last."""
+"""Staged training copies: unchanged files are shared; a finished round is merged into the live session."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from LongitudinalALLib.core import atomic
@@ -13,41 +14,56 @@ from LongitudinalALLib.jobs import staging
 
 
 def _session(root):
-    atomic.write_json(root / "state.json", {"rounds": []})
-    atomic.write_bytes(root / "pool" / "case.npz", b"pool")
-    atomic.write_bytes(root / "labels" / "case_3.npz", b"label")
+    """A real session (one small case, one label) with a stranger's lock file, as the live folder."""
+    import SimpleITK as sitk
+
+    from LongitudinalALLib.active.store import SessionStore
+    from LongitudinalALLib.imaging.pairing import pair_slices
+
+    image = sitk.GetImageFromArray(np.pad(np.ones((6, 12, 12), np.float32), 2))
+    case = pair_slices(image, image, sitk.Cast(image > 0, sitk.sitkUInt8), "case", size=16, spacing_mm=1.0)
+    with SessionStore.create(root, [case], init_weights="scratch") as store:
+        store.add_label("case", 3, np.zeros((16, 16), np.uint8))
     (root / ".lock").write_text("pid 1 (the live session's writer)")
     return root
 
 
-def test_stage_shares_files_and_commit_moves_only_the_new_round(tmp_path):
+def _train_in(staged):
+    """What a finished round leaves in its staged copy: a checkpoint and its record, plus a relabel."""
+    from LongitudinalALLib.active.store import SessionStore
+
+    with SessionStore.open(staged, write=True) as store:
+        store.add_label("case", 3, np.ones((16, 16), np.uint8))  # atomic replace: a new inode
+        store.commit_round(lambda path: atomic.write_bytes(path, b"weights"))
+
+
+def test_stage_shares_files_and_merge_moves_only_the_new_round(tmp_path):
     session = _session(tmp_path / "session")
     staged = staging.stage(session, tmp_path / "staging" / "session")
     assert os.path.samefile(staged / "pool" / "case.npz", session / "pool" / "case.npz")
     assert not (staged / ".lock").exists()  # a lock is per folder: the staged writer takes its own
-    (staged / ".lock").write_text("pid 2 (the worker)")
-    atomic.write_bytes(staged / "checkpoints" / "round_1.safetensors", b"weights")
-    atomic.write_bytes(staged / "labels" / "case_3.npz", b"relabelled")  # atomic replace: a new inode
-    atomic.write_json(staged / "state.json", {"rounds": [1]})
-    assert (session / "labels" / "case_3.npz").read_bytes() == b"label"  # the live session is untouched
-    assert not (session / "checkpoints").exists()
-    moved = staging.commit(staged, session)
-    assert sorted(p.as_posix() for p in moved) == ["checkpoints/round_1.safetensors", "labels/case_3.npz"]
-    assert (session / "checkpoints" / "round_1.safetensors").read_bytes() == b"weights"
-    assert (session / "state.json").read_text().replace(" ", "").replace("\n", "") == '{"rounds":[1]}'
-    assert (session / ".lock").read_text().startswith(f"pid {os.getpid()} ")  # the committer held the live lock,
+    _train_in(staged)
+    assert (staged / ".lock").exists()
+    live_label = (session / "labels" / "case_3.npz").read_bytes()
+    assert not list((session / "checkpoints").glob("*"))  # the live session is untouched
+    moved = staging.merge_round(staged, session)
+    assert [p.parts[0] for p in moved] == ["checkpoints"]  # never a label: the live answers are the truth
+    assert (session / moved[0]).read_bytes() == b"weights"
+    assert (session / "labels" / "case_3.npz").read_bytes() == live_label
+    assert (session / ".lock").read_text().startswith(f"pid {os.getpid()} ")  # the merger held the live lock,
     # and the worker's lock file was not copied over it
     staging.discard(staged)
-    assert (session / "pool" / "case.npz").read_bytes() == b"pool"  # shared file survives the discard
+    assert (session / "pool" / "case.npz").is_file()  # shared file survives the discard
 
 
-def test_commit_waits_for_the_live_sessions_writer(tmp_path):
-    """A CLI `label` holding the live session: the staged round is not copied in under it."""
+def test_merge_waits_for_the_live_sessions_writer(tmp_path):
+    """A CLI `label` holding the live session: the staged round is not merged in under it."""
+    from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.core.errors import SessionError
 
     session, staged = _session(tmp_path / "live"), tmp_path / "staged"
     staging.stage(session, staged)
-    (staged / "state.json").write_text('{"rounds": [1]}')
+    _train_in(staged)
     before = (session / "state.json").read_bytes()
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path[:0] = sys.argv[2:]; from LongitudinalALLib.active.session_lock import SessionLock; "
@@ -56,10 +72,10 @@ def test_commit_waits_for_the_live_sessions_writer(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SessionError, match="in use by another process"):
-            staging.commit(staged, session, wait=0.2)
+            staging.merge_round(staged, session, wait=0.2)
         assert (session / "state.json").read_bytes() == before
     finally:
         holder.kill()
         holder.wait()
-    staging.commit(staged, session, wait=5)
-    assert (session / "state.json").read_text().strip().startswith('{"rounds"')
+    staging.merge_round(staged, session, wait=5)
+    assert SessionStore.open(session).round_number == 1

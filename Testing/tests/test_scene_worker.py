@@ -52,13 +52,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _start_script(tmp_path, name: str, template: str, pid_file) -> WorkerProcess:
+    """A worker whose 'interpreter' is ``template`` (a script told where to write its pid or mark)."""
+    script = tmp_path / name
+    script.write_text(template.format(python=sys.executable, pid_file=str(pid_file)))
+    script.chmod(0o755)
+    return WorkerProcess("device", {"device": "cpu"}, python=str(script), log_dir=tmp_path / "logs").start()
+
+
 @pytest.mark.skipif(sys.platform == "win32" or not Path("/proc").is_dir(), reason="reads /proc")
 def test_cancel_kills_the_interpreter_behind_a_launcher_that_forwards_no_signal(tmp_path):
     pid_file = tmp_path / "child.pid"
-    launcher = tmp_path / "PythonSlicer"
-    launcher.write_text(LAUNCHER.format(python=sys.executable, pid_file=str(pid_file)))
-    launcher.chmod(0o755)
-    worker = WorkerProcess("device", {"device": "cpu"}, python=str(launcher), log_dir=tmp_path / "logs").start()
+    worker = _start_script(tmp_path, "PythonSlicer", LAUNCHER, pid_file)
     deadline = time.monotonic() + 30
     while not pid_file.is_file() or not pid_file.read_text():
         assert time.monotonic() < deadline, "the launcher never started its child"
@@ -67,12 +72,40 @@ def test_cancel_kills_the_interpreter_behind_a_launcher_that_forwards_no_signal(
     assert _alive(child)  # still importing torch: the job is running
     started = time.monotonic()
     worker.cancel()
-    assert not _alive(child), "cancel left the interpreter running behind the launcher"
     while not worker.poll():  # the output pipe closes with the tree, so the panel frees at once
         assert time.monotonic() - started < 10, "the job still looks busy after cancel"
         time.sleep(0.01)
+    assert not _alive(child), "cancel left the interpreter running behind the launcher"
     assert isinstance(worker.error, CancelledError) and worker.result is None
     worker.cancel()  # a second cancel is harmless
+
+
+STUBBORN = '''#!{python}
+"""A worker that ignores SIGTERM (e.g. busy in native code), so only SIGKILL ends it."""
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open({pid_file!r}, "w").write("ready")
+time.sleep(60)
+'''
+
+
+@pytest.mark.skipif(sys.platform == "win32" or not Path("/proc").is_dir(), reason="reads /proc")
+def test_cancel_returns_without_waiting_and_the_poll_forces_a_stubborn_worker(tmp_path):
+    """Cancel runs on Slicer's GUI thread: it signals and returns; the timer's poll escalates and reports."""
+    ready = tmp_path / "ready"
+    worker = _start_script(tmp_path, "stubborn", STUBBORN, ready)
+    deadline = time.monotonic() + 30
+    while not ready.is_file():
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.01)
+    pid = worker._proc.pid
+    worker.cancel(grace_s=0.3)
+    assert _alive(pid), "cancel waited for the worker to die instead of returning"
+    assert not worker.poll()  # still there: the panel keeps polling
+    while not worker.poll():
+        assert time.monotonic() < deadline, "the poll never forced the worker to stop"
+        time.sleep(0.01)
+    assert not _alive(pid) and isinstance(worker.error, CancelledError)
 
 
 def test_the_worker_log_outlives_the_job_and_is_named_in_a_crash_report(tmp_path):

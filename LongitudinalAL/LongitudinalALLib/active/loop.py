@@ -52,7 +52,7 @@ class ActiveLoop:
         import torch
 
         from LongitudinalALLib.model import build_model, load_weights
-        from LongitudinalALLib.model.weights import bundled_weights_path
+        from LongitudinalALLib.model.weights import load_bundled_model
 
         rounds, settings = self.store.rounds, self.store.settings
         if rounds:
@@ -65,11 +65,15 @@ class ActiveLoop:
                                    f"Return to {back} with `longitudinal-al rollback --session {self.store.root}`, "
                                    "then train again (your labels are kept).") from err
         init = settings.init_weights
-        if init == "bundled" and bundled_weights_path().is_file() and not settings.model_config:
-            return load_weights(bundled_weights_path())
+        if init == "bundled" and not settings.model_config:
+            return load_bundled_model()  # missing: one line saying so, never a random network (review 2, N7)
         if init not in ("bundled", "scratch"):
-            return load_weights(init)
-        torch.manual_seed(settings.seed)
+            try:
+                return load_weights(init)
+            except InputError as err:
+                raise SessionError(f"The starting model named in {self.store.root / 'state.json'} "
+                                   f"(init_weights) cannot be loaded: {err.problem}", err.fix) from err
+        torch.manual_seed(settings.seed)  # "scratch", or "bundled" with the session's own architecture
         return build_model(self.model_config())
 
     def rollback(self, to_round: int | None = None) -> int:

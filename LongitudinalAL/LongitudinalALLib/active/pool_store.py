@@ -10,7 +10,7 @@ from the annotator (or the oracle), through ``labels/``.
 from __future__ import annotations
 
 import json
-import re
+import math
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -19,23 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.case_ids import check_case_id  # noqa: F401  (re-exported: the session's rule)
 from LongitudinalALLib.core.errors import InputError, SessionError
+from LongitudinalALLib.core.npz_header import check_npz
 
 if TYPE_CHECKING:  # pragma: no cover
     from LongitudinalALLib.imaging.pairing import CaseSlices
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def check_case_id(case_id: str) -> str:
-    """Case ids become file names: allow letters, digits, '.', '_' and '-' only."""
-    if not isinstance(case_id, str) or not _SAFE_ID.match(case_id):
-        raise InputError(
-            f"Case id {case_id!r} cannot be used as a file name.",
-            "Use letters, digits, '.', '_' or '-' only (e.g. sub-001), starting with a letter or digit.",
-        )
-    return case_id
-
 
 def save_case(directory: str | Path, case: "CaseSlices") -> None:
     """Write ``case`` (without its labels) into ``directory``."""
@@ -59,24 +48,83 @@ def save_case(directory: str | Path, case: "CaseSlices") -> None:
     })
 
 
+#: largest baseline grid a pool record may name (voxels): 2^30 is 4 GiB as float32, above any real scan
+MAX_GRID_VOXELS = 1 << 30
+#: largest slice side (pixels), as ``prepare --size`` allows
+MAX_SLICE_SIDE = 2048
+_PROVENANCE_KEYS = {"case_id", "slice_index", "center_ras", "normal_ras", "foreground_fraction"}
+
+
+def _damaged(path: Path, what: str) -> SessionError:
+    return SessionError(f"Pool record {path} is damaged: {what}.", "Re-create the session from the prepared pairs.")
+
+
+def _finite(values: Any, n: int) -> bool:
+    return (isinstance(values, list) and len(values) == n and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+
+
+def _ints(values: Any, n: int, low: int, high: int) -> bool:
+    return (isinstance(values, list) and len(values) == n and all(
+        isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values))
+
+
+def validate_case_meta(meta: Any, path: Path, case_id: str) -> dict[str, Any]:
+    """Check a pool record (untrusted, like state.json) before anything is allocated from it; returns it."""
+    if not isinstance(meta, dict) or meta.get("case_id") != case_id:
+        raise _damaged(path, f"it is not the record of case {case_id}")
+    n = meta.get("n_slices")
+    if not _ints([n], 1, 1, 1 << 20) or not _ints(meta.get("size"), 2, 1, MAX_SLICE_SIDE):
+        raise _damaged(path, "n_slices or size is missing or out of range")
+    prov = meta.get("provenance")
+    if not isinstance(prov, list) or len(prov) != n:
+        raise _damaged(path, f"it lists {len(prov) if isinstance(prov, list) else 'no'} slices, not {n}")
+    for p in prov:
+        if not isinstance(p, dict) or set(p) != _PROVENANCE_KEYS or p["case_id"] != case_id \
+                or not _ints([p["slice_index"]], 1, 0, 1 << 20) or not _finite(p["center_ras"], 3) \
+                or not _finite(p["normal_ras"], 3) or not _finite([p["foreground_fraction"]], 1):
+            raise _damaged(path, "a slice's provenance has wrong fields")
+    g = meta.get("geometry")
+    if not isinstance(g, dict) or g.get("axis") not in ("axial", "coronal", "sagittal") \
+            or g.get("size") != meta["size"] or not _ints(g.get("shape"), 3, 1, MAX_GRID_VOXELS) \
+            or sorted(g.get("perm") or []) != [0, 1, 2] or not _finite(g.get("voxel_spacing"), 3) \
+            or not _finite(g.get("origin"), 3) or not _finite(g.get("direction"), 9) \
+            or not _finite(g.get("start"), 2) or not _finite([g.get("spacing_mm")], 1) \
+            or not (isinstance(g.get("flips"), list) and len(g["flips"]) == 3 and all(isinstance(f, bool) for f in g["flips"])):
+        raise _damaged(path, "its slice geometry is incomplete or has wrong fields")
+    if math.prod(g["shape"]) > MAX_GRID_VOXELS or min(g["voxel_spacing"]) <= 0 or g["spacing_mm"] <= 0:
+        raise _damaged(path, f"its baseline grid {g['shape']} is larger than {MAX_GRID_VOXELS} voxels or has no spacing")
+    depth = g["shape"][g["perm"][0]]
+    if n > depth or any(p["slice_index"] >= depth for p in prov):
+        raise _damaged(path, f"its slices do not fit the {depth} slices of the baseline grid")
+    return meta
+
+
 def read_case_meta(directory: str | Path, case_id: str) -> dict[str, Any]:
+    """The checked pool record of ``case_id`` (SessionError naming the file when missing or damaged)."""
     path = Path(directory) / f"{case_id}.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise SessionError(f"Pool record {path} is missing or damaged ({err}).",
                            "Re-create the session from the prepared pairs.") from err
+    return validate_case_meta(meta, path, case_id)
 
 
 def load_case(directory: str | Path, case_id: str) -> "CaseSlices":
-    """Read a case written by :func:`save_case` back into a CaseSlices (labels=None)."""
+    """Read a case written by :func:`save_case` back into a CaseSlices (labels=None).
+
+    The record is checked first, and the arrays' declared shapes against it before they are loaded.
+    """
     from LongitudinalALLib.imaging.pairing import CaseSlices, SliceGeometry, SliceProvenance
 
     directory = Path(directory)
     meta = read_case_meta(directory, case_id)
     path = directory / f"{case_id}.npz"
+    n, (h, w) = meta["n_slices"], meta["size"]
     try:
-        with np.load(path) as z:
+        check_npz(path, {"images": (n, 3, h, w), "foreground": (n, h, w)})
+        with np.load(path, allow_pickle=False) as z:
             images, fg = z["images"], z["foreground"]
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise SessionError(f"Pool file {path} is missing or damaged ({err}).",

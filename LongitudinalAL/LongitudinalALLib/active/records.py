@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from LongitudinalALLib.active.pool_store import MAX_SLICE_SIDE
 from LongitudinalALLib.active.suggestions import Suggestion
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.npz_header import npz_shapes
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class RoundRecord:
     train: dict | None = None       # TrainResult.summary()
     history: list | None = None
     config: dict | None = None      # TrainConfig.to_dict()
+    trained_on: dict | None = None  # label key -> sha256 of the label file it trained on (background rounds)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RoundRecord":
@@ -88,6 +91,13 @@ def binary_mask(mask: Any, what: str) -> np.ndarray:
 
 def read_label_file(path) -> tuple[str, int, np.ndarray]:
     """(case_id, slice_index, mask) of a label file; ValueError when it is damaged."""
+    shapes = npz_shapes(path)  # declared shapes first: np.load allocates whatever a header names
+    if set(shapes) != {"mask", "case_id", "slice_index"}:
+        raise ValueError(f"{path.name} cannot be read (it holds {sorted(shapes)})")
+    (mask_shape, _), (id_shape, id_dtype) = shapes["mask"], shapes["case_id"]
+    if len(mask_shape) != 2 or max(mask_shape) > MAX_SLICE_SIDE or id_shape or id_dtype.itemsize > 1024 \
+            or shapes["slice_index"][0]:
+        raise ValueError(f"{path.name} cannot be read (it declares a mask of shape {mask_shape})")
     try:
         with np.load(path, allow_pickle=False) as z:
             return str(z["case_id"]), int(z["slice_index"]), np.asarray(z["mask"])

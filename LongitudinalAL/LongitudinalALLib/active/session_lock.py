@@ -82,9 +82,13 @@ class SessionLock:
 
     def _acquire(self, wait: float):
         path = self.folder / LOCK_NAME
+        if path.is_symlink():  # the holder truncates and rewrites the lock file: never one outside the folder
+            raise SessionError(f"{path} is a symbolic link; a session keeps its files inside its own folder.",
+                               "Delete the link (a new lock file is made).")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fh = open(path, "a+", encoding="utf-8")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            fh = os.fdopen(fd, "a+", encoding="utf-8")
         except OSError as err:
             raise SessionError(f"Cannot lock session {self.folder} ({err.strerror or err}).",
                                "Check that the folder exists and that you may write to it.") from err

@@ -2,29 +2,27 @@
 
 Every file is written before the ``state.json`` that refers to it, so after a
 crash the folder holds the last committed state plus orphan files. Recovery:
-- deletes unfinished temporary writes (safe: the lock guarantees no other writer),
+- deletes unfinished temporary writes of its own names (safe: the lock guarantees no other writer),
 - adopts complete orphan label files (the annotator's work is never lost),
 - moves labels that ``state.json`` lists but that cannot be read into
   ``damaged/`` and drops them from the state, saying which slices to relabel,
-- removes checkpoints and scores of rounds that were never committed.
+- removes checkpoints and scores of rounds that were never committed, when
+  their names are ones the tool writes; any other file there is moved into
+  ``damaged/``, never deleted (:mod:`session_files`).
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from LongitudinalALLib.active.records import read_label_file
+from LongitudinalALLib.active.session_files import check_layout, is_own, is_own_temporary, move_aside
 from LongitudinalALLib.core.errors import InputError, SessionError
 
 if TYPE_CHECKING:
     from LongitudinalALLib.active.store import SessionStore
 
 
-def _quarantine(store: "SessionStore", f) -> None:
-    target = store.root / "damaged" / f"{f.parent.name}_{f.name}"
-    target.parent.mkdir(exist_ok=True)
-    os.replace(f, target)
 
 
 def reconcile(store: "SessionStore", notes: list[str]) -> bool:
@@ -33,12 +31,14 @@ def reconcile(store: "SessionStore", notes: list[str]) -> bool:
     Part of the store: it edits the store's state in place, and ``notes`` gets one line per repair.
     """
     root, state = store.root, store._state
+    check_layout(root)
     changed = False
     for sub in ("", "pool", "labels", "checkpoints", "scores"):
         d = root / sub
         for f in d.glob(".*.tmp*") if d.is_dir() else []:
-            f.unlink()
-            notes.append(f"removed unfinished write {f.name}")
+            if is_own_temporary(sub, f.name) and f.is_file() and not f.is_symlink():
+                f.unlink()
+                notes.append(f"removed unfinished write {f.name}")
     labels = state["labels"]
     for key, rec in list(labels.items()):
         f = root / rec["file"]
@@ -52,27 +52,31 @@ def reconcile(store: "SessionStore", notes: list[str]) -> bool:
         except ValueError:
             del labels[key]
             changed = True
-            _quarantine(store, f)
+            move_aside(root, f)
             notes.append(f"label {key} is damaged (moved to damaged/); label slice {rec['slice_index']} again")
     known = {rec["file"] for rec in labels.values()}
     for f in sorted((root / "labels").glob("*.npz")):
-        if f"labels/{f.name}" in known:
+        if f"labels/{f.name}" in known or f.name.startswith("."):
             continue
         try:
             case_id, idx, mask = read_label_file(f)
             store._record_label(case_id, idx, mask, f"labels/{f.name}")
             notes.append(f"adopted label {case_id}:{idx} written before a crash")
         except (ValueError, InputError):
-            _quarantine(store, f)
+            move_aside(root, f)
             notes.append(f"moved unreadable label file {f.name} to damaged/")
         changed = True
     done = {rel.split("/")[-1].split(".")[0] for rel in (r["checkpoint"] for r in state["rounds"])}
     done_scores = {s["scores"].split("/")[-1].split(".")[0] for s in state["suggestions"] if s.get("scores")}
     for sub, keep in (("checkpoints", done), ("scores", done_scores)):
-        for f in (root / sub).glob("*") if (root / sub).is_dir() else []:
-            if f.is_file() and f.name.split(".")[0] not in keep:
+        for f in sorted((root / sub).iterdir()) if (root / sub).is_dir() else []:
+            if f.name.startswith(".") or f.name.split(".")[0] in keep:
+                continue  # hidden files: unfinished writes (above) or not ours to judge
+            if is_own(sub, f.name) and f.is_file() and not f.is_symlink():
                 f.unlink()
                 notes.append(f"removed {sub}/{f.name} of an unfinished round")
+            else:
+                notes.append(f"moved {sub}/{f.name} to {move_aside(root, f)}: LongitudinalAL did not write it")
     for case_id in state["cases"]:
         if not (root / "pool" / f"{case_id}.json").is_file():
             raise SessionError(f"Pool of case {case_id} is missing from {root / 'pool'}.",

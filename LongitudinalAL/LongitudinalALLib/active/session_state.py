@@ -53,6 +53,9 @@ def validate_state(state: Any, root: Path) -> dict[str, Any]:
         raise SessionError(f"{path} was written by a newer LongitudinalAL.", "Update LongitudinalAL.")
     if not _is_int(state["seed"]) or not isinstance(state["strategy"], str) or not isinstance(state["init_weights"], str):
         raise _bad(path, "seed, strategy or init_weights has the wrong type")
+    init = state["init_weights"]
+    if init not in ("bundled", "scratch") and (not init.endswith(".safetensors") or "\0" in init or len(init) > 4096):
+        raise _bad(path, f"init_weights {init[:200]!r} is not bundled, scratch or a .safetensors file")
     vf = state.get("val_fraction", 0.2)
     if not isinstance(vf, (int, float)) or isinstance(vf, bool) or not (0 <= vf < 1) or math.isnan(vf):
         raise _bad(path, f"val_fraction {vf!r} is not in [0, 1)")

@@ -100,8 +100,7 @@ def load_cohort_cases(cohort: str | Path, splits: tuple[str, ...], *, size: int 
         cdir = Path(cache_dir) / key if cache_dir else None
         if cdir is not None and (cdir / "truth.npz").is_file():
             case = pool_store.load_case(cdir, pair["pair_id"])
-            with np.load(cdir / "truth.npz") as z:
-                case.labels, truth = z["labels"], z["volume"]
+            case.labels, truth = _cached_truth(cdir / "truth.npz", case)
         else:
             truth = sitk.GetArrayFromImage(read_image(files["new_lesions"])).astype(np.uint8)
             prepared = prepare_pair(str(files["baseline"]), str(files["followup"]),
@@ -116,6 +115,37 @@ def load_cohort_cases(cohort: str | Path, splits: tuple[str, ...], *, size: int 
         out.append(OracleCase(case, truth))
     report(progress, "Preparing", 1.0, f"{len(pairs)} pairs")
     return out
+
+
+def _cached_truth(path: Path, case) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,H,W), volume (K,J,I)) of a cached case, their declared shapes checked before loading."""
+    from LongitudinalALLib.core.errors import SessionError
+    from LongitudinalALLib.core.npz_header import check_npz
+
+    try:
+        check_npz(path, {"labels": case.images[:, 0].shape, "volume": case.geometry.shape})
+        with np.load(path, allow_pickle=False) as z:
+            return z["labels"], z["volume"]
+    except (OSError, KeyError, ValueError) as err:
+        raise SessionError(f"Cached ground truth {path} is damaged ({err}).",
+                           f"Delete the folder {path.parent} (a cache) and run again.") from None
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The simulation record of a session (None when absent); one line naming the file when damaged."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        record, why = None, str(err)[:200]
+    else:
+        why = "it is not an object with config and rounds"
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict) \
+            or not isinstance(record.get("rounds"), list):
+        raise InputError(f"Simulation record {path} is damaged ({why}).",
+                         "Use a new --out directory (the session beside it is kept).")
+    return record
 
 
 # ---------------------------------------------------------------- evaluation
@@ -153,7 +183,7 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
     record_path = session_dir / "simulation.json"
     if SessionStore.exists(session_dir):
         store = SessionStore.open_recovered(session_dir)[0]
-        record = json.loads(record_path.read_text()) if record_path.is_file() else None
+        record = _read_record(record_path)
         same = {**json.loads(json.dumps(cfg.to_dict())), "rounds": None}
         if record is None or {**record["config"], "rounds": None} != same:
             raise InputError(f"{session_dir} holds a different simulation.", "Use a new --out directory.")
@@ -236,7 +266,11 @@ def fork_simulation(src: str | Path, dst: str | Path, cfg: SimulationConfig) -> 
     import shutil
 
     src, dst = Path(src), Path(dst)
-    if dst.exists():
+    if dst.exists():  # only an earlier, unfinished copy of ``src`` is replaced: never anyone's files
+        extra = [p for p in dst.rglob("*") if not p.is_dir() and not (src / p.relative_to(dst)).is_file()]
+        if extra or dst.is_symlink() or not dst.is_dir():
+            raise InputError(f"{dst} is not empty ({(extra or [dst])[0]} is not part of the simulation to copy).",
+                             "Choose a new folder for the forked simulation.")
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
     record = json.loads((dst / "simulation.json").read_text())

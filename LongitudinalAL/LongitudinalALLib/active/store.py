@@ -21,6 +21,7 @@ Callers see typed records (:class:`LabelRecord`, :class:`RoundRecord`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -34,6 +35,7 @@ import numpy as np
 from LongitudinalALLib.active import pool_store
 from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
 from LongitudinalALLib.active.records import RoundRecord, SessionSettings, SuggestionBatch
+from LongitudinalALLib.active.session_files import SUBFOLDERS, check_layout, foreign_entries, is_own
 from LongitudinalALLib.active.session_lock import SessionLock
 from LongitudinalALLib.active.session_recovery import reconcile
 from LongitudinalALLib.active.session_state import STATE_VERSION, validate_state
@@ -53,6 +55,22 @@ def _read_state(root: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise SessionError(f"{path} cannot be read ({err}).", "Restore it from a backup or re-create the session.") from err
     return validate_state(state, root)
+
+
+def _entries(root: Path) -> list[tuple[str, Path]]:
+    """(sub-folder or "", path) of every entry at the top of ``root`` and in its sub-folders."""
+    out = [("", p) for p in sorted(root.iterdir())] if root.is_dir() else []
+    for sub in SUBFOLDERS:
+        if (root / sub).is_dir():
+            out += [(sub, p) for p in sorted((root / sub).iterdir())]
+    return out
+
+
+def _remove_own_files(root: Path) -> None:
+    """Delete the files of the session at ``root`` that the tool wrote (``state.json`` first); keep the rest."""
+    for sub, f in _entries(root):
+        if sub != "damaged" and is_own(sub, f.name) and f.is_file() and not f.is_symlink():
+            f.unlink()
 
 
 class SessionStore(LabelBook):
@@ -82,13 +100,12 @@ class SessionStore(LabelBook):
         sizes = {tuple(np.shape(c.images)[2:]) for c in cases}
         if len(sizes) != 1:
             raise InputError(f"Cases have different slice sizes {sorted(sizes)}.", "Prepare all pairs with one --size.")
+        cls.check_new_folder(root, overwrite)
         lock = SessionLock(root, wait)
         try:
-            if (root / "state.json").exists():
-                (root / "state.json").unlink()
-            for sub in ("pool", "labels", "checkpoints", "scores"):
-                for f in (root / sub).glob("*") if (root / sub).exists() else []:
-                    f.unlink()
+            cls.check_new_folder(root, overwrite)  # again under the lock: another writer may have been first
+            if overwrite:
+                _remove_own_files(root)
             for c in cases:
                 pool_store.save_case(root / "pool", c)
         except BaseException:
@@ -106,6 +123,36 @@ class SessionStore(LabelBook):
         store._commit()
         return store
 
+    @staticmethod
+    def check_new_folder(directory: str | Path, overwrite: bool = False) -> None:
+        """Refuse (one line) a folder a new session may not be created in: only a missing or empty one
+        (or, with ``overwrite``, one that holds just a session's own files) is used; nothing is deleted here."""
+        root = Path(directory)
+        if root.is_symlink() and not root.is_dir():
+            raise SessionError(f"{root} is a link to nothing.", "Choose another --session folder.")
+        if root.exists() and not root.is_dir():
+            raise SessionError(f"{root} is a file, not a folder.", "Choose a new or empty folder for the session.")
+        check_layout(root)
+        if overwrite and SessionStore.exists(root):
+            foreign = [f"{sub}/{f.name}" if sub else f.name for sub, f in _entries(root) if not is_own(sub, f.name)
+                       and not (sub == "" and (f.name in (*SUBFOLDERS, ".lock") or f.name == "prepared"))]
+            if foreign:
+                raise SessionError(f"{root} holds files a session does not write ({', '.join(foreign[:3])}"
+                                   f"{' ...' if len(foreign) > 3 else ''}); nothing was deleted.",
+                                   "Move them away, or choose a new folder.")
+            return
+        found = foreign_entries(root)
+        if not found:
+            return
+        labels = sorted((root / "labels").glob("*.npz")) if (root / "labels").is_dir() else []
+        if labels and not SessionStore.exists(root):
+            raise SessionError(f"{root} holds {len(labels)} label files of an earlier session, but no state.json.",
+                               "Restore state.json from a backup (the labels are kept), or move the folder away "
+                               "and start the session in a new one.")
+        raise SessionError(f"{root} is not empty ({', '.join(found[:3])}{' ...' if len(found) > 3 else ''}); "
+                           "a new session is created only in a new or empty folder.",
+                           "Choose a new folder for --session (nothing was changed).")
+
     @classmethod
     def open(cls, directory: str | Path, *, write: bool = False, wait: float = 0.0) -> "SessionStore":
         """Open read-only (no lock, no change), or with ``write`` take the writer lock (no repair: see recover).
@@ -113,6 +160,7 @@ class SessionStore(LabelBook):
         ``wait``: seconds to queue behind another writer before giving up with a SessionError.
         """
         root = Path(directory)
+        check_layout(root)
         if not write:
             return cls(root, _read_state(root))
         if not cls.exists(root):
@@ -146,6 +194,30 @@ class SessionStore(LabelBook):
         if reconcile(self, notes):
             self._commit()
         return notes
+
+    def discard_new(self, extra_files: tuple[Path, ...] = (), remove_folder: bool = False) -> None:
+        """Undo a session this process just created whose first step failed (no label, no round yet).
+
+        Removes only what the tool wrote: its own names, ``extra_files`` (e.g. the prepared
+        volumes written for it), then the folders left empty; the lock goes last.
+        """
+        self._require_writer()
+        if self._state["labels"] or self._state["rounds"]:
+            raise SessionError(f"Session {self.root} already holds labels or rounds.", "It is kept as it is.")
+        _remove_own_files(self.root)
+        for f in extra_files:
+            if f.is_file() and not f.is_symlink():
+                f.unlink()
+        for folder in {f.parent for f in extra_files} | {self.root / sub for sub in SUBFOLDERS}:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        self.close()
+        lock = self.root / ".lock"
+        if lock.is_file() and not lock.is_symlink():
+            lock.unlink()
+        if remove_folder:
+            with contextlib.suppress(OSError):
+                self.root.rmdir()
 
     def close(self) -> None:
         """Release the writer lock (also released when the process ends)."""
@@ -223,8 +295,21 @@ class SessionStore(LabelBook):
         """The CaseSlices of ``case_id`` (loaded from disk once)."""
         self._check_case(case_id)
         if case_id not in self._cases:
-            self._cases[case_id] = pool_store.load_case(self.root / "pool", case_id)
+            case = pool_store.load_case(self.root / "pool", case_id)
+            if [int(p.slice_index) for p in case.provenance] != self.slice_indices(case_id):
+                raise SessionError(f"Pool record {self.root / 'pool' / (case_id + '.json')} does not match the "
+                                   "slices state.json lists for the case.", "Re-create the session from the prepared pairs.")
+            self._cases[case_id] = case
         return self._cases[case_id]
+
+    def geometry(self, case_id: str):
+        """The SliceGeometry of ``case_id``, read from the pool's JSON (the slice arrays are not loaded)."""
+        from LongitudinalALLib.imaging.pairing import SliceGeometry
+
+        self._check_case(case_id)
+        if case_id in self._cases:
+            return self._cases[case_id].geometry
+        return SliceGeometry.from_dict(pool_store.read_case_meta(self.root / "pool", case_id).get("geometry", {}))
 
     def n_slices(self, case_id: str) -> int:
         self._check_case(case_id)
@@ -292,8 +377,10 @@ class SessionStore(LabelBook):
         self._state["rounds"] = rounds[:to_round]
         self._commit()
         for r in dropped:
-            for f in self.root.joinpath("checkpoints").glob(Path(r["checkpoint"]).stem + ".*"):
-                f.unlink()
+            stem = Path(r["checkpoint"]).stem
+            for f in (self.root / "checkpoints" / f"{stem}{ext}" for ext in (".safetensors", ".json")):
+                if is_own("checkpoints", f.name) and f.is_file() and not f.is_symlink():
+                    f.unlink()
         return to_round
 
     # ------------------------------------------------------------ suggestions

@@ -41,12 +41,12 @@ class LabelBook:
             case_id, int(slice_index), rel, int(np.count_nonzero(mask)), len(s["rounds"]), split))
 
     def _write_label(self, case_id: str, slice_index: int, mask: Any) -> None:
-        case = self.case(case_id)
         self.position(case_id, slice_index)
+        grid = tuple(self.geometry(case_id).size)  # (H, W) from the pool's JSON: the slice arrays stay on disk
         mask = binary_mask(mask, f"The label for {case_id}:{slice_index}")
-        if mask.shape != case.images.shape[2:]:
+        if mask.shape != grid:
             raise InputError(f"Label for {case_id}:{slice_index} is {mask.shape}; the model grid is "
-                             f"{case.images.shape[2:]}.", "Pass a mask on the model grid or a volume mask.")
+                             f"{grid}.", "Pass a mask on the model grid or a volume mask.")
         mask = mask.astype(np.uint8)
         rel = f"labels/{case_id}_{int(slice_index)}.npz"
         atomic.write_npz(self.root / rel, mask=mask, case_id=np.array(case_id), slice_index=np.array(int(slice_index)))

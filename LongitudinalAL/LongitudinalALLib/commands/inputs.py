@@ -10,15 +10,17 @@ import sys
 
 #: largest --size: a pool holds slices x 3 x size^2 float32 (2048: ~12 GiB for 256 slices)
 MAX_SIZE = 2048
+#: the bundled network halves the slice four times, so its side must be a multiple of 16
+SIZE_STEP = 16
 
 
 def check_size(size: int) -> int:
-    """Refuse slice sizes that cannot be allocated, before any work is done."""
+    """Refuse slice sizes that cannot be allocated or that the model cannot take, before any work is done."""
     from LongitudinalALLib.core.errors import InputError
 
-    if not 1 <= size <= MAX_SIZE:
-        raise InputError(f"--size {size} is out of range (1 to {MAX_SIZE} pixels).",
-                         "Use e.g. --size 256; --spacing sets the pixel size in mm.")
+    if not SIZE_STEP <= size <= MAX_SIZE or size % SIZE_STEP:
+        raise InputError(f"--size {size} cannot be used: the model takes a multiple of {SIZE_STEP} pixels "
+                         f"from {SIZE_STEP} to {MAX_SIZE}.", "Use e.g. --size 256; --spacing sets the pixel size in mm.")
     return size
 
 

@@ -54,16 +54,20 @@ def _case_from_prepared(folder: Path, args: argparse.Namespace):
 
 
 def _check_choices(args: argparse.Namespace) -> None:
-    """Strategy and starting weights are checked before a session folder is written (reliability D14)."""
+    """Strategy and starting weights are checked, the weights loaded in full, before a session folder is
+    written (reliability D14, review 2 N7/N12): a later call never meets a session it cannot use."""
     from LongitudinalALLib.active.strategies import get_strategy
-    from LongitudinalALLib.model.weights import read_weights_info
+    from LongitudinalALLib.model.weights import load_bundled_model, load_weights
 
     get_strategy(args.strategy or DEFAULT_STRATEGY)
-    if args.weights not in ("bundled", "scratch"):
-        read_weights_info(args.weights)
+    if args.weights == "bundled":
+        load_bundled_model()
+    elif args.weights != "scratch":
+        load_weights(args.weights)
 
 
 def _create(args: argparse.Namespace, progress):
+    """The new session (open for writing) and a callable that removes it again if its first query fails."""
     from LongitudinalALLib.active.pool_store import check_case_id
     from LongitudinalALLib.active.store import SessionStore
     from LongitudinalALLib.commands.inputs import check_size, load_scans
@@ -74,10 +78,12 @@ def _create(args: argparse.Namespace, progress):
     _check_choices(args)
     check_size(args.size)
     check_output_dir(root, "--session")
+    SessionStore.check_new_folder(root)  # before the long preparation; create checks again
+    prepared = None
     if args.pair:
         case, prepared_dir = _case_from_prepared(Path(args.pair), args)
     elif args.baseline and args.followup:
-        from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair, write_prepared
+        from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair
 
         case_id = check_case_id(args.case_id or case_id_from_path(args.baseline))
         options = PrepareOptions(modality=args.modality, axis=args.axis, size=args.size, spacing_mm=args.spacing,
@@ -85,15 +91,25 @@ def _create(args: argparse.Namespace, progress):
         base, foll = load_scans(args.baseline, args.followup, args.series)
         prepared = prepare_pair(base, foll, options, case_id=case_id, progress=progress)
         prepared_dir = root / "prepared"
-        write_prepared(prepared, prepared_dir)
         case = prepared.slices
     else:
         raise InputError(f"{root} holds no session yet, and no inputs were given.",
                          "Give --baseline and --followup (or --pair) to create it.")
+    new_folder = not root.exists()
     session = SessionStore.create(root, [case], strategy=args.strategy or DEFAULT_STRATEGY, seed=args.seed,
-                               init_weights=args.weights)
-    session.set_prepared(case.case_id, _relative_to(Path(prepared_dir), root))
-    return session
+                                  init_weights=args.weights)
+    from LongitudinalALLib.imaging.prepare import OUTPUT_FILES, write_prepared
+
+    # the prepared volumes go into the session folder only once it is this session's (and go with it)
+    written = tuple(prepared_dir / name for name in OUTPUT_FILES.values()) if prepared is not None else ()
+    try:
+        if prepared is not None:
+            write_prepared(prepared, prepared_dir)
+        session.set_prepared(case.case_id, _relative_to(Path(prepared_dir), root))
+    except BaseException:
+        session.discard_new(written, remove_folder=new_folder)
+        raise
+    return session, lambda: session.discard_new(written, remove_folder=new_folder)
 
 
 def _relative_to(folder: Path, root: Path) -> str:
@@ -117,11 +133,16 @@ def run(args: argparse.Namespace) -> int:
             if args.baseline or args.pair:
                 raise InputError(f"{args.session} already holds a session.",
                                  "Drop --baseline/--followup/--pair to continue it, or use a new --session.")
-            session = open_for_writing(args)
+            session, undo = open_for_writing(args), None
         else:
-            session = _create(args, bar)
-        query = ActiveLoop(session).suggest(args.k, args.strategy, progress=bar, selection={
-            "per_subject_cap": args.per_subject_cap, "round_robin": args.round_robin})
+            session, undo = _create(args, bar)
+        try:
+            query = ActiveLoop(session).suggest(args.k, args.strategy, progress=bar, selection={
+                "per_subject_cap": args.per_subject_cap, "round_robin": args.round_robin})
+        except BaseException:
+            if undo is not None:  # a failed first call leaves nothing behind (review 2, N12)
+                undo()
+            raise
     finally:
         bar.close()
     picked, strategy = query.suggestions, query.strategy

@@ -133,6 +133,8 @@ def _check_nifti(path: Path, label: str) -> None:
         if dtype.kind != "f":
             return  # integer voxels cannot hold NaN or Inf
         bad = int(np.count_nonzero(~np.isfinite(np.asanyarray(nii.dataobj))))
+    except InputError:
+        raise  # already the one line (an InputError is a ValueError: never wrap it twice, review 2 N13)
     except (EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
         raise _damaged(label, str(err) or type(err).__name__) from None
     if bad:

@@ -139,6 +139,18 @@ class SliceGeometry:
         canon = _canonical(volume, self.perm, self.flips)
         return _resample(canon, (1.0, *self.step), (0.0, *self.start), (self.n_slices, *self.size), order)
 
+    def to_slice(self, volume: np.ndarray, n: int, order: int = 1) -> np.ndarray:
+        """Model slice ``n`` (H, W) of a (K, J, I) array: ``to_slices(volume, order)[n]`` without the others.
+
+        Why: Accept needs the one slice the user painted, not the whole stack.
+        """
+        volume = np.asarray(volume)
+        if volume.shape != self.shape or not 0 <= int(n) < self.n_slices:
+            raise InputError(f"Volume shape {volume.shape} or slice {n} does not match the slice geometry "
+                             f"{self.shape} ({self.n_slices} slices).", "Resample it onto the baseline grid first.")
+        canon = _canonical(volume, self.perm, self.flips)[int(n):int(n) + 1]
+        return _resample(canon, (1.0, *self.step), (0.0, *self.start), (1, *self.size), order)[0]
+
     def to_volume(self, slices: np.ndarray, order: int = 1) -> np.ndarray:
         """(N, H, W) model slices -> (K, J, I) baseline-grid array (0 outside the window)."""
         slices = np.asarray(slices)

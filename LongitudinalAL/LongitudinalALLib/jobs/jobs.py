@@ -133,7 +133,10 @@ def job_train(spec: dict[str, Any], progress: ProgressCallback | None = None,
     session_dir = work / "session"
     if spec.get("staged"):
         out_dir = Path(spec["staged"])
-        session_dir = staging.stage(session_dir, out_dir / "session")
+        if spec.get("staged_by_parent"):  # the snapshot of the labels is the one taken when the round started
+            session_dir = out_dir / "session"
+        else:
+            session_dir = staging.stage(session_dir, out_dir / "session")
         spec = {**spec, "session_dir": str(session_dir), "out_dir": str(out_dir)}
     overrides = dict(spec.get("train", {}))
     if spec.get("device"):  # the user's choice in the panel decides, alone

@@ -4,9 +4,11 @@ Why: a training round cancelled from the panel must commit nothing, and the
 worker can be killed at any instant (also just after the store's own commit).
 So the train job works on a hard-linked copy of the session (unchanged pool
 and label files are shared, never rewritten in place: every write is an atomic
-replace, which gives the staged file a new inode) and the parent process copies
-the new files back, ``state.json`` last, only when it applies a finished job.
-A crash mid-commit leaves orphan files that ``SessionStore.recover`` reconciles.
+replace, which gives the staged file a new inode) and the parent process merges
+the new round into the live session (:func:`merge_round`), ``state.json`` last,
+only when it applies a finished job; labels accepted meanwhile stay live and
+join the next round. A crash mid-merge leaves orphan files that
+``SessionStore.recover`` reconciles.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import os
 import shutil
 from pathlib import Path
 
-from LongitudinalALLib.active.session_lock import SessionLock
 from LongitudinalALLib.core import atomic
 
 STATE = "state.json"
@@ -55,21 +56,40 @@ def changed_files(staged_dir: Path, session_dir: Path) -> list[Path]:
     return out
 
 
-def commit(staged_dir: Path, session_dir: Path, wait: float = 30.0) -> list[Path]:
-    """Copy the staged round into the session (atomic per file, ``state.json`` last); returns what moved.
+def merge_round(staged_dir: Path, session_dir: Path, wait: float = 30.0) -> list[Path]:
+    """Add the staged copy's new rounds and suggestion batches to the live session; returns the files moved.
 
-    Holds the live session's writer lock meanwhile, so no CLI or other writer sees half a round.
+    Labels accepted in the live session while the round trained stay as they are (they join the
+    next round): only the new checkpoint and score files move, and the live ``state.json`` gets
+    the new records, each round with ``trained_on``, the labels of the staged copy it trained on
+    (key -> sha256 of the label file). Holds the live writer lock meanwhile (one writer at a time);
+    refuses a round when the live session got another round meanwhile (another writer trained).
     """
-    lock = SessionLock(session_dir, wait)
-    try:
-        moved = changed_files(staged_dir, session_dir)
+    from LongitudinalALLib.active.store import SessionStore
+    from LongitudinalALLib.core.errors import SessionError
+
+    staged = SessionStore.open(staged_dir)
+    with SessionStore.open(session_dir, write=True, wait=wait) as live:
+        base, state, new = live.round_number, live._state, staged._state
+        if [r["checkpoint"] for r in new["rounds"][:base]] != [r["checkpoint"] for r in state["rounds"]]:
+            raise SessionError(f"Session {session_dir} got another round while this one trained, so this round "
+                               "was not added.", "Press Retrain to train on every label again.")
+        trained_on = {rec.key: label_digest(Path(staged_dir) / rec.file) for rec in staged.labels()}
+        moved = [rel for rel in changed_files(staged_dir, session_dir) if rel.parts[0] in ("checkpoints", "scores")]
         for rel in moved:
             with atomic.atomic_path(Path(session_dir) / rel) as tmp:
                 shutil.copyfile(Path(staged_dir) / rel, tmp)
-        atomic.write_bytes(Path(session_dir) / STATE, (Path(staged_dir) / STATE).read_bytes())
-    finally:
-        lock.release()
+        state["rounds"] += [{**r, "trained_on": trained_on} for r in new["rounds"][base:]]
+        state["suggestions"] += new["suggestions"][len(state["suggestions"]):]
+        live._commit()
     return moved
+
+
+def label_digest(path: Path) -> str:
+    """sha256 of a label file: what a round records of each label it trained on."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def discard(staged_dir: Path | None) -> None:

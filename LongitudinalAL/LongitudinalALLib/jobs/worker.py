@@ -83,6 +83,7 @@ class WorkerProcess:
         self._spec_path = folder / f"{stem}.spec.json"
         self.cancelled = False
         self.finished = False  # the child closed its output: result or error is final
+        self._force_at: float | None = None  # after a cancel: when the tree gets SIGKILL if still there
 
     def start(self) -> "WorkerProcess":
         self._spec_path.write_text(json.dumps({"job": self.job, "spec": self.spec}))
@@ -119,6 +120,9 @@ class WorkerProcess:
 
     def poll(self, progress: ProgressCallback | None = None) -> bool:
         """Handle pending messages; returns True once the job has finished (result or error set)."""
+        if self._force_at is not None and time.monotonic() >= self._force_at and not self.finished:
+            self._force_at = None
+            process_tree.signal_tree(self._proc, force=True)  # it ignored the polite request
         while True:
             try:
                 msg = self._queue.get_nowait()
@@ -154,11 +158,16 @@ class WorkerProcess:
 
     def cancel(self, grace_s: float = 2.0) -> None:
         """Stop the child and everything it started (Slicer's PythonSlicer is a launcher whose
-        interpreter child survives a plain terminate); results written atomically stay valid."""
+        interpreter child survives a plain terminate); results written atomically stay valid.
+
+        Returns at once: ``poll`` reports the end when the tree is gone, and sends SIGKILL to what
+        is still there ``grace_s`` later (the GUI thread never waits for an exit).
+        """
         if self._proc is None or self.cancelled or self.finished:
             return
         self.cancelled = True
-        process_tree.kill_tree(self._proc, grace_s)
+        self._force_at = time.monotonic() + grace_s
+        process_tree.signal_tree(self._proc)
 
     def wait(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
              interval_s: float = 0.05) -> dict[str, Any]:

@@ -34,6 +34,10 @@ from LongitudinalALLib.core.errors import InputError
 MAX_EMBEDDING_DIM = 512
 MAX_LEVELS = 8          # a sidecar is untrusted input: MONAI builds one nested block per level
 MAX_RES_UNITS = 8
+MAX_CHANNELS = 512      # every level, not only the last (a sidecar asked for 10^6: 18 GB)
+MAX_HEAD_FEATURES = 256
+MAX_STRIDE = 4
+NORMS = ("batch", "instance")  # the MONAI norms that build from a name alone
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,21 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"Model config dropout={self.dropout} is not in [0, 1).", "Use e.g. 0.2.")
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Bound every size a sidecar can name before anything is allocated (reliability review 2, N6)."""
+        if self.in_channels != 3:
+            raise InputError(f"Model config has in_channels={self.in_channels}; the model reads 3 channels "
+                             "(baseline, follow-up, difference).", "Use the sidecar written with the weights.")
+        if not all(1 <= c <= MAX_CHANNELS for c in self.channels) or not all(1 <= s <= MAX_STRIDE for s in self.strides):
+            raise InputError(f"Model config has channels={list(self.channels)} and strides={list(self.strides)}.",
+                             f"Use 1 to {MAX_CHANNELS} channels and strides of 1 to {MAX_STRIDE} per level.")
+        if not isinstance(self.head_features, int) or not 1 <= self.head_features <= MAX_HEAD_FEATURES:
+            raise InputError(f"Model config has head_features={self.head_features!r}.",
+                             f"Use 1 to {MAX_HEAD_FEATURES} (the default is 16).")
+        if not isinstance(self.norm, str) or self.norm.lower() not in NORMS:
+            raise InputError(f"Model config has norm={self.norm!r:.50}.", f"Use one of {', '.join(NORMS)}.")
 
     @property
     def total_stride(self) -> int:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from LongitudinalALLib.core import atomic
@@ -101,8 +102,16 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Change
     """
     path = Path(path)
     info = read_weights_info(path)
-    cfg = ModelConfig.from_dict(info["config"])
-    model = build_model(cfg)
+    try:
+        cfg = ModelConfig.from_dict(info["config"])
+    except InputError as err:  # name the file the bad value came from
+        raise InputError(f"Weights sidecar {sidecar_path(path)}: {err.problem}", err.fix) from None
+    check_tensor_shapes(path, cfg)  # nothing is allocated before the file is known to hold every tensor
+    try:
+        model = build_model(cfg)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise InputError(f"The architecture in {sidecar_path(path)} cannot be built ({_first_line(err)}).",
+                         "Use the sidecar written together with these weights.") from None
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
@@ -110,13 +119,48 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Change
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = _first_line(err)
         raise InputError(
             f"Model weights {path} do not fit the architecture in {sidecar_path(path).name}: {first}",
             "Use the sidecar written together with these weights.",
         ) from err
     model.weights_info = info  # type: ignore[attr-defined]
     return model.to(device).eval()
+
+
+#: most parameters a sidecar may ask for (the default network has 1.6 M)
+MAX_PARAMETERS = 50_000_000
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def check_tensor_shapes(path: Path, cfg: ModelConfig) -> None:
+    """Refuse (one InputError line) weights whose sidecar asks for a huge network, or whose tensor file
+    does not hold exactly the tensors that network has: checked on the meta device (no memory) and
+    from the safetensors header (no data read), before the real network is built."""
+    side = sidecar_path(path).name
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in ChangeSegNet(cfg).state_dict().items()}
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise InputError(f"The architecture in {side} cannot be built ({_first_line(err)}).",
+                         "Use the sidecar written together with these weights.") from None
+    n_params = sum(math.prod(s) for s in expected.values())
+    if n_params > MAX_PARAMETERS:
+        raise InputError(f"The architecture in {side} has {n_params:,} parameters (limit {MAX_PARAMETERS:,}).",
+                         "The sidecar is damaged or not from LongitudinalAL; use the one written with the weights.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise InputError(f"Model weights {path} cannot be read as safetensors ({err}).", "Retrain or re-copy them.") from err
+    if stored != expected:
+        diff = sorted(set(stored) ^ set(expected)) or [k for k in expected if stored[k] != expected[k]]
+        raise InputError(f"Model weights {path} do not fit the architecture in {side} "
+                         f"({len(diff)} tensors differ, e.g. {diff[0]}).",
+                         "Use the sidecar written together with these weights.")
 
 
 def bundled_weights_path() -> Path:

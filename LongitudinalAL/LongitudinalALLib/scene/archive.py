@@ -10,6 +10,7 @@ failure (ENOSPC included). Every failure is one :class:`SessionError` line.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -38,6 +39,8 @@ DISK_RESERVE_BYTES = 256 * 1024**2
 STORED_SUFFIXES = (".npz", ".safetensors", ".gz")
 _CHUNK = 1 << 20
 _DAMAGED_FIX = "Reopen an earlier copy of the scene or start a new session."
+#: the only errors for which "free some disk space" is the right advice (review 2, N14)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,13 @@ class ArchiveLimits:
     max_entries: int = MAX_ENTRIES
     reserve_bytes: int = DISK_RESERVE_BYTES
     free_bytes: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free
+
+
+def max_encoded_length(limits: ArchiveLimits) -> int:
+    """Longest base64 text a zip within ``limits`` can need: the stored bytes plus each entry's zip
+    headers (two copies of a name of at most 255 x 16 characters, and fixed fields)."""
+    zip_bytes = limits.max_total_bytes + limits.max_entries * (2 * 255 * 16 + 200) + 1024
+    return 4 * (zip_bytes // 3 + 1)
 
 
 def check_safe_name(name: str, what: str = "session folder name") -> str:
@@ -67,15 +77,20 @@ def confined(root: Path, path: Path) -> Path:
     return resolved
 
 
-def _files(directory: Path, exclude: tuple[str, ...]) -> list[tuple[str, Path]]:
+def files(directory: Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
     """(relative posix name, path) of the session's files, sorted; temporaries, hidden files (the writer's
     ``.lock``) and ``exclude`` prefixes left out."""
-    out = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.is_symlink()):
-        rel = path.relative_to(directory).as_posix()
-        if ".tmp" not in path.name and not path.name.startswith(".") and not rel.startswith(exclude):
-            out.append((rel, path))
-    return out
+    out, directory = [], Path(directory)
+    for folder, subfolders, names in os.walk(directory):  # os.walk: this runs on every Accept
+        subfolders[:] = [d for d in subfolders if not os.path.islink(os.path.join(folder, d))]
+        base = Path(folder).relative_to(directory).as_posix()
+        for name in names:
+            rel = name if base == "." else f"{base}/{name}"
+            path = directory / rel
+            if (".tmp" not in name and not name.startswith(".") and not rel.startswith(exclude)
+                    and not path.is_symlink() and path.is_file()):
+                out.append((rel, path))
+    return sorted(out)
 
 
 def _digest(items: Iterable[tuple[str, str]]) -> str:
@@ -93,21 +108,43 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def files_digest(entries: list[tuple[str, Path]]) -> str:
+    """sha256 over (name, sha256 of content) of ``entries`` (what :func:`pack_files` records)."""
+    return _digest((rel, _file_sha256(path)) for rel, path in entries)
+
+
 def folder_digest(directory: Path, exclude: tuple[str, ...] = ()) -> str:
     """sha256 over (name, sha256 of content) of what :func:`pack` would store from ``directory``."""
-    return _digest((rel, _file_sha256(path)) for rel, path in _files(Path(directory), exclude))
+    return files_digest(files(Path(directory), exclude))
 
 
-def pack(directory: Path, exclude: tuple[str, ...] = ()) -> tuple[bytes, str]:
-    """(zip bytes, content digest) of ``directory``; compressed files stored, the rest deflated."""
+def signature(entries: list[tuple[str, Path]]) -> str:
+    """sha256 over (name, size, mtime) of ``entries``: whether a part changed, without reading it.
+
+    Every session file is written by an atomic replace, so a changed file has a new mtime.
+    """
+    h = hashlib.sha256()
+    for rel, path in entries:
+        st = path.stat()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def pack_files(entries: list[tuple[str, Path]]) -> tuple[bytes, str]:
+    """(zip bytes, content digest) of ``entries``; compressed files stored, the rest deflated."""
     buf, hashes = io.BytesIO(), []
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for rel, path in _files(Path(directory), exclude):
+        for rel, path in entries:
             data = path.read_bytes()
             hashes.append((rel, hashlib.sha256(data).hexdigest()))
             method = zipfile.ZIP_STORED if path.name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
             zf.writestr(zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=method)
     return buf.getvalue(), _digest(hashes)
+
+
+def pack(directory: Path, exclude: tuple[str, ...] = ()) -> tuple[bytes, str]:
+    """(zip bytes, content digest) of ``directory``; compressed files stored, the rest deflated."""
+    return pack_files(files(Path(directory), exclude))
 
 
 def _check_entry(info: zipfile.ZipInfo) -> None:
@@ -122,9 +159,10 @@ def _check_entry(info: zipfile.ZipInfo) -> None:
                            "Open only scenes you trust; nothing was written.")
 
 
-def check_archive(zf: zipfile.ZipFile, limits: ArchiveLimits, target_parent: Path) -> int:
-    """Refuse unsafe names, too many entries, too many bytes, or too little disk; returns the total size."""
-    infos = zf.infolist()
+def check_archive(zfs: zipfile.ZipFile | list[zipfile.ZipFile], limits: ArchiveLimits, target_parent: Path) -> int:
+    """Refuse unsafe names, too many entries, too many bytes, or too little disk (all the parts of one
+    session counted together); returns the total size."""
+    infos = [info for zf in (zfs if isinstance(zfs, list) else [zfs]) for info in zf.infolist()]
     if len(infos) > limits.max_entries:
         raise SessionError(f"The session stored in this scene has {len(infos)} files (limit {limits.max_entries}).",
                            "Open only scenes you trust; nothing was written.")
@@ -141,10 +179,10 @@ def check_archive(zf: zipfile.ZipFile, limits: ArchiveLimits, target_parent: Pat
     return total
 
 
-def _extract(zf: zipfile.ZipFile, target: Path, budget: int) -> None:
-    """Stream every entry into ``target``, never writing more than ``budget`` bytes in all."""
+def _extract(zfs: list[zipfile.ZipFile], target: Path, budget: int) -> None:
+    """Stream every entry into ``target``, never writing more than ``budget`` bytes in all (no file twice)."""
     written = 0
-    for info in zf.infolist():
+    for info, zf in ((info, zf) for zf in zfs for info in zf.infolist()):
         out = target / info.filename
         if info.is_dir():
             out.mkdir(parents=True, exist_ok=True)
@@ -159,29 +197,35 @@ def _extract(zf: zipfile.ZipFile, target: Path, budget: int) -> None:
                 dst.write(block)
 
 
-def extract(data: bytes, root: Path, prefix: str = "restored-", limits: ArchiveLimits | None = None) -> Path:
-    """Unpack zip ``data`` into a new empty folder ``root/<prefix>XXXX``; returns it (removed on failure)."""
+def extract(data: bytes | list[bytes], root: Path, prefix: str = "restored-",
+            limits: ArchiveLimits | None = None) -> Path:
+    """Unpack zip ``data`` (or the parts of one session) into a new empty folder ``root/<prefix>XXXX``;
+    returns it (removed on failure)."""
     limits = limits or ArchiveLimits()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if not _SAFE_PART.match(prefix):  # built from a checked name; never a path
         raise ValueError(f"bad folder prefix {prefix!r}")
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zfs = [zipfile.ZipFile(io.BytesIO(part)) for part in (data if isinstance(data, list) else [data])]
     except (zipfile.BadZipFile, ValueError) as err:
         raise SessionError(f"The session stored in this scene is damaged ({err}).", _DAMAGED_FIX) from None
-    with zf:
-        total = check_archive(zf, limits, root)
-        target = confined(root, Path(tempfile.mkdtemp(prefix=prefix, dir=root)))
-        try:
-            _extract(zf, target, total)
-        except SessionError:
-            shutil.rmtree(target, ignore_errors=True)
-            raise
-        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
-            shutil.rmtree(target, ignore_errors=True)
-            detail = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else str(err)
-            raise SessionError(f"The session stored in this scene could not be restored ({detail}); "
-                               "nothing was kept.", "Free some disk space, or reopen an earlier copy of the scene."
-                               ) from None
+    total = check_archive(zfs, limits, root)
+    target = confined(root, Path(tempfile.mkdtemp(prefix=prefix, dir=root)))
+    try:
+        _extract(zfs, target, total)
+    except SessionError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        shutil.rmtree(target, ignore_errors=True)
+        code = err.errno if isinstance(err, OSError) else None
+        detail = os.strerror(code) if code else str(err)
+        fix = ("Free some disk space, or reopen an earlier copy of the scene." if code in _DISK_FULL
+               else "Open only scenes you trust; reopen an earlier copy of the scene.")
+        raise SessionError(f"The session stored in this scene could not be restored ({detail}); "
+                           "nothing was kept.", fix) from None
+    finally:
+        for zf in zfs:
+            zf.close()
     return target

@@ -26,10 +26,12 @@ class SceneBundles:
     """Pack the session into the scene, save/load .mrb bundles, restore and list stored sessions."""
 
     def persist(self) -> None:
-        """Repack the session into the scene's archive node, so any .mrb written now carries it.
+        """Repack what changed of the session into the scene's archive nodes, so any .mrb written now carries it.
 
         Called after every commit (run, accept, retrain, resuggest): Slicer's File > Save
         writes the scene with ``vtkMRMLScene::WriteToMRB`` and fires no event we could pack on.
+        Only the changed parts are packed (:data:`.session_scene.PARTS`): an Accept repacks the
+        labels and state, kilobytes, never the slice pool or the model.
         """
         session_scene.pack_session(self.scene, self.param, self.work_dir, ARCHIVE_EXCLUDE)
 
@@ -98,4 +100,5 @@ class SceneBundles:
             reason = err.problem if isinstance(err, LongitudinalALError) else f"{type(err).__name__}: {err}"
             raise SessionError(f"The session stored in this scene is not a valid LongitudinalAL session "
                                f"({reason})", "Reopen an earlier copy of the scene.") from None
+        self.persist()  # the parts now describe this folder, so the next Accept repacks only what it changes
         return work

@@ -43,7 +43,8 @@ class PanelState:
 
     run_text: str             # "Run", or "Cancel" while a job runs
     run_enabled: bool
-    labelling_enabled: bool   # Accept, Retrain, Previous, Next
+    labelling_enabled: bool   # Accept, Previous, Next (also while a round trains in the background)
+    retrain_enabled: bool = False
 
 
 Launcher = Callable[[str, dict], Any]  # (job, spec) -> started handle with poll/cancel/result/error/log_tail
@@ -72,10 +73,36 @@ class JobRunner:
         """Check and export the inputs (errors raise here, before anything starts), then prepare."""
         self._start("prepare", self.logic.run_spec(baseline, followup, options))
 
-    def start_train(self) -> None:
+    def start_train(self, background: bool = False) -> None:
+        """A training round in a staged copy; ``background``: started by Accept, labelling goes on meanwhile."""
         spec = self.logic.train_spec()
         spec["staged"] = str(Path(spec["work_dir"]) / "staging" / f"train-{uuid.uuid4().hex[:8]}")
-        self._start("train", spec)
+        spec["background"] = background
+        if self.busy:
+            raise LongitudinalALError(f"A {self._job[0]} job is already running.", "Wait for it, or press Cancel.")
+        with self.logic._session(write=True):  # the round's labels: exactly those committed now (hard links, ms)
+            staging.stage(Path(spec["work_dir"]) / "session", Path(spec["staged"]) / "session")
+        spec["staged_by_parent"] = True
+        try:
+            self._start("train", spec)
+        except BaseException:
+            staging.discard(Path(spec["staged"]))
+            raise
+
+    def accept(self):
+        """The panel's Accept: store the label, then train on the labels so far unless a round is running."""
+        suggestion = self.logic.accept_current()
+        self.keep_training()
+        return suggestion
+
+    def keep_training(self) -> bool:
+        """Start a background round when none runs and some label is not trained on yet; True if started."""
+        from LongitudinalALLib.scene.background import untrained_labels
+
+        if self.busy or not untrained_labels(self.logic._session()):
+            return False
+        self.start_train(background=True)
+        return True
 
     def _start(self, job: str, spec: dict) -> None:
         if self.busy:
@@ -117,7 +144,7 @@ class JobRunner:
             if job == "prepare":
                 self.logic.apply_prepare_result(spec, handle.result)
             else:
-                self.logic.apply_train_result(self._commit_train(spec, handle.result))
+                self.logic.apply_train_result(self._commit_train(spec, handle.result), bool(spec.get("background")))
         except Exception as err:  # noqa: BLE001 - any failure to apply must still end the job
             rollback.undo()  # no half-made nodes; the scene keeps pointing at the last good session
             self._discard(job, spec)
@@ -128,6 +155,9 @@ class JobRunner:
                 f"Could not put the {job} result into the scene ({type(err).__name__}: {detail}). "
                 "Press Run again; the details are in the log panel and the Python console.")
             return self._outcome(job, FAILED, message, err)
+        if spec.get("background"):  # the next round takes the labels accepted meanwhile
+            news = self.logic.round_news.get("message", f"The {job} job finished.")
+            return self._outcome(job, DONE, news + (" Training on the newer labels." if self.keep_training() else ""))
         return self._outcome(job, DONE, f"The {job} job finished.")
 
     def _outcome(self, job: str, status: str, message: str, error: Exception | None = None) -> JobOutcome:
@@ -152,7 +182,9 @@ class JobRunner:
         return outcome
 
     def state(self, has_suggestions: bool) -> PanelState:
-        return PanelState("Cancel" if self.busy else "Run", True, has_suggestions and not self.busy)
+        training = self.busy and self._job[0] == "train"  # labels accepted meanwhile join the next round
+        return PanelState("Cancel" if self.busy else "Run", True, has_suggestions and (training or not self.busy),
+                          has_suggestions and not self.busy)
 
     def log_text(self) -> str:
         """Progress lines of the current or last job, then the end of its worker log."""
@@ -166,7 +198,7 @@ class JobRunner:
         if not staged:
             return result
         work, staged = Path(spec["work_dir"]), Path(staged)
-        staging.commit(staged / "session", work / "session")
+        staging.merge_round(staged / "session", work / "session")
         maps = {}
         for name, path in result["maps"].items():
             maps[name] = str(work / "maps" / Path(path).name)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 class SliceGeometryLike(Protocol):
     def to_slices(self, volume: np.ndarray, order: int = 1) -> np.ndarray: ...  # (K,J,I) -> (N,H,W)
+    def to_slice(self, volume: np.ndarray, n: int, order: int = 1) -> np.ndarray: ...  # (K,J,I) -> (H,W)
     def to_volume(self, slices: np.ndarray, order: int = 1) -> np.ndarray: ...  # (N,H,W) -> (K,J,I)
 
 
@@ -86,8 +87,7 @@ def read_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, 
     """(H, W) uint8 label of model slice ``row`` (a pool row, ``Suggestion.row``: not the baseline
     ``slice_index``, which differs whenever pairing flips the slice axis); all zero = no new lesion there."""
     mask = export_segment(segmentation_node, segment_name, reference)
-    slices = geometry.to_slices(mask.astype(np.float32), order=0)
-    return (slices[row] > 0.5).astype(np.uint8)
+    return (geometry.to_slice(mask, row, order=0) > 0).astype(np.uint8)  # only that slice is resampled
 
 
 def write_label_slice(segmentation_node, reference, geometry: SliceGeometryLike, row: int,

@@ -24,6 +24,7 @@ from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
 from LongitudinalALLib.jobs.worker import Runner, run_in_process
 from LongitudinalALLib.scene import (
     archive,
+    background,
     labels,
     outputs,
     panel_options,
@@ -69,6 +70,8 @@ class LongitudinalALSceneLogic(SceneBundles):
         self.runner: Runner = runner or run_in_process
         self.archive_limits = archive.ArchiveLimits()  # caps for sessions restored from scene files
         self.scene_closes = 0  # File > Close Scene count: a job started before a close is never applied
+        self._recovered_folders: set[str] = set()  # session folders this logic already ran recovery on
+        self._geometries: dict[tuple[str, str], Any] = {}  # (session folder, case) -> SliceGeometry
         scene.AddObserver(scene.StartCloseEvent, _CloseCounter(self))
 
     # ------------------------------------------------------------ state
@@ -150,7 +153,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         for role, node in (("baseline", baseline), ("followup", followup)):
             path = work / "inputs" / f"{role}.nrrd"
             with atomic.atomic_path(path) as tmp:
-                sitk.WriteImage(volumes.node_to_sitk(node, role), str(tmp), True)
+                sitk.WriteImage(volumes.node_to_sitk(node, role), str(tmp), False)  # read once: gzip costs seconds
             paths[role] = str(path)
         scene_inputs = {"baseline": baseline.GetID(), "followup": followup.GetID(), "engine": options.engine()}
         return self._spec(work, options) | paths | {"prepare": options.prepare_options(), "case_id": options.case_id,
@@ -185,7 +188,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         transform_review.apply_qc(self, result.get("qc"))
         return self._apply_suggest_result(result)
 
-    def _apply_suggest_result(self, result: dict[str, Any]) -> list[Suggestion]:
+    def _apply_suggest_result(self, result: dict[str, Any], keep_view: bool = False) -> list[Suggestion]:
         scene, param = self.scene, self.param
         reference = self.reference_volume()
         uncertainty = sitk.GetArrayFromImage(sitk.ReadImage(result["maps"]["uncertainty"]))
@@ -197,9 +200,13 @@ class LongitudinalALSceneLogic(SceneBundles):
         suggestions = [Suggestion.from_dict(d) for d in result["suggestions"]]
         set_value(param, "round", str(result.get("round", 0)))
         set_value(param, "device", result.get("device", ""))
+        if keep_view:  # a background round: the slice being painted stays where it is
+            suggestions, news = background.merge_batch(*session_scene.load_suggestions(param), suggestions,
+                                                       self._session(), result)
+            set_value(param, "roundNews", news)
         self._store(suggestions, 0 if suggestions else -1)
         self.persist()
-        if suggestions:
+        if suggestions and not keep_view:
             self.show_suggestion(0)
         return suggestions
 
@@ -233,8 +240,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         session = self._session()
         reference = self.reference_volume()
         for rec in session.labels():
-            case = session.case(rec.case_id)
-            labels.write_label_slice(segmentation, reference, case.geometry,
+            labels.write_label_slice(segmentation, reference, session.geometry(rec.case_id),
                                      session.position(rec.case_id, rec.slice_index),
                                      session.label(rec.case_id, rec.slice_index))
 
@@ -246,10 +252,25 @@ class LongitudinalALSceneLogic(SceneBundles):
         """The session on disk: read-only (no lock, never changes a file) unless ``write``.
 
         A writer takes the session lock for as long as the returned object lives, so
-        a click in the GUI never races a worker that is writing the same session.
+        a click in the GUI never races a worker that is writing the same session. Crash
+        recovery (which reads every label file) runs at this logic's first write to a folder,
+        not at every Accept: what a crash leaves behind is there before the session is opened.
         """
         folder = self.work_dir / "session"
-        return SessionStore.open_recovered(folder)[0] if write else SessionStore.open(folder)
+        if not write:
+            return SessionStore.open(folder)
+        if str(folder) in self._recovered_folders:
+            return SessionStore.open(folder, write=True)
+        store = SessionStore.open_recovered(folder)[0]
+        self._recovered_folders.add(str(folder))
+        return store
+
+    def _geometry(self, case_id: str, session=None):
+        """The case's SliceGeometry, read once per session folder (a pool never changes once written)."""
+        key = (str(self.work_dir), case_id)
+        if key not in self._geometries:
+            self._geometries[key] = (session or self._session()).geometry(case_id)
+        return self._geometries[key]
 
     def _store(self, suggestions: list[Suggestion], current: int) -> None:
         session_scene.store_suggestions(self.param, suggestions, current)
@@ -265,7 +286,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         suggestion = suggestions[index]
         foreground = self.node("difference")
         background = self.node("registered") or self.node("followup")
-        axis = self._session().case(suggestion.case_id).geometry.axis
+        axis = self._geometry(suggestion.case_id).axis
         viewer.show_suggestion(self.app, suggestion, axis, background.GetID() if background else None,
                                foreground.GetID() if foreground else None, FOREGROUND_OPACITY, self.segmentation())
         set_value(self.param, "currentIndex", str(index))
@@ -287,9 +308,9 @@ class LongitudinalALSceneLogic(SceneBundles):
                              "draw the new lesion, then Accept.")
         suggestion = suggestions[index]
         with self._session(write=True) as session:
-            case = session.case(suggestion.case_id)
             row = suggestion.pool_row(session)  # the model row of the baseline slice the user sees
-            label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(), case.geometry, row)
+            label = labels.read_label_slice(self.node("segmentation"), self.reference_volume(),
+                                            self._geometry(suggestion.case_id, session), row)
             session.add_label(suggestion.case_id, suggestion.slice_index, label)  # atomic, on disk now
         suggestion.status = ACCEPTED
         suggestion.extra["lesion_pixels"] = int(label.sum())
@@ -307,9 +328,15 @@ class LongitudinalALSceneLogic(SceneBundles):
             raise SessionError("No slice is accepted yet.", "Label and accept some suggested slices, then Retrain.")
         return self._spec(self.work_dir, self.options)
 
-    def apply_train_result(self, result: dict[str, Any]) -> list[Suggestion]:
+    def apply_train_result(self, result: dict[str, Any], keep_view: bool = False) -> list[Suggestion]:
+        """Put a finished round into the scene; ``keep_view``: a background round (see :mod:`.background`)."""
         set_value(self.param, "lastTraining", result.get("train", {}))
-        return self._apply_suggest_result(result)
+        return self._apply_suggest_result(result, keep_view)
+
+    @property
+    def round_news(self) -> dict[str, Any]:
+        """What the last background round changed, for the panel: round, trained_on, new, kept, message."""
+        return session_scene.get_json(self.param, "roundNews", {})
 
     def retrain(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
         """Train one round on all accepted labels and refresh suggestions; returns the job result."""
@@ -331,4 +358,5 @@ class LongitudinalALSceneLogic(SceneBundles):
             return {}
         return {"device": get_value(param, "device"), "round": get_value(param, "round"),
                 "suggestions": len(self.suggestions), "current": self.current_index,
-                "registration_warning": transform_review.warning(self)}
+                "registration_warning": transform_review.warning(self),
+                "round_news": session_scene.get_json(param, "roundNews", {}).get("message", "")}

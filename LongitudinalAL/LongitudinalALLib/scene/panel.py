@@ -140,7 +140,8 @@ class Panel(VTKObservationMixin):
                 slicer.util.errorDisplay(outcome.message)
         finally:
             if outcome is not None or not self.jobs.busy:  # the job ended: always a usable panel
-                self.timer.stop()
+                if not self.jobs.busy:  # a background round may have started the next one
+                    self.timer.stop()
                 self.refresh()
         if outcome.status == "done" and self.is_entered():
             self.activatePaint()
@@ -150,8 +151,8 @@ class Panel(VTKObservationMixin):
         self.ui.statusLabel.setText(f"{stage}: {message}" if message else stage)
         self.ui.logTextEdit.appendPlainText(self.jobs.lines[-1] if self.jobs.lines else stage)
 
-    def onAccept(self) -> None:
-        self._guard(self.logic.accept_current)
+    def onAccept(self) -> None:  # the label is stored; a round trains on the labels so far while labelling goes on
+        self._guard(lambda: (self.jobs.accept(), self.jobs.busy and self.timer.start()))
 
     def onStep(self, delta) -> None:
         self._guard(lambda: self.logic.step(delta))
@@ -194,8 +195,9 @@ class Panel(VTKObservationMixin):
         state = self.jobs.state(has_suggestions=bool(scene.suggestions))
         self.ui.runButton.text = state.run_text
         self.ui.runButton.enabled = state.run_enabled
-        for button in (self.ui.acceptButton, self.ui.previousButton, self.ui.nextButton, self.ui.retrainButton):
+        for button in (self.ui.acceptButton, self.ui.previousButton, self.ui.nextButton):
             button.enabled = state.labelling_enabled
+        self.ui.retrainButton.enabled = state.retrain_enabled
         self.ui.suggestionTable.setMRMLTableNode(scene.node("table"))
         segmentation = scene.node("segmentation")
         editor = self.ui.segmentEditorWidget

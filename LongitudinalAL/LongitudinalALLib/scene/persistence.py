@@ -78,7 +78,7 @@ def reusable_session_dir(param, work_root: Path, exclude: tuple[str, ...]) -> Pa
         return None  # a folder outside our work root: never touched
     if not SessionStore.exists(folder / "session"):
         return None
-    return folder if archive.folder_digest(folder, exclude) == digest else None
+    return folder if session_scene.session_digest(folder, exclude) == digest else None
 
 
 def _slicer_settings_file() -> str:

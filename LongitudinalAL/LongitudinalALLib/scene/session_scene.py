@@ -11,6 +11,7 @@ the .mrb and unpacked again when the scene is reopened.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -73,27 +74,90 @@ def load_suggestions(param) -> tuple[list[Suggestion], int]:
     return items, int(get_value(param, "currentIndex", "-1"))
 
 
-def pack_session(scene, param, session_dir: Path, exclude: tuple[str, ...] = ()):
-    """Copy the session directory into the archive text node, with its name and content digest.
+#: the archive in parts, each in its own text node and repacked only when its files change, so an
+#: Accept repacks the labels and state (kilobytes), never the slice pool (tens of MB) or the model:
+#: (part, node reference role, path prefixes); the last part takes every file the others leave
+PARTS = (("pool", "lal.sessionArchive.pool", ("session/pool/", "prepared/")),
+         ("model", "lal.sessionArchive.model", ("session/checkpoints/",)),
+         ("state", ARCHIVE_ROLE, ()))
+PART_DIGEST_ATTRIBUTE = "LongitudinalAL.partSha256"
+PART_SIGNATURE_ATTRIBUTE = "LongitudinalAL.partSignature"  # names, sizes and mtimes packed (no reading)
 
+
+def _current_checkpoint(session_dir: Path) -> str | None:
+    """Stem of the current model's checkpoint in ``session_dir/session`` ("" at round 0), None if unknown.
+
+    Only compared with file names (never opened as a path), so state.json is read without the
+    store's validation, which costs more than the whole repack of an Accept.
+    """
+    try:
+        rounds = json.loads((session_dir / "session" / "state.json").read_text(encoding="utf-8"))["rounds"]
+        return str(rounds[-1]["checkpoint"]).split("/")[-1].split(".")[0] if rounds else ""
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None  # no session or a damaged state: keep every checkpoint
+
+
+def session_parts(session_dir: Path, exclude: tuple[str, ...] = ()) -> dict[str, list[tuple[str, Path]]]:
+    """part -> (relative name, path) of the files it stores; only the current round's checkpoint is kept.
+
+    Why: every round's checkpoint would grow the scene by one model per round (older rounds'
+    weights stay in the work folder on this machine).
+    """
+    current = _current_checkpoint(Path(session_dir))
+    parts: dict[str, list[tuple[str, Path]]] = {name: [] for name, _, _ in PARTS}
+    for rel, path in archive.files(Path(session_dir), exclude):
+        if current is not None and rel.startswith("session/checkpoints/") and path.name.split(".")[0] != current:
+            continue
+        name = next(n for n, _, prefixes in PARTS if not prefixes or rel.startswith(prefixes))
+        parts[name].append((rel, path))
+    return parts
+
+
+def _combined(part_digests: dict[str, str]) -> str:
+    return hashlib.sha256("".join(f"{n}:{part_digests[n]}\n" for n, _, _ in PARTS).encode()).hexdigest()
+
+
+def session_digest(session_dir: Path, exclude: tuple[str, ...] = ()) -> str:
+    """The digest :func:`pack_session` records for ``session_dir`` (read from the files themselves)."""
+    return _combined({name: archive.files_digest(entries) for name, entries in session_parts(session_dir,
+                                                                                              exclude).items()})
+
+
+def _part_node(scene, param, name: str, role: str):
+    node = param.GetNodeReference(role)
+    if node is None or node.GetScene() is None:
+        node = scene.AddNewNodeByClass("vtkMRMLTextNode", ARCHIVE_NAME if role == ARCHIVE_ROLE
+                                       else f"{ARCHIVE_NAME} ({name})")
+        node.SetForceCreateStorageNode(slicer.vtkMRMLTextNode.CreateStorageNodeAlways)
+        node.AddDefaultStorageNode()
+        node.SetHideFromEditors(True)
+        param.SetNodeReferenceID(role, node.GetID())
+    return node
+
+
+def pack_session(scene, param, session_dir: Path, exclude: tuple[str, ...] = ()):
+    """Copy the session directory into the archive text nodes, with its name and content digest.
+
+    Only the parts whose files changed since they were packed are packed again (:data:`PARTS`).
     ``exclude``: relative path prefixes not worth storing (copies of what the scene holds anyway).
-    Returns the archive node.
+    Returns the main archive node (the one that carries the folder name and the digest).
     """
     session_dir = Path(session_dir)
     if not (session_dir / "state.json").is_file() and not any(session_dir.glob("*")):
         raise SessionError(f"The session directory {session_dir} is empty or missing.",
                            "Run the module again to create a session.")
-    data, digest = archive.pack(session_dir, exclude)
+    digests = {}
+    for (name, role, _), entries in zip(PARTS, session_parts(session_dir, exclude).values()):
+        node, sig = _part_node(scene, param, name, role), archive.signature(entries)
+        if node.GetAttribute(PART_SIGNATURE_ATTRIBUTE) != sig or not node.GetText():
+            data, digest = archive.pack_files(entries)
+            node.SetText(base64.b64encode(data).decode("ascii"))
+            node.SetAttribute(PART_DIGEST_ATTRIBUTE, digest)
+            node.SetAttribute(PART_SIGNATURE_ATTRIBUTE, sig)
+        digests[name] = node.GetAttribute(PART_DIGEST_ATTRIBUTE)
     node = param.GetNodeReference(ARCHIVE_ROLE)
-    if node is None or node.GetScene() is None:
-        node = scene.AddNewNodeByClass("vtkMRMLTextNode", ARCHIVE_NAME)
-        node.SetForceCreateStorageNode(slicer.vtkMRMLTextNode.CreateStorageNodeAlways)
-        node.AddDefaultStorageNode()
-        node.SetHideFromEditors(True)
-        param.SetNodeReferenceID(ARCHIVE_ROLE, node.GetID())
-    node.SetText(base64.b64encode(data).decode("ascii"))
     node.SetAttribute(DIR_NAME_ATTRIBUTE, original_name(session_dir.name))
-    node.SetAttribute(DIGEST_ATTRIBUTE, digest)
+    node.SetAttribute(DIGEST_ATTRIBUTE, _combined(digests))
     return node
 
 
@@ -127,8 +191,14 @@ def unpack_session(param, work_root: Path, limits: archive.ArchiveLimits | None 
         raise SessionError("This scene holds no LongitudinalAL session.",
                            "Run the module on a baseline/follow-up pair to start one.")
     name = archive.check_safe_name(node.GetAttribute(DIR_NAME_ATTRIBUTE) or "session")
-    try:
-        data = base64.b64decode(node.GetText().encode("ascii"), validate=True)
+    nodes = [n for n in (param.GetNodeReference(role) for _, role, _ in PARTS) if n is not None and n.GetText()]
+    length = sum(len(n.GetText()) for n in nodes)
+    most = archive.max_encoded_length(limits or archive.ArchiveLimits())
+    if length > most:  # before decoding, which would cost about 2x the text again (review 2, N17)
+        raise SessionError(f"The session stored in this scene is {length} characters long, more than a session "
+                           f"within the limits can be ({most}).", "Open only scenes you trust; nothing was written.")
+    try:  # a scene saved before the parts holds everything in the main node
+        data = [base64.b64decode(n.GetText().encode("ascii"), validate=True) for n in nodes]
     except (ValueError, UnicodeEncodeError) as err:
         raise SessionError(f"The session stored in this scene is damaged ({err}).",
                            "Reopen an earlier copy of the scene or start a new session.") from None
