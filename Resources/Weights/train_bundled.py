@@ -8,7 +8,7 @@ inputs), then gets a small residual misregistration (``randomise.misregister``)
 and, with ``--matching pairwise``, the voxel-pairwise intensity match
 (``intensity_match``). Prepared volumes are cached under ``--work``, so a rerun
 only trains. Training uses the public ``training.train_model`` / ``TrainConfig``.
-Held-out scores come from ``Testing/benchmarks/bench_model_heldout.py``.
+Held-out scores come from ``Testing/benchmarks/model_heldout/bench_model_heldout.py``.
 
     python Resources/Weights/train_bundled.py --work /tmp/bundled --n-pairs 36 --minutes 30
 """

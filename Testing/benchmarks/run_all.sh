@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every benchmark under Testing/benchmarks/ and leave their JSON in Testing/benchmarks/results/.
+# Run every benchmark under Testing/benchmarks/ (top level and one folder down) and leave their JSON in
+# Testing/benchmarks/results/.
 #
 #   Testing/benchmarks/run_all.sh                 # CPU here; CPU + GPU on a CUDA machine
 #   Testing/benchmarks/run_all.sh --device cuda   # GPU figures only (first-suggestion/scoring/selection)
@@ -15,7 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 py="${PYTHON:-$root/.venv/bin/python}"
-ours=(bench_first_suggestion.py bench_scoring.py bench_query_selection.py)
+ours=(interactive/bench_first_suggestion.py bench_scoring.py bench_query_selection.py)
 failed=()
 
 if [ -z "${SKIP_BAAL:-}" ] && [ ! -x "$root/.venv-baal/bin/python" ]; then
@@ -34,9 +35,9 @@ for script in "${ours[@]}"; do
   "$py" "$here/$script" "$@" || failed+=("$script")
 done
 
-case " $* " in *" --tiny "*) others=() ;; *) others=("$here"/bench_*.py) ;; esac
+case " $* " in *" --tiny "*) others=() ;; *) others=("$here"/bench_*.py "$here"/*/bench_*.py) ;; esac
 for path in "${others[@]}"; do
-  script="$(basename "$path")"
+  script="${path#"$here"/}"
   case " bench_common.py ${ours[*]} " in *" $script "*) continue ;; esac
   echo "== $script"
   "$py" "$path" || failed+=("$script")

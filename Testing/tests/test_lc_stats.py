@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "learning_curve"))
 from lc_stats import aubc, case_aubc, first_reaching, paired_wilcoxon, summarise_family  # noqa: E402
 
 

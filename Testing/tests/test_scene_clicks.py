@@ -1,4 +1,4 @@
-"""What a panel click may do on the GUI thread (issue 25, item 1; timings: benchmarks/bench_clicks.py).
+"""What a panel click may do on the GUI thread (issue 25, item 1; timings: benchmarks/panel/bench_clicks.py).
 
 - Show, Next, Previous and Accept never open the slice pool's arrays (tens of MB decompressed for
   one geometry value the pool's JSON holds).

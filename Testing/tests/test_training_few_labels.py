@@ -1,4 +1,4 @@
-"""Issue 16 (scenario shared with benchmarks/bench_few_labels.py): after a round with two contoured slices, every one of 10 seeds learns the lesions.
+"""Issue 16 (scenario shared with benchmarks/few_labels/bench_few_labels.py): after a round with two contoured slices, every one of 10 seeds learns the lesions.
 
 A small cohort of our own (the project's generator on real MNI anatomy, 3 mm,
 64 px slices, real registration and pairing): per seed, 2 contoured + 4

@@ -14,7 +14,7 @@ curve. New lesions are a small share of any bin, so medians ignore them, and
 monotonicity keeps a hyperintense new lesion above the tissue it sits in.
 Above the fitted range the curve continues with the curve's overall slope.
 
-Measured (Testing/benchmarks/bench_model_heldout.py, Resources/Weights/README.md): on held-out
+Measured (Testing/benchmarks/model_heldout/bench_model_heldout.py, Resources/Weights/README.md): on held-out
 pairs it removes 12-13 % of the non-lesion difference but 15-33 % of the lesion difference
 (regression to the mean with noise in both visits), so ``prepare`` keeps histogram matching.
 """

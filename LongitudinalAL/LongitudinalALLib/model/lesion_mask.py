@@ -25,7 +25,7 @@ only (never on the held-out one): the highest pooled lesion F1 that keeps
 lesion recall within 0.05 of the plain threshold's. There the false lesions per
 lesion-free pair fell from median 5 / p90 38 to 1 / 6 and recall from 0.53 to
 0.49; ``Testing/benchmarks/results/lesion_mask_tuning.json`` holds the figures
-and the rule (``Testing/benchmarks/tune_lesion_mask.py``).
+and the rule (``Testing/benchmarks/model_heldout/tune_lesion_mask.py``).
 
 Re-run for the retrained weights (MNI + pycortex S1 training subjects), the same rule
 picks peak 0.97 / 3 mm^3 on the earlier 30 MNI pairs (pooled F1 0.355 against 0.330

@@ -33,7 +33,7 @@ it raised the final Dice 0.602 -> 0.632 (AUBC 0.482 -> 0.493), but on the
 benchmark's sim:1234 with 15 seeds the final Dice rose 0.639 -> 0.660 while the
 AUBC fell 0.599 -> 0.576 (neither significant, two-sided p 0.12 / 0.13 over 45
 seed x case): the early queries spend labels on one lesion's neighbours instead
-of finding other lesions (``Testing/benchmarks/README.md``).
+of finding other lesions (``Testing/benchmarks/NOTES.md``).
 """
 
 from __future__ import annotations

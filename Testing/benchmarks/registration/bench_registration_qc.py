@@ -6,7 +6,7 @@ does: the true one, the true one shifted 1 / 2.5 / 5 mm or turned 3 degrees
 (about the head centre, random axis), and the true one composed with a
 left-right mirror. Pass/flag is recorded against the mean error.
 
-    .venv/bin/python Testing/benchmarks/bench_registration_qc.py [--per-type 1]
+    .venv/bin/python Testing/benchmarks/registration/bench_registration_qc.py [--per-type 1]
 Writes Testing/benchmarks/results/registration_qc.json.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "Testing" / "tests"))
 
 from clinical_grids import GRID_TYPES, REPORT_SEED_START, displacement_error, make_clinical_pair  # noqa: E402

@@ -14,11 +14,11 @@ subjects), a one-sided paired Wilcoxon test over (seed x test case) per-case
 AUBC against fg_random, and the triage AUROC (does the follow-up hold any new
 lesion?) of every final model on the test pairs.
 
-    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --config cpu          # the CPU grid
-    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --strategies all      # every strategy
-    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --families sim:1234,heldout:12,dir:/data/c
-    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --ray [--ray-address auto]  # tasks on Ray
-    .venv/bin/python Testing/benchmarks/bench_learning_curve.py --collect             # summarise what is done
+    .venv/bin/python Testing/benchmarks/learning_curve/bench_learning_curve.py --config cpu          # the CPU grid
+    .venv/bin/python Testing/benchmarks/learning_curve/bench_learning_curve.py --strategies all      # every strategy
+    .venv/bin/python Testing/benchmarks/learning_curve/bench_learning_curve.py --families sim:1234,heldout:12,dir:/data/c
+    .venv/bin/python Testing/benchmarks/learning_curve/bench_learning_curve.py --ray [--ray-address auto]  # tasks on Ray
+    .venv/bin/python Testing/benchmarks/learning_curve/bench_learning_curve.py --collect             # summarise what is done
 
 The grid runs as resumable tasks (lc_grid.py); the summary is read from disk,
 so the ``results`` part of the JSON is the same with or without Ray.
@@ -36,8 +36,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
 
+from bench_common import RESULTS_DIR  # noqa: E402
 from lc_grid import result_path, run_grid  # noqa: E402
 from lc_stats import mean_std, summarise_family  # noqa: E402
 
@@ -279,10 +280,10 @@ def main(argv=None) -> int:
                       "machine": f"{platform.machine()}, {args.threads} torch threads per task, python "
                                  f"{platform.python_version()}"}}
     name = f"learning_curve_{args.config}{('_' + args.tag) if args.tag else ''}"
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     if results:
-        plot(results, HERE / "results" / f"{name}.png")
+        plot(results, RESULTS_DIR / f"{name}.png")
     for fam, r in results.items():
         print(f"{fam}: full supervision Dice {r['full_supervision_dice']:.3f}, seeds {r['seeds']}")
         for st, s in r["strategies"].items():

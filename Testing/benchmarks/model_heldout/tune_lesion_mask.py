@@ -28,7 +28,7 @@ added after seeing that, and the peak grid was extended past 0.95;
 ``first_rule`` in the JSON is what the first rule picks on the extended grid.
 
     python Resources/Weights/train_bundled.py --work /tmp/fp_tune --family-seed 2027 --n-pairs 27 --n-val 3 --prepare-only
-    python Testing/benchmarks/tune_lesion_mask.py --work /tmp/fp_tune --family-seed 2027
+    python Testing/benchmarks/model_heldout/tune_lesion_mask.py --work /tmp/fp_tune --family-seed 2027
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "LongitudinalAL"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
 
 from bench_common import describe_machine, write_results  # noqa: E402
 
@@ -146,7 +147,7 @@ def main(argv=None) -> dict:
     raw = summary(recs, 0.0, 0.0)
     best = choose(grid, raw["recall"])
     groups = {name: [r for r in recs if r["thick"] == thick] for name, thick in (("thin", False), ("thick", True))}
-    out = {"command": "python Testing/benchmarks/tune_lesion_mask.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    out = {"command": "python Testing/benchmarks/model_heldout/tune_lesion_mask.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "machine": machine, "family": "cohort/randomise.py", "family_seed": args.family_seed,
            "weights": args.weights, "matching": args.matching, "voxel_threshold": 0.5,
            "rule": __doc__.split("Rule: ")[1].split("\n\n")[0].replace("\n", " "),

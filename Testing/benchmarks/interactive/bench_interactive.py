@@ -18,7 +18,7 @@ timing):
                  Labels: |difference| above its 99.5th percentile on tissue (a
                  stand-in for contours: it sets the amount of work, not quality).
 
-Run:  .venv/bin/python Testing/benchmarks/bench_interactive.py [--tiny] [--device cpu|cuda]
+Run:  .venv/bin/python Testing/benchmarks/interactive/bench_interactive.py [--tiny] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
 import bench_common as bc  # noqa: E402
 from bench_first_suggestion import load_model, make_pair, prepare_product  # noqa: E402
 
@@ -104,7 +104,7 @@ def accept_round(slices: Any, model: Any, device: torch.device, picks: np.ndarra
 
 def committed_before() -> dict[str, Any]:
     """The figures of the committed first_suggestion.json (before this branch), with their load."""
-    path = HERE / "results" / "first_suggestion.json"
+    path = bc.RESULTS_DIR / "first_suggestion.json"
     if not path.is_file():
         return {}
     d = json.loads(path.read_text())

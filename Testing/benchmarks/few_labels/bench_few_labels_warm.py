@@ -12,7 +12,7 @@ recipe: starting Dice, steps, budget rule, collapse outcome, labelled lesion
 slices hit and test Dice; summary: seeds that collapsed or reached test Dice 0,
 mean test Dice, and the paired difference after - before.
 
-    .venv/bin/python Testing/benchmarks/bench_few_labels_warm.py --work /tmp/few_labels --seeds 10
+    .venv/bin/python Testing/benchmarks/few_labels/bench_few_labels_warm.py --work /tmp/few_labels --seeds 10
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
+from bench_common import RESULTS_DIR  # noqa: E402
 from bench_few_labels import labelled_session, parse_args, pick, setup  # noqa: E402
 
 RECIPES = {"before": {"warm_min_total_steps": None}, "after": {"warm_min_total_steps": 100}}
@@ -85,8 +86,8 @@ def main(argv=None) -> int:
                                            "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
     print(f"after - before test Dice: {out['after_minus_before_test_dice']}")
     name = "few_labels_warm" + (f"_{args.tag}" if args.tag else "")
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

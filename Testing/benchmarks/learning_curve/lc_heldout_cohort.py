@@ -8,7 +8,7 @@ indices are lesion-free, as the family defines); the split is by pair index
 (the family has one anatomy, Colin27, so no subject split exists).
 
     PYTHONPATH=<checkout with cohort/heldout.py>/LongitudinalAL \\
-        .venv/bin/python Testing/benchmarks/lc_heldout_cohort.py --n 12 --test 6 --out /tmp/heldout_cohort
+        .venv/bin/python Testing/benchmarks/learning_curve/lc_heldout_cohort.py --n 12 --test 6 --out /tmp/heldout_cohort
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Wilcoxon p < 0.05 for "before > after"; the seed spread of the before grid is
 printed beside each mean difference. Also sums the training seconds of the
 query rounds (rounds 2+) of both grids: the cost the recipe change saves.
 
-    .venv/bin/python Testing/benchmarks/lc_compare.py /tmp/lc_before/cpu /tmp/lc_after/cpu --tag speed
+    .venv/bin/python Testing/benchmarks/learning_curve/lc_compare.py /tmp/lc_before/cpu /tmp/lc_after/cpu --tag speed
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
+from bench_common import RESULTS_DIR  # noqa: E402
 from lc_stats import aubc, case_aubc, mean_curve, paired_wilcoxon  # noqa: E402
 
 
@@ -113,9 +114,9 @@ def main(argv=None) -> int:
                       f"after {x['after_mean']:.3f}  diff {x['after_minus_before']:+.3f}  "
                       f"p(before>after, cases) {t.get('p_greater')}  drop {x.get('drop')}")
     name = "learning_curve_compare" + (f"_{args.tag}" if args.tag else "")
-    (HERE / "results" / f"{name}.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     plot(Path(args.before), Path(args.after), args.families.split(","), args.strategies.split(","),
-         HERE / "results" / f"{name}.png")
+         RESULTS_DIR / f"{name}.png")
     return 0
 
 

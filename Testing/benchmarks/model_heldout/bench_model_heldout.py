@@ -18,7 +18,7 @@ Each model is scored with each lesion-mask step side by side (``--masks``): ``ra
 for the lesion-free pairs every false lesion is described (``false_lesions.py``:
 volume, peak probability, location) and tabulated by location.
 
-Run:  .venv/bin/python Testing/benchmarks/bench_model_heldout.py --n 10 \
+Run:  .venv/bin/python Testing/benchmarks/model_heldout/bench_model_heldout.py --n 10 \
           --weights old=/tmp/old.safetensors,new=Resources/Weights/change_unet.safetensors
 """
 
@@ -34,9 +34,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "LongitudinalAL"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
 
 import false_lesions  # noqa: E402
 from bench_common import describe_machine, write_results  # noqa: E402
@@ -199,7 +200,7 @@ def main(argv=None) -> dict:
     mask_names = tuple(args.masks.split(","))
     models = {k: load_weights(v) for k, v in (item.split("=", 1) for item in args.weights.split(",") if item)}
     t0 = time.perf_counter()
-    out = {"command": "python Testing/benchmarks/bench_model_heldout.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    out = {"command": "python Testing/benchmarks/model_heldout/bench_model_heldout.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "machine": describe_machine(), "weights": args.weights, "metrics_note":
            "metrics.py lesion F1 with the MSSEG-2 detection rule (animaSegPerfAnalyzer alpha/beta/gamma)",
            "masks": {"raw": "p >= 0.5 on the model slices, nearest to the baseline grid",

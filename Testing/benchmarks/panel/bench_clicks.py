@@ -18,7 +18,7 @@ batch, every click the panel wires, timed on the Logic call the Widget makes:
 this one, alternately in one run, so the machine's load hits both; each side's 1-min load average
 is stored. Median and p95 per click go to ``results/clicks.json``.
 
-    PYTHONPATH=$PWD/LongitudinalAL python Testing/benchmarks/bench_clicks.py --compare /tmp/lal-before
+    PYTHONPATH=$PWD/LongitudinalAL python Testing/benchmarks/panel/bench_clicks.py --compare /tmp/lal-before
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from typing import Any, Callable
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[0] / "tests"))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
 from test_scene_logic import _draw_on_slice  # noqa: E402 - a disk on the suggestion's slice, as in the tests
 
 ROUNDS, K = 10, 10
@@ -217,7 +218,7 @@ def print_table(sides: dict[str, dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", help="checkout (folder holding LongitudinalAL/) of the 'before' side")
-    parser.add_argument("--after", default=str(HERE.parents[1]), help="checkout of the 'after' side (default: this)")
+    parser.add_argument("--after", default=str(HERE.parents[2]), help="checkout of the 'after' side (default: this)")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--repeats", type=int, default=2, help="passes over the batch")
     parser.add_argument("--name", default="clicks")
@@ -236,7 +237,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, lib in libraries.items():
         sides[name]["library"] = str(lib)
     print_table(sides)
-    sys.path.insert(0, str(HERE))
     import bench_common as bc
 
     payload = {"sides": sides, "argv": argv or sys.argv[1:], "cpu_cores_usable": len(os.sched_getaffinity(0)),

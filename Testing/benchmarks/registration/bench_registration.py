@@ -11,7 +11,7 @@ Ours runs the product path (load int16 files, N4, masks, normalise, register, QC
 ANTs (``.venv-bench`` or --ants-python, see setup_bench_env.sh) gets the same
 int16 files through ants_worker.py, on the first --ants-per-type pairs per type.
 
-    .venv/bin/python Testing/benchmarks/bench_registration.py [--per-type 5] [--ants-per-type 2]
+    .venv/bin/python Testing/benchmarks/registration/bench_registration.py [--per-type 5] [--ants-per-type 2]
 Writes Testing/benchmarks/results/registration.json.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "Testing" / "tests"))
 
 from clinical_grids import GRID_TYPES, REPORT_SEED_START, available_anatomies, displacement_error, make_clinical_pair  # noqa: E402

@@ -22,7 +22,7 @@ parts that exist (``io.load_image``, ``preprocess`` N4/mask/normalisation,
 ``registration.register``, plain axial slicing) and the JSON says
 ``"path": "fallback"``.
 
-Run:  .venv/bin/python Testing/benchmarks/bench_first_suggestion.py [--tiny] [--device all|cpu|cuda]
+Run:  .venv/bin/python Testing/benchmarks/interactive/bench_first_suggestion.py [--tiny] [--device all|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
 import bench_common as bc  # noqa: E402
 
 GRID = (182, 218, 182)  # (x, y, z) voxels, 1 mm

@@ -9,7 +9,7 @@ of the code it runs on (so the same script measures the code before and after
 the fix). Prints and writes, per seed, the labelled lesion slices with a
 predicted lesion pixel and the test Dice.
 
-    .venv/bin/python Testing/benchmarks/bench_few_labels.py --work /tmp/few_labels --tag after
+    .venv/bin/python Testing/benchmarks/few_labels/bench_few_labels.py --work /tmp/few_labels --tag after
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
+from bench_common import RESULTS_DIR  # noqa: E402
 from test_training_few_labels import TINY  # noqa: E402  (the test's scenario, imports no new API)
 from test_training_few_labels import _pick as pick
 
@@ -101,9 +103,9 @@ def main(argv=None) -> int:
            "seeds_no_lesion_on_labelled": sum(r["lesion_slices_hit"] == 0 for r in rows)}
     print(f"mean test Dice {out['mean_test_dice']:.3f}; seeds with test Dice 0: {out['seeds_test_dice_0']}; "
           f"seeds predicting no lesion on their labelled slices: {out['seeds_no_lesion_on_labelled']}")
-    (HERE / "results").mkdir(exist_ok=True)
+    RESULTS_DIR.mkdir(exist_ok=True)
     name = "few_labels" + (f"_{args.tag}" if args.tag else "")
-    (HERE / "results" / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

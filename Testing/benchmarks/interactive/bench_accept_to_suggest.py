@@ -15,7 +15,7 @@ default, see the README). ``--profile`` adds where one training step spends its 
 (train_step_profile.py) for the default step and the cheaper candidates (crop 128, batch 4,
 no augmentation, channels_last).
 
-    .venv/bin/python Testing/benchmarks/bench_accept_to_suggest.py --threads 2 --tag crop96
+    .venv/bin/python Testing/benchmarks/interactive/bench_accept_to_suggest.py --threads 2 --tag crop96
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from bench_common import describe_machine  # noqa: E402
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
+from bench_common import RESULTS_DIR, describe_machine  # noqa: E402
 
 RECIPES = {"crop_128": {"crop_size": 128}, "default": {}, "warm_100": {"warm_min_total_steps": 100}}
 CANDIDATES = {"default": ({}, False), "crop_128": ({"crop_size": 128}, False), "batch_4": ({"batch_size": 4}, False),
@@ -135,8 +135,8 @@ def main(argv=None) -> int:
                   + ", ".join(f"{k} {v:.3f}" for k, v in r["cpu_s_per_step"].items()), flush=True)
     out["load_average_end"] = list(os.getloadavg())
     name = "accept_to_suggest" + (f"_{args.tag}" if args.tag else "")
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{name}.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     return 0
 
 

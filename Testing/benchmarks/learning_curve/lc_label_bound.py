@@ -15,7 +15,7 @@ Every model is scored on the family's test split and, with ``--extra``, on a
 larger cohort of the same family kind (more lesion-bearing subjects, less
 noise), against full supervision's checkpoints of the grid scored the same way.
 
-    .venv/bin/python Testing/benchmarks/lc_label_bound.py --work /tmp/lc15/cpu --family sim1234 \\
+    .venv/bin/python Testing/benchmarks/learning_curve/lc_label_bound.py --work /tmp/lc15/cpu --family sim1234 \\
         --extra /tmp/longitudinal_al_lc_tuning/sim4321 --tag sim1234
 Writes results/lc_label_bound[_<tag>].json.
 """
@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
+from bench_common import RESULTS_DIR  # noqa: E402
 from lc_grid import session_model  # noqa: E402
 
 
@@ -119,12 +120,12 @@ def main(argv=None) -> int:
               "tests": {t: len(c) for t, c in tests.items()}, "full_supervision": {"per_seed": full, "mean": ref},
               "arms": {k: {str(s): r for s, r in v.items()} for k, v in arms.items()}, "summary": summary,
               "seconds": round(time.perf_counter() - t0, 1)}
-    out = HERE / "results" / f"lc_label_bound{('_' + args.tag) if args.tag else ''}.json"
+    out = RESULTS_DIR / f"lc_label_bound{('_' + args.tag) if args.tag else ''}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print("full supervision: " + ", ".join(f"{t} {v:.3f}" for t, v in ref.items()))
     for k, v in summary.items():
         print(f"{k:28s} " + "  ".join(f"{t} {x['mean']:.3f} ({x['pct_of_full']:.0%})" for t, x in v.items()))
-    print(f"{record['seconds']:.0f} s -> {out.relative_to(HERE)}")
+    print(f"{record['seconds']:.0f} s -> {out.relative_to(HERE.parent)}")
     return 0
 
 

@@ -10,7 +10,7 @@ split. Each variant: fg_random first round (shared per seed and train recipe),
 then 4 rounds of the variant. Full supervision per family (3 seeds, the
 benchmark's recipe) gives the 95 % line.
 
-    .venv/bin/python Testing/benchmarks/lc_tuning.py --variant base='{}' \\
+    .venv/bin/python Testing/benchmarks/learning_curve/lc_tuning.py --variant base='{}' \\
         --variant ctx05='{"kwargs": {"context_weight": 0.5}}' --variant thr02='{"kwargs": {"threshold": 0.2}}' \\
         --variant steps1000='{"train": {"min_total_steps": 1000}}' --variant fg_random='{"strategy": "fg_random"}'
 
@@ -31,8 +31,9 @@ from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
 from bench_learning_curve import CONFIGS, prepare_families, round_train_config  # noqa: E402
+from bench_common import RESULTS_DIR  # noqa: E402
 from lc_grid import session_model  # noqa: E402
 
 CPU = CONFIGS["cpu"]
@@ -122,11 +123,11 @@ def main(argv=None) -> int:
                             "aubc": float(np.mean([f["variants"][n]["aubc"] for f in record["families"].values()]))}
                         for n in names}
     record["seconds"] = round(time.perf_counter() - t0, 1)
-    out = HERE / "results" / f"lc_tuning{('_' + args.tag) if args.tag else ''}.json"
+    out = RESULTS_DIR / f"lc_tuning{('_' + args.tag) if args.tag else ''}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     for n in names:
         print(f"pooled {n:12s} final {record['pooled'][n]['final']:.3f}  AUBC {record['pooled'][n]['aubc']:.3f}")
-    print(f"{record['seconds']:.0f} s -> {out.relative_to(HERE)}")
+    print(f"{record['seconds']:.0f} s -> {out.relative_to(HERE.parent)}")
     return 0
 
 

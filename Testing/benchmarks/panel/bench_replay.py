@@ -12,7 +12,7 @@ each shown suggestion (painting a disk), then presses Accept. Reported, median a
 ``--tiny``: 3 mm, 64 px, a tiny network, 2-step rounds and seconds-per-label scaled by 1/10, to
 show the mechanics in minutes (its figures are not the product's).
 
-    PYTHONPATH=$PWD/LongitudinalAL python Testing/benchmarks/bench_replay.py [--tiny] [--labels 30]
+    PYTHONPATH=$PWD/LongitudinalAL python Testing/benchmarks/panel/bench_replay.py [--tiny] [--labels 30]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[0] / "tests"))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this benchmark's folder, then Testing/benchmarks/ (bench_common)
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
 from bench_clicks import _draw_on_slice, load1, sample_scene, summary  # noqa: E402
 
 TINY_OPTIONS = {"prepare": {"spacing_mm": 3.0, "size": 64, "n4": False}, "strategy": "entropy_mean", "k": 4,
