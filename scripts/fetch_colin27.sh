@@ -9,7 +9,8 @@
 # line and exits 0, and those tests skip with the same hint (or fail under .ci/run, which requires them).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dest="${1:-$root/.venv/share/mricron/templates}"
+# where cohort/anatomy.py will look: $LONGITUDINAL_AL_COLIN27_DIR when set (then only there), else the environment
+dest="${1:-${LONGITUDINAL_AL_COLIN27_DIR:-$root/.venv/share/mricron/templates}}"
 python="${PYTHON:-python3}"
 [ -x "$root/.venv/bin/python" ] && python="$root/.venv/bin/python"
 
@@ -29,7 +30,8 @@ PY
 
 skip() { echo "Colin27 not fetched ($1); the tests that need it will skip. $2" >&2; exit 0; }
 
-if check "$dest" || check /usr/share/mricron/templates; then exit 0; fi
+if check "$dest"; then exit 0; fi
+if [ -z "${LONGITUDINAL_AL_COLIN27_DIR:-}" ] && check /usr/share/mricron/templates; then exit 0; fi  # Debian's
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
   || skip "no apt-get/dpkg-deb: not a Debian/Ubuntu machine" \
           "Get ch2bet.nii.gz and ch2.nii.gz from mricron-data and set LONGITUDINAL_AL_COLIN27_DIR to their folder."
