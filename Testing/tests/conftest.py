@@ -53,11 +53,3 @@ def registered_sample_pair(tmp_path_factory):
     sitk.WriteTransform(pair.transform, str(tfm))
     return files[0], files[1], tfm
 
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist's ``--dist loadgroup`` (scripts/test.sh): each file runs on one worker, so its module
-    fixtures are made once; files that share a session fixture name one ``xdist_group`` so it is made once too."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

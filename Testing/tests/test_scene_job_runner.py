@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer")
-pytestmark = pytest.mark.xdist_group("registered_sample_pair")
 
 import scene_testdata  # noqa: E402
 from scene_testdata import with_registration  # noqa: E402

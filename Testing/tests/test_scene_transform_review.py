@@ -10,7 +10,6 @@ import pytest
 import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
-pytestmark = pytest.mark.xdist_group("registered_sample_pair")
 
 from scene_testdata import with_registration  # noqa: E402
 from test_scene_logic import OPTIONS  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 
 from LongitudinalALLib.commands.cli import main
 
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.xdist_group("tiny_cohort")]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -11,7 +11,7 @@ from LongitudinalALLib.active import simulate
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
 
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow, pytest.mark.xdist_group("tiny_cohort")]
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
