@@ -7,15 +7,39 @@ cannot change what another test sees.
 
 Helpers build follow-up scans from a baseline through a *known* transform, so
 registration error can be measured exactly (mean displacement inside the brain).
+
+Colin27 (Debian's mricron-data) is optional: :func:`colin27_or_skip` skips with one line
+naming how to get it, except where ``LONGITUDINAL_AL_REQUIRE_COLIN27=1`` (set by ``.ci/run``
+where apt exists), so the frozen held-out checksum cannot silently stop running on CI.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
+
+from LongitudinalALLib.cohort.anatomy import COLIN27_INSTALL_HINT, colin27_dir
+
+REQUIRE_COLIN27_ENV = "LONGITUDINAL_AL_REQUIRE_COLIN27"
+
+
+def colin27_or_skip(needed_for: str) -> Path:
+    """The folder holding Colin27's ch2bet.nii.gz and ch2.nii.gz; skips (or fails where required) without it.
+
+    Call it inside a test, or at a module's top so a whole module skips with one line."""
+    folder = colin27_dir()
+    if folder is not None and (folder / "ch2.nii.gz").is_file():
+        return folder
+    line = f"{needed_for} needs Colin27 (mricron-data ch2bet.nii.gz + ch2.nii.gz): {COLIN27_INSTALL_HINT}"
+    if os.environ.get(REQUIRE_COLIN27_ENV) == "1":
+        pytest.fail(f"{line} ({REQUIRE_COLIN27_ENV}=1: this machine must run the Colin27 tests)", pytrace=False)
+    pytest.skip(line, allow_module_level=True)
 
 
 def mni_t1_path() -> str:

@@ -13,7 +13,7 @@ so a registration (baseline point -> follow-up point) is right when it equals
 (slice profile) and in-plane blocks (partial volume) before noise and bias.
 
 Frozen: the benchmark reports seeds >= REPORT_SEED_START; tune only below it.
-Anatomies: ``mni`` (nilearn), ``colin27`` (apt mricron-data, full head),
+Anatomies: ``mni`` (nilearn), ``colin27`` (mricron-data's ch2.nii.gz, full head; scripts/fetch_colin27.sh),
 ``pycortex_s1`` (Testing/benchmarks/setup_pycortex_anatomy.sh; full head, sagittal).
 """
 
@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from LongitudinalALLib.cohort.anatomy import pycortex_t1_path  # the one lookup (env, then set-up folder)
+from LongitudinalALLib.cohort.anatomy import colin27_dir, pycortex_t1_path  # the one lookup of each
 
 REPORT_SEED_START = 1000
-COLIN27_FILES = ("/usr/share/mricron/templates/ch2.nii.gz", "/usr/share/mricron/ch2.nii.gz")
 
 AXIAL = np.eye(3)
 SAGITTAL = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # columns: i=P, j=I, k=R
@@ -88,9 +87,15 @@ class ClinicalPair:
         return self.truth.GetInverse()
 
 
+def _colin27_head() -> Path | None:
+    """Colin27's full-head ch2.nii.gz beside the ch2bet.nii.gz that cohort/anatomy.py finds, or None."""
+    folder = colin27_dir()
+    return folder / "ch2.nii.gz" if folder is not None and (folder / "ch2.nii.gz").is_file() else None
+
+
 def available_anatomies() -> list[str]:
     names = ["mni"]
-    if any(Path(p).is_file() for p in COLIN27_FILES):
+    if _colin27_head() is not None:
         names.append("colin27")
     if pycortex_t1_path() is not None:
         names.append("pycortex_s1")
@@ -104,7 +109,7 @@ def _anatomy(name: str) -> tuple[sitk.Image, np.ndarray]:
         from nilearn.datasets import MNI152_FILE_PATH
         path = str(MNI152_FILE_PATH)
     elif name == "colin27":
-        path = next(p for p in COLIN27_FILES if Path(p).is_file())
+        path = str(_colin27_head())
     elif name == "pycortex_s1":
         path = str(pycortex_t1_path())
     else:

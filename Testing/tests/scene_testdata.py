@@ -67,6 +67,13 @@ def write_pair(directory: Path, spacing_mm: float = 3.0) -> tuple[Path, Path, Pa
     return paths
 
 
+def with_registration(options, tfm):
+    """``options`` (scene RunOptions) with ``tfm`` as the prepare step's initial transform (no optimisation)."""
+    from dataclasses import replace
+
+    return replace(options, prepare={**options.prepare, "initial_transform": str(tfm)})
+
+
 def sample_pair_files() -> tuple[Path, Path, Path | None] | None:
     """(baseline, follow-up, new-lesion mask) of the bundled sample pair, if it is there."""
     from LongitudinalALLib.core.resources import sample_data_dir

@@ -36,6 +36,7 @@ def test_recovers_known_affine_at_2mm(seed):
     assert result.followup_resampled.GetSize() == base.GetSize()
 
 
+@pytest.mark.slow  # a full-resolution registration
 def test_recovers_known_affine_at_1mm():
     base, follow, mask, fmask, truth = _pair(1, 7)
     result = register(base, follow, baseline_mask=mask, followup_mask=fmask)

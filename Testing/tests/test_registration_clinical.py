@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from clinical_grids import GridSpec, Motion, available_anatomies, displacement_error, make_clinical_pair
+from anatomy_fixtures import colin27_or_skip
+from clinical_grids import GridSpec, Motion, displacement_error, make_clinical_pair
 
 from LongitudinalALLib.imaging.preprocess import foreground_mask, normalize_intensity
 from LongitudinalALLib.imaging.registration.pipeline import register
@@ -102,12 +103,12 @@ def test_initial_transform_is_used_as_given_and_judged():
     assert bad.qc.failed and bad.qc.stages == []
 
 
-@pytest.mark.skipif("colin27" not in available_anatomies(), reason="Colin27 (apt mricron-data) not installed")
 def test_left_right_flipped_follow_up_is_flagged_by_the_mirrored_alternative():
     """D17 row 24: a follow-up with its voxels flipped L-R registered 'ok' and moved lesions to the other side.
 
     Colin27 is one real (asymmetric) head; the MNI template is symmetric by construction, so no check can tell.
     """
+    colin27_or_skip("the left-right flip check (Colin27 is asymmetric, MNI is not)")
     pair = make_clinical_pair("flip", 4, "colin27", grids=(AXIAL_3MM, AXIAL_3MM))
     flipped = sitk.GetImageFromArray(np.ascontiguousarray(sitk.GetArrayFromImage(pair.followup)[:, :, ::-1]))
     flipped.CopyInformation(pair.followup)

@@ -5,6 +5,9 @@ leaves the panel busy), D14 (a cancel is an outcome, not an error), D16 (a job
 that ends after File > Close Scene is not applied to the next scene), "Run
 becomes Cancel while a job runs", and the runner gaps left by slicer-app: a
 cancelled Run leaves the session's inputs and overrides as they were, a failed apply leaves no new node.
+
+The first Run registers for real; the later ones start from the session's shared registration of the same
+pair (conftest ``registered_sample_pair``, as ``initial_transform``): they test the runner, not registration.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pytest
 slicer = pytest.importorskip("slicer")
 
 import scene_testdata  # noqa: E402
+from scene_testdata import with_registration  # noqa: E402
 from test_scene_logic import OPTIONS  # noqa: E402
 
 from LongitudinalALLib.active.loop import ActiveLoop
@@ -78,10 +82,10 @@ def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
     assert json.loads((logic.work_root / "devices.json").read_text())["devices"][-1] == "cpu"  # for the next start
 
 
-def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran):
+def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran, registered_sample_pair):
     logic, jobs = ran["logic"], ran["jobs"]
     before = logic.work_dir
-    jobs.start_run(ran["baseline"], ran["followup"], OPTIONS)
+    jobs.start_run(ran["baseline"], ran["followup"], with_registration(OPTIONS, registered_sample_pair[2]))
     work = jobs._job[1]["work_dir"]
     _finished_in_child(jobs)
     shutil.rmtree(f"{work}/prepared")  # e.g. the temp folder was cleaned while the job ran
@@ -105,11 +109,11 @@ def test_a_cancelled_run_leaves_the_inputs_and_overrides_of_the_last_run(ran):
     logic.set_options(OPTIONS)
 
 
-def test_a_failed_prepare_apply_leaves_no_new_node_in_the_scene(ran):
+def test_a_failed_prepare_apply_leaves_no_new_node_in_the_scene(ran, registered_sample_pair):
     logic, jobs, scene = ran["logic"], ran["jobs"], ran["hs"].scene
     scene.RemoveNode(logic.node("transform"))  # e.g. the user deleted it: the next apply makes a new one
     before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
-    jobs.start_run(ran["baseline"], ran["followup"], OPTIONS)
+    jobs.start_run(ran["baseline"], ran["followup"], with_registration(OPTIONS, registered_sample_pair[2]))
     work = jobs._job[1]["work_dir"]
     _finished_in_child(jobs)
     shutil.os.remove(f"{work}/prepared/followup_registered.nrrd")  # fails after the transform node was made
@@ -119,12 +123,13 @@ def test_a_failed_prepare_apply_leaves_no_new_node_in_the_scene(ran):
     assert logic.node("registered") is not None and len(logic.suggestions) == OPTIONS.k  # the last run stays
 
 
-def test_a_job_that_ends_after_the_scene_was_closed_is_not_applied(tmp_path):
-    files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp_path / "pair")
+def test_a_job_that_ends_after_the_scene_was_closed_is_not_applied(tmp_path, registered_sample_pair):
+    *files, tfm = registered_sample_pair
     hs = headless.create_headless_slicer(str(tmp_path / "cache"))
     logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp_path / "work")
     jobs = logic.jobs
-    jobs.start_run(*(volumes.load_volume(f, hs.scene, r) for f, r in zip(files, ("baseline", "follow-up"))), OPTIONS)
+    jobs.start_run(*(volumes.load_volume(f, hs.scene, r) for f, r in zip(files, ("baseline", "follow-up"))),
+                   with_registration(OPTIONS, tfm))
     work = jobs._job[1]["work_dir"]
     hs.scene.Clear(0)  # File > Close Scene while the job runs
     outcome = jobs.wait()

@@ -21,6 +21,7 @@ from slicer_app_standins import install_real_parameter_node_wrapper, load_module
 from LongitudinalALLib.scene import headless, panel_options, persistence, volumes  # noqa: E402
 
 
+@pytest.mark.slow  # the module's own full loop: registration, scoring, a training round
 def test_module_self_test_runs_the_full_loop_and_leaves_nothing_behind(tmp_path, monkeypatch):
     hs = headless.create_headless_slicer(str(tmp_path / "cache"))
     install_real_parameter_node_wrapper(monkeypatch, slicer)  # Slicer 5.10's own wrapper

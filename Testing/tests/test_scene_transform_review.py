@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-import scene_testdata  # noqa: E402
+from scene_testdata import with_registration  # noqa: E402
 from test_scene_logic import OPTIONS  # noqa: E402
 
 from LongitudinalALLib.scene import headless, transform_review, volumes  # noqa: E402
@@ -29,13 +29,15 @@ def _shift(node, dx_mm: float) -> None:
     node.SetMatrixTransformToParent(m)
 
 
-def test_an_edited_transform_is_saved_and_paired_from_without_registering(tmp_path):
-    files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp_path / "pair")
+def test_an_edited_transform_is_saved_and_paired_from_without_registering(tmp_path, registered_sample_pair):
+    """The first Run starts from the session's shared registration of the pair (conftest
+    ``registered_sample_pair``): what is under test is the review and the re-pair, not registration."""
+    *files, tfm = registered_sample_pair
     hs = headless.create_headless_slicer(str(tmp_path / "cache"))
     baseline = volumes.load_volume(files[0], hs.scene, "baseline")
     followup = volumes.load_volume(files[1], hs.scene, "follow-up")
     logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp_path / "work")
-    logic.jobs.start_run(baseline, followup, OPTIONS)
+    logic.jobs.start_run(baseline, followup, with_registration(OPTIONS, tfm))
     assert logic.jobs.wait().status == DONE
     assert logic.status()["registration_warning"] == "" and followup.GetTransformNodeID() is None
     good = sitk.ReadTransform(str(logic.work_dir / "prepared" / "transform.tfm"))

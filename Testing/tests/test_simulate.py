@@ -17,10 +17,11 @@ def _ok(x) -> bool:
     return x is not None and not math.isnan(x) and 0.0 <= x <= 1.0
 
 
-def test_simulate_two_rounds(tmp_path, capsys):
-    cohort = tmp_path / "cohort"
-    assert main(["make-cohort", "--n", "4", "--spacing", "2", "--anatomies", "mni", "--seed", "1",
-                 "--min-new-lesions", "1", "--out", str(cohort), "--quiet"]) == 0
+@pytest.mark.slow
+def test_simulate_two_rounds(tiny_cohort, tmp_path, capsys):
+    """On the session's shared cohort (conftest ``tiny_cohort``, the one make-cohort call and prepared cache the
+    resume tests use too)."""
+    cohort = tiny_cohort
     capsys.readouterr()
     out = tmp_path / "sim"
     argv = ["simulate", "--cohort", str(cohort), "--strategy", "entropy_mean", "--rounds", "2", "--per-round", "4",

@@ -11,15 +11,13 @@ from LongitudinalALLib.active import simulate
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.commands.cli import main
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cohort") / "c"
-    assert main(["make-cohort", "--n", "4", "--spacing", "2", "--anatomies", "mni", "--seed", "1",
-                 "--min-new-lesions", "1", "--out", str(out), "--quiet"]) == 0
-    return out
+def cohort(tiny_cohort):
+    """The session's shared cohort (conftest): its pairs are registered once for this file and test_simulate."""
+    return tiny_cohort
 
 
 def _argv(cohort, out):

@@ -1,4 +1,4 @@
-"""Issue 16 (scenario shared with benchmarks/few_labels/bench_few_labels.py): after a round with two contoured slices, every one of 10 seeds learns the lesions.
+"""Issue 16 (scenario shared with benchmarks/few_labels/bench_few_labels.py): after a round with two contoured slices, every seed learns the lesions.
 
 A small cohort of our own (the project's generator on real MNI anatomy, 3 mm,
 64 px slices, real registration and pairing): per seed, 2 contoured + 4
@@ -7,6 +7,12 @@ trained from scratch (TINY network, one torch thread). Before the fix, 15
 passes over 6 labels were about 60 steps and some seeds ended all-background
 (test Dice 0). The test uses a 120-step floor (the product default is 200) so
 the collapse check and its "train longer" step take part too.
+
+Seeds 0, 1 and 9 of the original ten (issue 23): at 120 steps seeds 1 and 9 are the two that collapse
+and take the "train longer" step, seed 0 does not. The ten-seed sweep now lives in
+``Testing/benchmarks/bench_few_labels.py`` (10 seeds at the product's 200 steps; it reports the seeds with
+test Dice 0 and those predicting no lesion on their labelled slices, 0/10 and 0/10 in its README table);
+seeds 2-8 each passed the same assertions just before the move (1-2 labelled slices hit, test Dice 0.30-0.75).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from LongitudinalALLib.model.training import TrainConfig
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1, "head_features": 8, "dropout": 0.1}
-SEEDS = range(10)
+SEEDS = (0, 1, 9)  # 1 and 9 take the "train longer" step at 120 steps; all ten: bench_few_labels.py
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +57,7 @@ def _pick(pool, seed: int) -> list[tuple[str, int, np.ndarray]]:
         [free[i][:3] for i in rng.choice(len(free), 4, replace=False)]
 
 
+@pytest.mark.slow  # a 4-pair cohort registered with N4, then three training rounds
 def test_every_seed_learns_from_two_contoured_slices(cohort, tmp_path):
     from LongitudinalALLib.model.train_collapse import check_lesion_slices
 

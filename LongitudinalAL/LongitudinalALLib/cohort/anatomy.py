@@ -5,8 +5,10 @@ Sources (no download at run time):
 * ``mni``: nilearn's bundled MNI ICBM152 2009a template (T1, GM and WM
   probabilities, 197x233x189 at 1 mm); CSF = filled brain mask - GM - WM.
 * ``colin27``: Debian's ``mricron-data`` Colin27 (``ch2bet.nii.gz``, one real
-  subject, 181x217x181 at 1 mm); tissue maps come from a 3-class Otsu split of
-  the brain-extracted T1 with a linear ramp between class means (partial volume).
+  subject, 181x217x181 at 1 mm), installed system-wide or by ``scripts/fetch_colin27.sh``
+  into the environment's ``share/mricron/templates`` (no root); tissue maps come from a
+  3-class Otsu split of the brain-extracted T1 with a linear ramp between class means
+  (partial volume).
 * ``pycortex_s1``: the real single-subject T1 in the pycortex 1.4.0 sdist (full head,
   256^3 at 1 mm; fetched by ``Testing/benchmarks/setup_pycortex_anatomy.sh``, never
   committed); brain mask by affine MNI template fit (``anatomy_extract``), then N4 and
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +47,13 @@ PYCORTEX_INSTALL_HINT = (
     f"{PYCORTEX_ENV} to pycortex's filestore/db/S1/anatomicals/raw.nii.gz"
 )
 COLIN27_ENV = "LONGITUDINAL_AL_COLIN27_DIR"
-COLIN27_DIRS: tuple[str, ...] = ("/usr/share/mricron/templates", "/usr/share/mricron")
+#: Debian's install, then the environment's own copy (``scripts/fetch_colin27.sh``, no root)
+COLIN27_DIRS: tuple[str, ...] = ("/usr/share/mricron/templates", "/usr/share/mricron",
+                                 str(Path(sys.prefix) / "share" / "mricron" / "templates"))
 COLIN27_INSTALL_HINT = (
-    "install it with `sudo apt-get install -y mricron-data` (Debian/Ubuntu), or set "
-    f"{COLIN27_ENV} to a folder holding ch2bet.nii.gz"
+    "install it with `sudo apt-get install -y mricron-data` (Debian/Ubuntu), or without root with "
+    f"`bash scripts/fetch_colin27.sh` in the source checkout, or set {COLIN27_ENV} to a folder holding "
+    "ch2bet.nii.gz"
 )
 CROP_MARGIN_MM = 6.0
 
