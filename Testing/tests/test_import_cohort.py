@@ -59,7 +59,9 @@ def test_imported_masks_land_on_the_baseline_grid(pairs, capsys):
     (test,) = pairs_in_split(manifest, "test")
     for pair in manifest["pairs"]:
         files = pair_files(manifest, pair)
-        assert files["baseline"] == (folder / "b.nii.gz").resolve() and files["followup"].is_file()
+        # the scans are copied inside the cohort (a manifest names only its own files, issue 22 N15), unchanged
+        assert files["baseline"].read_bytes() == (folder / "b.nii.gz").read_bytes() and files["followup"].is_file()
+        assert files["baseline"].is_relative_to((folder / "cohort").resolve())
         mask = sitk.ReadImage(str(files["new_lesions"]))
         assert mask.GetSize() == (20, 24, 10) and mask.GetSpacing() == (1.0, 1.0, 3.0)
         np.testing.assert_array_equal(sitk.GetArrayFromImage(mask) > 0, expected)  # same mm as the cube

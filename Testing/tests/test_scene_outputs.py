@@ -34,6 +34,9 @@ class AxialGridGeometry:
     def to_slices(self, volume, order=1):
         return np.asarray(volume)
 
+    def to_slice(self, volume, n, order=1):
+        return np.asarray(volume)[n]
+
     def to_volume(self, slices, order=1):
         return np.asarray(slices)
 

@@ -128,6 +128,33 @@ def _same_grid(a, b, tol: float = 1e-3) -> bool:
                                                  (a.GetDirection(), b.GetDirection())))
 
 
+#: single-file formats copied byte for byte; anything else (a DICOM folder, a detached header) is converted
+SELF_CONTAINED = (".nii", ".nii.gz", ".nrrd", ".mha")
+
+
+def _copy_scan(source: str, folder: Path, name: str) -> str:
+    """Put a scan inside the cohort folder (a manifest names only files inside it, issue 22 N15); returns
+    its path relative to the cohort. Single-file formats are copied unchanged, others written as NIfTI."""
+    import shutil
+
+    import SimpleITK as sitk
+
+    from LongitudinalALLib.imaging.io import read_image
+
+    src = Path(source)
+    suffix = next((sfx for sfx in SELF_CONTAINED if src.name.lower().endswith(sfx)), None)
+    if src.is_file() and suffix is not None:
+        target = folder / f"{name}{suffix}"
+        with atomic.atomic_path(target) as tmp:
+            shutil.copyfile(src, tmp)
+    else:
+        target = folder / f"{name}.nii.gz"
+        image = read_image(src, name=f"{name} {source}")
+        with atomic.atomic_path(target) as tmp:
+            sitk.WriteImage(image, str(tmp), True)
+    return f"{folder.name}/{target.name}"
+
+
 def import_cohort(listing: str | Path | list[dict[str, str]], out: str | Path, *, overwrite: bool = False,
                   listing_path: str | Path | None = None) -> Path:
     """Write ``out/manifest.json`` (the make-cohort format) and each pair's mask on its baseline grid.
@@ -151,11 +178,12 @@ def import_cohort(listing: str | Path | list[dict[str, str]], out: str | Path, *
         folder.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(folder / "new_lesions.nii.gz") as tmp:
             sitk.WriteImage(mask, str(tmp), True)
-        files = {"baseline": entry["baseline"], "followup": entry["followup"],
+        files = {"baseline": _copy_scan(entry["baseline"], folder, "baseline"),
+                 "followup": _copy_scan(entry["followup"], folder, "followup"),
                  "new_lesions": f"{entry['pair_id']}/new_lesions.nii.gz"}
         pairs.append({"pair_id": entry["pair_id"], "subject_id": entry["subject_id"], "split": entry["split"],
-                      "files": files, "source": {k: entry[k] for k in ("new_lesions", "truth_transform")
-                                                 if k in entry},
+                      "files": files, "source": {k: entry[k] for k in ("baseline", "followup", "new_lesions",
+                                                                       "truth_transform") if k in entry},
                       "shape_kji": list(arr.shape), "spacing_mm_xyz": list(mask.GetSpacing()),
                       "counts": {"new_lesion_voxels": int(arr.sum()), "new_lesion_components": int(
                           ndimage.label(arr, structure=np.ones((3, 3, 3)))[1])}})
