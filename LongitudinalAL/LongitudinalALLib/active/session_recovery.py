@@ -13,24 +13,21 @@ crash the folder holds the last committed state plus orphan files. Recovery:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from LongitudinalALLib.active.records import read_label_file
 from LongitudinalALLib.active.session_files import check_layout, is_own, is_own_temporary, move_aside
+from LongitudinalALLib.active.store_labels import LabelBook
 from LongitudinalALLib.core.errors import InputError, SessionError
 
-if TYPE_CHECKING:
-    from LongitudinalALLib.active.store import SessionStore
 
-
-
-
-def reconcile(store: "SessionStore", notes: list[str]) -> bool:
+def reconcile(root: Path, state: dict[str, Any], book: LabelBook, notes: list[str]) -> bool:
     """Bring files and state back in line (see module docstring); True when the state changed.
 
-    Part of the store: it edits the store's state in place, and ``notes`` gets one line per repair.
+    The store hands in its folder, its state (edited in place) and its label book (which
+    lists adopted orphans); ``notes`` gets one line per repair.
     """
-    root, state = store.root, store._state
     check_layout(root)
     changed = False
     for sub in ("", "pool", "labels", "checkpoints", "scores"):
@@ -60,7 +57,7 @@ def reconcile(store: "SessionStore", notes: list[str]) -> bool:
             continue
         try:
             case_id, idx, mask = read_label_file(f)
-            store._record_label(case_id, idx, mask, f"labels/{f.name}")
+            book.record(case_id, idx, mask, f"labels/{f.name}")
             notes.append(f"adopted label {case_id}:{idx} written before a crash")
         except (ValueError, InputError):
             move_aside(root, f)

@@ -25,7 +25,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import numpy as np
 
 from LongitudinalALLib.active import pool_store
 from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
-from LongitudinalALLib.active.records import RoundRecord, SessionSettings, SuggestionBatch
+from LongitudinalALLib.active.records import LabelRecord, RoundRecord, SessionSettings, SuggestionBatch
 from LongitudinalALLib.active.session_files import SUBFOLDERS, check_layout, foreign_entries, is_own
 from LongitudinalALLib.active.session_lock import SessionLock
 from LongitudinalALLib.active.session_recovery import reconcile
@@ -73,7 +73,7 @@ def _remove_own_files(root: Path) -> None:
             f.unlink()
 
 
-class SessionStore(LabelBook):
+class SessionStore:
     """Pool, labels, rounds and suggestions of one session folder (see module docstring)."""
 
     def __init__(self, root: Path, state: dict[str, Any], lock: SessionLock | None = None) -> None:
@@ -81,6 +81,7 @@ class SessionStore(LabelBook):
         self._state = state
         self._cases: dict[str, Any] = {}
         self._lock = lock
+        self.labels_book = LabelBook(self, state["labels"], self._commit, self._require_writer)
 
     # ------------------------------------------------------------ create / open / recover
     @classmethod
@@ -191,7 +192,7 @@ class SessionStore(LabelBook):
         """Repair what a crash left behind (writer only); returns what was done, one line each."""
         self._require_writer()
         notes: list[str] = []
-        if reconcile(self, notes):
+        if reconcile(self.root, self._state, self.labels_book, notes):
             self._commit()
         return notes
 
@@ -335,6 +336,35 @@ class SessionStore(LabelBook):
         keys = [(c.case_id, int(p.slice_index)) for c in cases for p in c.provenance]
         return (np.concatenate([c.images for c in cases]).astype(np.float32, copy=False),
                 np.concatenate([c.foreground for c in cases]), keys)
+
+    # ------------------------------------------------------------ labels (the book's, one line each)
+    def labels(self) -> list[LabelRecord]:
+        return self.labels_book.labels()
+
+    def label_record(self, case_id: str, slice_index: int) -> LabelRecord | None:
+        return self.labels_book.label_record(case_id, slice_index)
+
+    def has_lesion_label(self) -> bool:
+        return self.labels_book.has_lesion_label()
+
+    def add_label(self, case_id: str, slice_index: int, mask: Any) -> None:
+        self.labels_book.add_label(case_id, slice_index, mask)
+
+    def add_labels(self, answers: Iterable[tuple[str, int, Any]]) -> None:
+        self.labels_book.add_labels(answers)
+
+    def add_labels_from_volume(self, case_id: str, volume: np.ndarray,
+                               slice_indices: list[int] | None = None) -> list[int]:
+        return self.labels_book.add_labels_from_volume(case_id, volume, slice_indices)
+
+    def label(self, case_id: str, slice_index: int) -> np.ndarray:
+        return self.labels_book.label(case_id, slice_index)
+
+    def labelled_mask(self, case_id: str) -> np.ndarray:
+        return self.labels_book.labelled_mask(case_id)
+
+    def budget(self) -> dict[str, Any]:
+        return self.labels_book.budget()
 
     # ------------------------------------------------------------ rounds
     @property

@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import SimpleITK as sitk
 
 from LongitudinalALLib.active.policy import DEFAULT_STRATEGY
@@ -73,12 +72,9 @@ def job_prepare(spec: dict[str, Any], progress: ProgressCallback | None = None,
 def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> dict[str, Any]:
     """Rank unlabelled slices with the session's strategy; write maps and suggestions.json."""
-    import torch
-
-    from LongitudinalALLib.active import triage
     from LongitudinalALLib.active.loop import ActiveLoop
-    from LongitudinalALLib.model import Predictor, binary_entropy
-    from LongitudinalALLib.model.lesion_mask import lesion_mask_from_slices
+    from LongitudinalALLib.active.round_maps import case_maps
+    from LongitudinalALLib.model import Predictor
 
     work = Path(spec["work_dir"])
     out_dir = Path(spec.get("out_dir") or work)  # a staged train job writes beside its staged session
@@ -91,17 +87,13 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
         query = loop.suggest(int(s.get("k", 10)), s.get("strategy"), predictor=predictor, progress=progress,
                              cancel=cancel, keep_outputs=True)  # one model pass: strategy, maps and triage
         budget = session.budget()["total"]
-    case_id = session.case_ids[0]
-    case = session.case(case_id)
     report(progress, "Mapping", 0.0, "model output on the baseline grid")
-    probs = query.outputs.probs[: len(case.provenance)]  # (N, H, W): the first case leads the pool
-    uncertainty = binary_entropy(torch.from_numpy(probs)).numpy() * case.foreground
+    mapped = case_maps(query, session)  # the first case is the scene's pair
+    case_id, pair_probability = mapped.case_id, mapped.pair_probability
+    case = session.case(case_id)
     baseline = read_image(work / "prepared" / SCENE_FILES["baseline"])
-    arrays = {name: case.geometry.to_volume(slices.astype(np.float32), order=1).astype(np.float32)
-              for name, slices in (("probability", probs), ("uncertainty", uncertainty))}
-    arrays["lesion_mask"] = lesion_mask_from_slices(probs, case.foreground, case.geometry).astype(np.uint8)
     maps = {}
-    for name, array in arrays.items():  # (K, J, I) on the baseline grid
+    for name, array in mapped.volumes.items():  # (K, J, I) on the baseline grid
         volume = sitk.GetImageFromArray(array)
         volume.CopyInformation(baseline)
         maps[name] = _write_image(volume, out_dir / "maps" / f"{name}.nrrd")
@@ -109,8 +101,7 @@ def job_suggest(spec: dict[str, Any], progress: ProgressCallback | None = None,
     foreground = sitk.GetArrayFromImage(read_image(work / "prepared" / SCENE_FILES["foreground"]))
     suggestions = place_on_baseline(query.suggestions, difference, foreground, image_ijk_to_ras(baseline),
                                     case.geometry.axis)
-    pair_probability = triage.pair_probability(probs, case.foreground)  # issue 15's triage score of this pair
-    for x in suggestions:
+    for x in suggestions:  # issue 15's triage score of this pair
         x.extra["pair_probability"] = pair_probability
     dicts = [x.to_dict() for x in suggestions]
     atomic.write_json(out_dir / "suggestions.json", dicts)

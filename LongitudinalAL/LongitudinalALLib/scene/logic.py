@@ -63,7 +63,7 @@ class _CloseCounter:
             logic._jobs.cancel()  # its result could only go into the next scene
 
 
-class LongitudinalALSceneLogic(SceneBundles):
+class LongitudinalALSceneLogic:
     def __init__(self, scene, app, work_root: str | Path | None = None, runner: Runner | None = None) -> None:
         self.scene, self.app = scene, app
         self.work_root = Path(work_root) if work_root else persistence.default_work_root()
@@ -72,6 +72,7 @@ class LongitudinalALSceneLogic(SceneBundles):
         self.scene_closes = 0  # File > Close Scene count: a job started before a close is never applied
         self._recovered_folders: set[str] = set()  # session folders this logic already ran recovery on
         self._geometries: dict[tuple[str, str], Any] = {}  # (session folder, case) -> SliceGeometry
+        self.bundles = SceneBundles(self, lambda: self._session(write=True))  # .mrb save/load, stored sessions
         scene.AddObserver(scene.StartCloseEvent, _CloseCounter(self))
 
     # ------------------------------------------------------------ state
@@ -123,6 +124,28 @@ class LongitudinalALSceneLogic(SceneBundles):
     def node(self, role: str):
         node = get_node(self.param, role)
         return node if node is not None and node.GetScene() is not None else None
+
+    # ------------------------------------------------------------ bundles (the collaborator's, one line each)
+    def persist(self) -> None:
+        self.bundles.persist()
+
+    def save_bundle(self, path: str | Path) -> Path:
+        return self.bundles.save_bundle(path)
+
+    def load_bundle(self, path: str | Path) -> list[Suggestion]:
+        return self.bundles.load_bundle(path)
+
+    def ensure_session(self) -> Path | None:
+        return self.bundles.ensure_session()
+
+    def restore_session(self) -> Path:
+        return self.bundles.restore_session()
+
+    def stored_sessions(self) -> list[persistence.StoredSession]:
+        return self.bundles.stored_sessions()
+
+    def remove_stored_session(self, folder: str | Path) -> int:
+        return self.bundles.remove_stored_session(folder)
 
     @property
     def jobs(self):
