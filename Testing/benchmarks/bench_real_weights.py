@@ -62,9 +62,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--name", default="real_weights")
     args = ap.parse_args(argv)
-    why = real_pairs.missing_reason()
-    if why:
-        print(why)
+    if real_pairs.absent():
         return {}
     torch.set_num_threads(args.threads)
     from LongitudinalALLib.model import load_weights

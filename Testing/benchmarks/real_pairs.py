@@ -36,6 +36,14 @@ def missing_reason() -> str | None:
     return None
 
 
+def absent() -> bool:
+    """True (after printing the one-line reason) when a benchmark must skip."""
+    why = missing_reason()
+    if why:
+        print(why)
+    return why is not None
+
+
 def read_transform(path: Path) -> sitk.Transform:
     """The dataset's ITK affine (common-space point -> study point)."""
     return sitk.ReadTransform(str(path))
