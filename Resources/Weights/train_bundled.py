@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "change_unet.safetensors"))
     p.add_argument("--n-pairs", type=int, default=36, help="training pairs after the validation ones (3 per subject)")
     p.add_argument("--n-val", type=int, default=3, help="validation pairs: the first ones (whole subjects)")
+    p.add_argument("--family", choices=("v1", "real1"), default="v1",
+                   help="randomised family (cohort/randomise.py): v1, or real1 set from the real pairs (issue 24)")
     p.add_argument("--family-seed", type=int, default=1313, help="data seed of the randomised family")
     p.add_argument("--val-family-seed", type=int, default=None,
                    help="validate on --n-val fresh pairs of this family seed (whole subjects, other draws) instead of "
@@ -52,20 +54,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shard", default="0/1", help="with --prepare-only: prepare only subjects s with s %% N == K "
                    "(K/N), so N processes can fill the cache in parallel")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train and validate on the pairs already prepared under --work (skip the others)")
     return p.parse_args(argv)
 
 
-def prepared_pair(work: Path, seed: int, index: int, subjects: dict) -> Path:
+def cache_path(work: Path, seed: int, index: int, family: str = "v1") -> Path:
+    """Where pair ``index`` of ``family``/``seed`` is cached once prepared."""
+    from LongitudinalALLib.cohort import randomise
+
+    return work / "prepared" / f"{randomise.pair_name(seed, index, family)}.npz"
+
+
+def prepared_pair(work: Path, seed: int, index: int, subjects: dict, family: str = "v1") -> Path:
     """Render, prepare (the product's path) and misregister pair ``index``; cached volumes on the baseline grid."""
     import SimpleITK as sitk
 
     from LongitudinalALLib.cohort import randomise
     from LongitudinalALLib.imaging.prepare import prepare_pair
 
-    path = work / "prepared" / f"r{seed}_{index:04d}.npz"
+    path = cache_path(work, seed, index, family)
     if path.is_file():
         return path
-    pair = randomise.make_pair(seed, index, subjects=subjects)
+    pair = randomise.make_pair(seed, index, subjects=subjects, family=family)
     pp = prepare_pair(pair.baseline, pair.followup, case_id=pair.pair_id, labels=pair.truth)
     moved = randomise.misregister(pp.baseline, pp.followup_registered, pp.foreground, pair.params["residual"])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +143,10 @@ def main(argv=None) -> int:
     for i in range(n_family):
         if args.prepare_only and (i // randomise.PAIRS_PER_SUBJECT) % n_shards != shard:
             continue
+        if args.cached_only and not cache_path(work, args.family_seed, i, args.family).is_file():
+            continue
         try:
-            paths.append(prepared_pair(work, args.family_seed, i, subjects))
+            paths.append(prepared_pair(work, args.family_seed, i, subjects, args.family))
         except InputError as err:  # the product refuses the pair (e.g. registration on very thick slices)
             failed.append({"index": i, "error": err.problem})
             paths.append(None)
@@ -141,7 +154,8 @@ def main(argv=None) -> int:
               + (f" refused: {failed[-1]['error']}" if paths[-1] is None else ""), flush=True)
     if args.val_family_seed is not None and not args.prepare_only:
         val_subjects: dict = {}
-        val_p = [prepared_pair(work, args.val_family_seed, i, val_subjects) for i in range(args.n_val)]
+        val_p = [prepared_pair(work, args.val_family_seed, i, val_subjects, args.family) for i in range(args.n_val)
+                 if not args.cached_only or cache_path(work, args.val_family_seed, i, args.family).is_file()]
         train_p = [p for p in paths if p is not None]
     else:
         val_p = [p for p in paths[:args.n_val] if p is not None]  # the first subjects validate
@@ -174,7 +188,8 @@ def main(argv=None) -> int:
     result = train_model(model, x, y, xv, yv, cfg, train_foreground=fg, progress=progress)
     summary = {
         "command": "python Resources/Weights/train_bundled.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "data": {"family": "cohort/randomise.py", "family_seed": args.family_seed, "n_train_pairs": len(train_p),
+        "data": {"family": f"cohort/randomise.py ({args.family})", "family_seed": args.family_seed,
+                 "n_train_pairs": len(train_p),
                  "val_family_seed": args.val_family_seed,
                  "n_val_pairs": len(val_p), "lesion_free_pairs": n_free, "refused_pairs": failed, "matching": args.matching,
                  "init": args.init or "random", "seconds": round(t_data, 1)},

@@ -5,11 +5,18 @@ overlapping satellite blobs, its boundary perturbed by smooth noise, rendered
 as a soft fraction map whose 0.5 contour is the lesion border and which ramps
 over one voxel (partial volume). It is then confined to white matter. An
 *enlarging* lesion is an existing lesion rendered with the same noise at a larger
-radius: the grown part is new at follow-up. Specs are plain JSON dicts so the
-manifest can store them and :func:`render_lesion` can redraw them exactly.
+radius: the grown part is new at follow-up. A *shrinking* lesion (``growth`` < 1,
+follow-up brightness times ``fade``) is present at baseline and smaller or fainter at
+follow-up: real pairs show as many of these as new ones, and they are not new.
+Specs are plain JSON dicts so the manifest can store them and :func:`render_lesion`
+can redraw them exactly. :class:`LesionDraws` holds the size, shape and contrast
+draws, so a family can swap them (``real_stats.REAL_DRAWS``) and keep the rest.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -51,14 +58,15 @@ def render_lesion(spec: dict, shape: tuple[int, int, int], spacing_zyx: np.ndarr
                   ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
     """Draw a lesion in its bounding box.
 
-    Returns (box slices into the (K, J, I) volume, initial soft map, grown soft map), both
-    float32 in [0, 1] on the box; they are equal unless ``spec['growth'] > 1``.
+    Returns (box slices into the (K, J, I) volume, initial soft map, follow-up soft map), both
+    float32 in [0, 1] on the box; they are equal unless ``spec['growth'] != 1`` (grown: the
+    union with the larger lesion; shrunk, ``growth`` < 1: the same shape at the smaller radius).
     """
     sp = np.asarray(spacing_zyx, np.float64)
     d0 = spec["diameter_mm"]
     growth = spec.get("growth", 1.0)
     r_max = d0 * growth / 2.0
-    half = np.ceil(r_max * 1.7 / sp).astype(int) + 2
+    half = np.ceil(max(r_max, d0 / 2.0) * 1.7 / sp).astype(int) + 2
     centre = np.asarray(spec["centre_voxel_kji"], int)
     lo, hi = centre - half, centre + half + 1
     full = tuple(int(h) for h in (hi - lo))
@@ -84,46 +92,64 @@ def render_lesion(spec: dict, shape: tuple[int, int, int], spacing_zyx: np.ndarr
         return np.clip(0.5 + (1.0 - f) * radius / edge, 0.0, 1.0).astype(np.float32)
 
     old = soft(d0 / 2.0)
-    grown = np.maximum(old, soft(r_max)) if growth > 1.0 else old
+    grown = np.maximum(old, soft(r_max)) if growth > 1.0 else soft(r_max) if growth < 1.0 else old
     box = tuple(slice(int(a), int(b)) for a, b in zip(clo, chi))
     return box, old, grown
 
 
+def _size_v1(rng: np.random.Generator, kind: str) -> tuple[float, float]:
+    """(diameter mm, growth) of the original cohort: new 3-15 mm log-uniform, enlarging 4-9 mm x 1.35-1.8."""
+    if kind == "new":
+        return float(np.exp(rng.uniform(np.log(3.0), np.log(15.0)))), 1.0
+    if kind == "enlarging":
+        return float(rng.uniform(4.0, 9.0)), float(rng.uniform(1.35, 1.8))
+    return float(np.exp(rng.uniform(np.log(3.0), np.log(12.0)))), 1.0
+
+
+@dataclass(frozen=True)
+class LesionDraws:
+    """The random draws of one lesion: (diameter, growth) by kind, shape, contrast, follow-up fade."""
+
+    size: Callable[[np.random.Generator, str], tuple[float, float]] = _size_v1
+    shape: Callable[[np.random.Generator], dict] = _shape_params
+    contrast: Callable[[np.random.Generator], float] = sample_contrast
+    fade: Callable[[np.random.Generator], float] = lambda rng: 1.0
+
+
+V1_DRAWS = LesionDraws()
+
+
 def sample_lesions(rng: np.random.Generator, subject: Subject, n_existing: int, n_new: int,
-                   n_enlarging: int, max_tries: int = 40) -> list[dict]:
+                   n_enlarging: int, max_tries: int = 40, n_shrinking: int = 0,
+                   draws: LesionDraws = V1_DRAWS) -> list[dict]:
     """Place lesions in the subject's WM regions, at least two voxels apart from each other.
 
     A lesion that finds no free place after ``max_tries`` centres is dropped (rare);
-    the returned list says what was actually placed.
+    the returned list says what was actually placed. ``n_shrinking`` lesions exist at
+    baseline and shrink or fade at follow-up (``draws.size`` gives growth < 1 for them).
     """
     shape = subject.gm.shape
     sp = subject.spacing_zyx
     occupied = np.zeros(shape, bool)
     wm = subject.wm_mask
     specs: list[dict] = []
-    plan = ["enlarging"] * n_enlarging + ["existing"] * max(n_existing - n_enlarging, 0) + ["new"] * n_new
+    plan = (["enlarging"] * n_enlarging + ["existing"] * max(n_existing - n_enlarging, 0) + ["new"] * n_new
+            + ["shrinking"] * n_shrinking)
     for kind in plan:
         klass = str(rng.choice(CLASSES, p=CLASS_P))
         region = subject.regions.get(klass)
         if region is None or region.size == 0:
             klass, region = "deep", np.flatnonzero(wm)
-        if kind == "new":
-            diameter = float(np.exp(rng.uniform(np.log(3.0), np.log(15.0))))
-            growth = 1.0
-        elif kind == "enlarging":
-            diameter = float(rng.uniform(4.0, 9.0))
-            growth = float(rng.uniform(1.35, 1.8))
-        else:
-            diameter = float(np.exp(rng.uniform(np.log(3.0), np.log(12.0))))
-            growth = 1.0
-        shape_p = _shape_params(rng)
-        contrast = sample_contrast(rng)
+        diameter, growth = draws.size(rng, kind)
+        shape_p = draws.shape(rng)
+        contrast = draws.contrast(rng)
+        extra = {"fade": draws.fade(rng)} if kind == "shrinking" else {}
         for _ in range(max_tries):
             centre = np.unravel_index(int(region[rng.integers(region.size)]), shape)
             spec = {"kind": kind, "class": klass, "centre_voxel_kji": [int(c) for c in centre],
-                    "diameter_mm": diameter, "growth": growth, "contrast": contrast, **shape_p}
-            box, _, grown = render_lesion(spec, shape, sp)
-            foot = (grown > 0) & wm[box]
+                    "diameter_mm": diameter, "growth": growth, "contrast": contrast, **extra, **shape_p}
+            box, old, grown = render_lesion(spec, shape, sp)
+            foot = (np.maximum(old, grown) > 0) & wm[box]
             if not foot[tuple(np.asarray(centre) - [b.start for b in box])]:
                 continue
             if (occupied[box] & foot).any():
@@ -135,33 +161,48 @@ def sample_lesions(rng: np.random.Generator, subject: Subject, n_existing: int, 
     return specs
 
 
+def _paint(frac: np.ndarray, con: np.ndarray, box, soft: np.ndarray, contrast: float) -> None:
+    """Where ``soft`` is larger than the lesion fraction already there, it wins (fraction and contrast)."""
+    upd = soft > frac[box]
+    frac[box] = np.where(upd, soft, frac[box])
+    con[box] = np.where(upd, np.float32(contrast), con[box])
+
+
 def lesion_maps(specs: list[dict], subject: Subject) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Soft lesion fraction and contrast maps at baseline and follow-up (all (K, J, I) float32).
 
     Lesions are confined to WM (the subject's WM mask); where lesions overlap the
-    larger fraction wins. Follow-up keeps every baseline lesion and adds the grown
-    parts of enlarging lesions and the new lesions.
+    larger fraction wins. Follow-up keeps every baseline lesion except the shrinking ones,
+    which it draws smaller and with ``fade`` times their contrast, and adds the grown parts
+    of enlarging lesions and the new lesions.
     """
     shape = subject.gm.shape
     wm = subject.wm_mask
     frac_b = np.zeros(shape, np.float32)
     con_b = np.zeros(shape, np.float32)
     later: list[tuple[tuple[slice, ...], np.ndarray, float]] = []
+    shrunk: list[tuple[tuple[slice, ...], np.ndarray, float]] = []
     for spec in specs:
         box, old, grown = render_lesion(spec, shape, subject.spacing_zyx)
         gate = wm[box]
-        if spec["kind"] in ("existing", "enlarging"):
-            old = old * gate
-            upd = old > frac_b[box]
-            frac_b[box] = np.where(upd, old, frac_b[box])
-            con_b[box] = np.where(upd, spec["contrast"], con_b[box])
+        if spec["kind"] in ("existing", "enlarging", "shrinking"):
+            _paint(frac_b, con_b, box, old * gate, spec["contrast"])
+        if spec["kind"] == "shrinking":
+            shrunk.append((box, grown * gate, spec["contrast"] * spec.get("fade", 1.0)))
         if spec["kind"] in ("new", "enlarging"):
             later.append((box, grown * gate, spec["contrast"]))
-    frac_f, con_f = frac_b.copy(), con_b.copy()
+    if shrunk:  # redraw the follow-up's baseline lesions without the shrinking ones at full size
+        frac_f, con_f = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        for spec in specs:
+            if spec["kind"] in ("existing", "enlarging"):
+                box, old, _ = render_lesion(spec, shape, subject.spacing_zyx)
+                _paint(frac_f, con_f, box, old * wm[box], spec["contrast"])
+        for box, soft, c in shrunk:
+            _paint(frac_f, con_f, box, soft, c)
+    else:
+        frac_f, con_f = frac_b.copy(), con_b.copy()
     for box, soft, c in later:
-        upd = soft > frac_f[box]
-        frac_f[box] = np.where(upd, soft, frac_f[box])
-        con_f[box] = np.where(upd, np.float32(c), con_f[box])
+        _paint(frac_f, con_f, box, soft, c)
     return frac_b, con_b, frac_f, con_f
 
 

@@ -15,6 +15,14 @@ never labelled, so the model must learn that only new lesions count:
 * bias (amplitude 0-0.3), Rician noise (1-8 % of WM), int16;
 * ``residual``: a rigid error (<= 2 deg, <= 1.5 mm) applied after the product's registration
   (:func:`misregister`), as registration leaves on real pairs.
+
+Family ``real1`` (issue 24) keeps all of that and moves the draws towards what the real pairs of
+open_ms_data show (``real_stats.py``, Lesjak et al., Neuroinformatics 2016): lesion sizes and
+elongation of the real change masks, many small changes per pair of which 40 % shrink or fade
+(present at baseline, smaller or fainter at follow-up, never labelled new; lesion-free pairs
+have them too), fainter lesions, 60 % of the grids clinical 2D FLAIR (0.55-0.95 mm in plane,
+2.8-4 mm slices) with a protocol change at follow-up, and in 70 % of the pairs a follow-up contrast
+close to the baseline's (the real protocol change is small), the rest as ``v1``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from LongitudinalALLib.cohort.anatomy import load_anatomy
 from LongitudinalALLib.cohort.flair import subject_texture, synthesize
 from LongitudinalALLib.cohort.generator import make_subject
 from LongitudinalALLib.cohort.grids import Grid, GridPair, brain_centre_lps, pose_transform, scan_pair
+from LongitudinalALLib.cohort import real_stats
 from LongitudinalALLib.cohort.lesions import lesion_maps, new_lesion_mask, sample_lesions
 from LongitudinalALLib.cohort.subject import Subject
 
@@ -34,6 +43,7 @@ from LongitudinalALLib.cohort.subject import Subject
 TRAIN_ANATOMIES: tuple[str, ...] = ("mni", "pycortex_s1")
 P_LESION_FREE = 0.4
 PAIRS_PER_SUBJECT = 3
+FAMILIES: tuple[str, ...] = ("v1", "real1")
 
 
 def _visit(rng: np.random.Generator) -> dict:
@@ -49,16 +59,53 @@ def _grid(rng: np.random.Generator, max_tilt: float) -> dict:
             "tilt_deg": [float(rng.uniform(-max_tilt, max_tilt)), float(rng.uniform(-max_tilt, max_tilt) / 3)]}
 
 
-def sample_params(rng: np.random.Generator, subject: Subject, pair_id: str) -> dict:
-    """Every random choice of one training pair (JSON)."""
+def _near_visit(rng: np.random.Generator, base: dict) -> dict:
+    """A follow-up contrast close to the baseline's (``real1``): GM contrast x0.9-1.1, CSF x0.85-1.15, curve 80/20."""
+    inc = np.diff(np.concatenate([[0.0], base["curve"]]))
+    inc = 0.8 * inc + 0.2 * rng.dirichlet(np.full(6, 3.0))
+    return {"wm": 1.0, "gm": float(1.0 + (base["gm"] - 1.0) * rng.uniform(0.9, 1.1)),
+            "csf": float(base["csf"] * rng.uniform(0.85, 1.15)), "scale": float(rng.uniform(200.0, 1000.0)),
+            "curve": [float(v) for v in np.cumsum(inc)]}
+
+
+def _clinical_grid(rng: np.random.Generator, max_tilt: float) -> dict:
+    """``real1``: 60 % a clinical 2D FLAIR grid (real_stats ranges), else a ``v1`` grid."""
+    if rng.random() >= 0.6:
+        return _grid(rng, max_tilt)
+    inplane = float(rng.uniform(*real_stats.CLINICAL_INPLANE_MM))
+    return {"spacing": [inplane, inplane, float(rng.uniform(*real_stats.CLINICAL_SLICE_MM))],
+            "tilt_deg": [float(rng.uniform(-max_tilt, max_tilt)), float(rng.uniform(-max_tilt, max_tilt) / 3)]}
+
+
+def _real1_draws(rng: np.random.Generator, subject: Subject) -> tuple[list, list, list]:
+    """Lesions, visits and grids of a ``real1`` pair."""
     free = rng.random() < P_LESION_FREE
-    n_new = 0 if free else int(1 + rng.poisson(1.5))
-    lesions = sample_lesions(rng, subject, int(rng.integers(0, 7)), n_new, 0 if free else int(rng.random() < 0.3))
-    g_b = _grid(rng, 6.0)
-    g_f = g_b if rng.random() < 0.5 else _grid(rng, 15.0)
+    n_new, n_enl, n_shrink = real_stats.lesion_counts(rng)
+    if free:
+        n_new, n_enl = 0, 0
+    lesions = sample_lesions(rng, subject, int(rng.integers(0, 7)) + n_enl, n_new, n_enl, n_shrinking=n_shrink,
+                             draws=real_stats.REAL_DRAWS)
+    v_b = _visit(rng)
+    visits = [v_b, _near_visit(rng, v_b) if rng.random() < 0.7 else _visit(rng)]
+    g_b = _clinical_grid(rng, 6.0)
+    grids = [g_b, g_b if rng.random() < 0.3 else _clinical_grid(rng, 15.0)]
+    return lesions, visits, grids
+
+
+def sample_params(rng: np.random.Generator, subject: Subject, pair_id: str, family: str = "v1") -> dict:
+    """Every random choice of one training pair (JSON) of ``family`` (``FAMILIES``)."""
+    if family == "real1":
+        lesions, visits, grids = _real1_draws(rng, subject)
+    else:
+        free = rng.random() < P_LESION_FREE
+        n_new = 0 if free else int(1 + rng.poisson(1.5))
+        lesions = sample_lesions(rng, subject, int(rng.integers(0, 7)), n_new, 0 if free else int(rng.random() < 0.3))
+        g_b = _grid(rng, 6.0)
+        grids = [g_b, g_b if rng.random() < 0.5 else _grid(rng, 15.0)]
+        visits = [_visit(rng), _visit(rng)]
     return {
-        "pair_id": pair_id, "subject_id": subject.params["subject_id"], "lesions": lesions,
-        "visits": [_visit(rng), _visit(rng)], "grids": [g_b, g_f],
+        "pair_id": pair_id, "subject_id": subject.params["subject_id"], "family": family, "lesions": lesions,
+        "visits": visits, "grids": grids,
         "pose": [{"rotation_deg_xyz": [float(v) for v in rng.uniform(-r, r, 3)],
                   "translation_mm_xyz": [float(v) for v in rng.uniform(-t, t, 3)]} for r, t in ((3, 4), (8, 10))],
         "bias": [{"seed": int(rng.integers(2**31 - 1)), "grid": 4, "amplitude": float(rng.uniform(0.0, 0.3))}
@@ -88,9 +135,16 @@ def pair_anatomy(index: int, anatomies: tuple[str, ...] = TRAIN_ANATOMIES) -> st
     return anatomies[(index // PAIRS_PER_SUBJECT) % len(anatomies)]
 
 
+def pair_name(seed: int, index: int, family: str = "v1") -> str:
+    """``r<seed>_<index>`` (``v1``, as before) or ``<family>_<seed>_<index>``."""
+    return f"r{seed}_{index:04d}" if family == "v1" else f"{family}_{seed}_{index:04d}"
+
+
 def make_pair(seed: int, index: int, anatomy_spacing_mm: float = 1.0,
-              subjects: dict | None = None, anatomies: tuple[str, ...] = TRAIN_ANATOMIES) -> GridPair:
-    """Training pair ``index`` of family ``seed`` (deterministic); ``subjects`` caches deformed subjects.
+              subjects: dict | None = None, anatomies: tuple[str, ...] = TRAIN_ANATOMIES,
+              family: str = "v1") -> GridPair:
+    """Training pair ``index`` of family ``family`` and data seed ``seed`` (deterministic); ``subjects``
+    caches deformed subjects.
 
     Raises InputError (with the set-up command) when the pair's anatomy has not been fetched.
     """
@@ -102,7 +156,7 @@ def make_pair(seed: int, index: int, anatomy_spacing_mm: float = 1.0,
         cache[s_index] = make_subject(anat, seed, s_index)
     subject = cache[s_index]
     rng = np.random.default_rng([seed, 1, index])
-    p = sample_params(rng, subject, f"r{seed}_{index:04d}") | {"anatomy": anat.name}
+    p = sample_params(rng, subject, pair_name(seed, index, family), family) | {"anatomy": anat.name}
     if subject.texture is None:
         subject.texture = subject_texture(subject.params["texture_seed"], subject.gm.shape)
     frac_b, con_b, frac_f, con_f = lesion_maps(p["lesions"], subject)
