@@ -9,6 +9,7 @@ import pytest
 
 from LongitudinalALLib.active import simulate
 from LongitudinalALLib.active.store import SessionStore
+from LongitudinalALLib.active.store_labels import LabelBook
 from LongitudinalALLib.commands.cli import main
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
@@ -83,7 +84,7 @@ def test_stop_during_evaluation_does_not_train_the_round_twice(cohort, reference
 
 
 def test_stop_while_labelling_resumes_with_the_same_slices(cohort, reference, tmp_path, monkeypatch):
-    real = SessionStore._write_label
+    real = LabelBook._write_one  # writes one label file (the store's label half)
     written = []
 
     def write_then_die(self, *a, **k):
@@ -92,11 +93,11 @@ def test_stop_while_labelling_resumes_with_the_same_slices(cohort, reference, tm
         written.append(1)
         return real(self, *a, **k)
 
-    monkeypatch.setattr(SessionStore, "_write_label", write_then_die)
+    monkeypatch.setattr(LabelBook, "_write_one", write_then_die)
     out = tmp_path / "sim"
     with pytest.raises(Stop):
         main(_argv(cohort, out))
-    monkeypatch.setattr(SessionStore, "_write_label", real)
+    monkeypatch.setattr(LabelBook, "_write_one", real)
     assert main(_argv(cohort, out)) == 0
     record, state = json.loads((out / "simulation.json").read_text()), _state(out)
     assert state == reference[1]
