@@ -29,6 +29,13 @@ DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
 LOG_LINES = 500  # progress lines kept for the log panel
 
 
+def model_in_use_note(logic) -> str:
+    """The round guard's sentence on which model is in use and why, to end a round's outcome line
+    (empty when no guard ran, e.g. round 1 from scratch)."""
+    reason = logic.status().get("model_in_use", "")
+    return f" {reason}" if reason else ""
+
+
 @dataclass
 class JobOutcome:
     job: str                  # "prepare" or "train"
@@ -155,10 +162,12 @@ class JobRunner:
                 f"Could not put the {job} result into the scene ({type(err).__name__}: {detail}). "
                 "Press Run again; the details are in the log panel and the Python console.")
             return self._outcome(job, FAILED, message, err)
+        in_use = model_in_use_note(self.logic) if job == "train" else ""
         if spec.get("background"):  # the next round takes the labels accepted meanwhile
             news = self.logic.round_news.get("message", f"The {job} job finished.")
-            return self._outcome(job, DONE, news + (" Training on the newer labels." if self.keep_training() else ""))
-        return self._outcome(job, DONE, f"The {job} job finished.")
+            return self._outcome(job, DONE, news + in_use +
+                                 (" Training on the newer labels." if self.keep_training() else ""))
+        return self._outcome(job, DONE, f"The {job} job finished.{in_use}")
 
     def _outcome(self, job: str, status: str, message: str, error: Exception | None = None) -> JobOutcome:
         self.lines = (self.lines + [message])[-LOG_LINES:]

@@ -382,4 +382,6 @@ class LongitudinalALSceneLogic:
         return {"device": get_value(param, "device"), "round": get_value(param, "round"),
                 "suggestions": len(self.suggestions), "current": self.current_index,
                 "registration_warning": transform_review.warning(self),
-                "round_news": session_scene.get_json(param, "roundNews", {}).get("message", "")}
+                "round_news": session_scene.get_json(param, "roundNews", {}).get("message", ""),
+                # which model the suggestions come from, and why (the round guard, active/round_guard.py)
+                "model_in_use": session_scene.get_json(param, "lastTraining", {}).get("model_in_use", "")}
