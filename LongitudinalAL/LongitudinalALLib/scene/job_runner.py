@@ -32,7 +32,7 @@ LOG_LINES = 500  # progress lines kept for the log panel
 def model_in_use_note(logic) -> str:
     """The round guard's sentence on which model is in use and why, to end a round's outcome line
     (empty when no guard ran, e.g. round 1 from scratch)."""
-    reason = logic.status().get("model_in_use", "")
+    reason = logic.model_in_use
     return f" {reason}" if reason else ""
 
 

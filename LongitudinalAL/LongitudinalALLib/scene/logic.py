@@ -357,6 +357,11 @@ class LongitudinalALSceneLogic:
         return self._apply_suggest_result(result, keep_view)
 
     @property
+    def model_in_use(self) -> str:
+        """Which model the suggestions come from, and why: the round guard's sentence (active/round_guard.py)."""
+        return session_scene.get_json(self.param, "lastTraining", {}).get("model_in_use", "")
+
+    @property
     def round_news(self) -> dict[str, Any]:
         """What the last background round changed, for the panel: round, trained_on, new, kept, message."""
         return session_scene.get_json(self.param, "roundNews", {})
@@ -382,6 +387,4 @@ class LongitudinalALSceneLogic:
         return {"device": get_value(param, "device"), "round": get_value(param, "round"),
                 "suggestions": len(self.suggestions), "current": self.current_index,
                 "registration_warning": transform_review.warning(self),
-                "round_news": session_scene.get_json(param, "roundNews", {}).get("message", ""),
-                # which model the suggestions come from, and why (the round guard, active/round_guard.py)
-                "model_in_use": session_scene.get_json(param, "lastTraining", {}).get("model_in_use", "")}
+                "model_in_use": self.model_in_use}
