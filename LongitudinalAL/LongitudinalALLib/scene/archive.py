@@ -159,10 +159,10 @@ def _check_entry(info: zipfile.ZipInfo) -> None:
                            "Open only scenes you trust; nothing was written.")
 
 
-def check_archive(zfs: zipfile.ZipFile | list[zipfile.ZipFile], limits: ArchiveLimits, target_parent: Path) -> int:
+def check_archive(zfs: list[zipfile.ZipFile], limits: ArchiveLimits, target_parent: Path) -> int:
     """Refuse unsafe names, too many entries, too many bytes, or too little disk (all the parts of one
     session counted together); returns the total size."""
-    infos = [info for zf in (zfs if isinstance(zfs, list) else [zfs]) for info in zf.infolist()]
+    infos = [info for zf in zfs for info in zf.infolist()]
     if len(infos) > limits.max_entries:
         raise SessionError(f"The session stored in this scene has {len(infos)} files (limit {limits.max_entries}).",
                            "Open only scenes you trust; nothing was written.")
