@@ -45,16 +45,6 @@ class PanelField:
     choices: tuple | None = None  # allowed strings (None for device: this machine's devices)
 
 
-FIELDS = (
-    PanelField("spacingMm", "spacing_mm", float, 1.0, bounds=panel_options.SPACING_MM),
-    PanelField("size", "size", int, 256, bounds=panel_options.SIZE_PX),
-    PanelField("strategy", "strategy", str, panel_options.DEFAULT_STRATEGY, choices=panel_options.STRATEGIES),
-    PanelField("k", "k", int, 10, bounds=panel_options.K_PER_ROUND),
-    PanelField("deformable", "deformable", bool, False),
-    PanelField("device", "device", str, None),  # default and choices: this machine's devices, best first
-)
-
-
 @dataclass
 class RunOptions:
     """One run's options: the panel's (the ``run`` pack) and engine overrides no panel offers.
@@ -86,6 +76,17 @@ class RunOptions:
     def prepare_options(self) -> dict[str, Any]:
         """``imaging.prepare.PrepareOptions`` keywords: the panel's three plus the overrides."""
         return {"spacing_mm": self.spacing_mm, "size": self.size, "deformable": self.deformable, **self.prepare}
+
+
+#: the panel's fields; each default is the RunOptions default (one place to change it)
+FIELDS = (
+    PanelField("spacingMm", "spacing_mm", float, RunOptions.spacing_mm, bounds=panel_options.SPACING_MM),
+    PanelField("size", "size", int, RunOptions.size, bounds=panel_options.SIZE_PX),
+    PanelField("strategy", "strategy", str, RunOptions.strategy, choices=panel_options.STRATEGIES),
+    PanelField("k", "k", int, RunOptions.k, bounds=panel_options.K_PER_ROUND),
+    PanelField("deformable", "deformable", bool, RunOptions.deformable),
+    PanelField("device", "device", str, None),  # default and choices: this machine's devices, best first
+)
 
 
 def _default(f: PanelField, devices: tuple[str, ...]):
