@@ -150,9 +150,12 @@ def pack_session(scene, param, session_dir: Path, exclude: tuple[str, ...] = ())
     for (name, role, _), entries in zip(PARTS, session_parts(session_dir, exclude).values()):
         node, sig = _part_node(scene, param, name, role), archive.signature(entries)
         if node.GetAttribute(PART_SIGNATURE_ATTRIBUTE) != sig or not node.GetText():
-            data, digest = archive.pack_files(entries)
-            node.SetText(base64.b64encode(data).decode("ascii"))
-            node.SetAttribute(PART_DIGEST_ATTRIBUTE, digest)
+            # new mtimes but the same content (a folder just restored from this node): keep the text,
+            # which saves packing and encoding the pool and model again on every scene open
+            if not node.GetText() or archive.files_digest(entries) != node.GetAttribute(PART_DIGEST_ATTRIBUTE):
+                data, digest = archive.pack_files(entries)
+                node.SetText(base64.b64encode(data).decode("ascii"))
+                node.SetAttribute(PART_DIGEST_ATTRIBUTE, digest)
             node.SetAttribute(PART_SIGNATURE_ATTRIBUTE, sig)
         digests[name] = node.GetAttribute(PART_DIGEST_ATTRIBUTE)
     node = param.GetNodeReference(ARCHIVE_ROLE)
