@@ -76,6 +76,7 @@ def test_imported_masks_land_on_the_baseline_grid(pairs, capsys):
     ({"new_lesions": "other.nii.gz"}, "not on the baseline grid .* Add truth_transform"),
     ({"truth_transform": "b.nii.gz"}, "is not an ITK transform file"),
     ({"pair_id": "../x"}, "is not a folder name"),
+    ({"pair_id": "_x"}, "is not a folder name"),  # the manifest's rule: accepted here, it would not load
     ({"extra": "1"}, "unknown fields \\['extra'\\]"),
     ({"subject_id": 7}, "subject_id is 7, not text"),
 ])

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from LongitudinalALLib.core import atomic
+from LongitudinalALLib.core.case_ids import check_case_id
 from LongitudinalALLib.core.errors import InputError
 from LongitudinalALLib.cohort.manifest import FORMAT, SPLITS
 
@@ -91,9 +92,10 @@ def _check_row(row: Any, n: int, listing: Path) -> dict[str, str]:
         raise InputError(f"{where}: split {entry['split']!r} is not one of {', '.join(SPLITS)}.",
                          "Use train or val for the pool and test for evaluation.")
     entry.setdefault("pair_id", f"{entry['subject_id']}_{n:03d}")
-    if not all(c.isalnum() or c in "-_." for c in entry["pair_id"]) or entry["pair_id"].startswith("."):
-        raise InputError(f"{where}: pair_id {entry['pair_id']!r} is not a folder name.",
-                         "Use letters, digits, '-', '_' or '.'.")
+    try:  # the manifest's own rule (cohort/manifest.py): an id accepted here must load there
+        check_case_id(entry["pair_id"])
+    except InputError as err:
+        raise InputError(f"{where}: pair_id {entry['pair_id']!r} is not a folder name.", err.fix) from None
     return entry
 
 
