@@ -157,13 +157,15 @@ class ActiveLoop:
         seed = training_seed(self.store.settings.seed, self.store.round_number + 1)
         return TrainConfig.from_dict({"seed": seed, **overrides})
 
-    def training_arrays(self, held_out: set[tuple[str, int]] | frozenset = frozenset()) -> dict[str, np.ndarray]:
+    def training_arrays(self, held_out: set[tuple[str, int]] | frozenset = frozenset(),
+                        unlabelled: bool = True) -> dict[str, np.ndarray]:
         """Labelled slices split into train/val/held-out, and the unlabelled pool: images, labels, foreground.
 
         ``held_out`` (case_id, slice_index) keys go to ``guard_*`` (never trained on this
         round, see :mod:`round_guard`). The hashed validation split is kept only when
         ``train_plan.selection_rule`` (default thresholds) trusts it; otherwise every label is
-        trained on. ``unlabelled_images`` / ``unlabelled_fg``: the pool slices without a label.
+        trained on. ``unlabelled_images`` / ``unlabelled_fg``: the pool slices without a label
+        (only with ``unlabelled``: stacking the whole pool is wasted when no rehearsal uses it).
         """
         from LongitudinalALLib.model.train_plan import selection_rule
         from LongitudinalALLib.model.training import TrainConfig
@@ -185,6 +187,8 @@ class ActiveLoop:
             out[f"{split}_labels"].append(store.label(rec.case_id, rec.slice_index))
             out[f"{split}_fg"].append(case.foreground[i])
         arrays = {k: np.stack(v) if v else np.empty((0,)) for k, v in out.items()}
+        if not unlabelled:
+            return arrays
         images, fg, _ = store.pool_arrays()
         unlabelled = ~np.concatenate([store.labelled_mask(c) for c in store.case_ids])
         arrays["unlabelled_images"], arrays["unlabelled_fg"] = images[unlabelled], fg[unlabelled]
@@ -214,7 +218,8 @@ class ActiveLoop:
         fine_tune = store.round_number > 0 or store.settings.init_weights != "scratch"
         held = holdout_keys(store.labels(), store.round_number, cfg.guard_fraction, store.settings.seed) \
             if cfg.guard and fine_tune else set()
-        arrays = self.training_arrays(held)
+        # the rehearsal set is the only use of the unlabelled pool (train_anchor.rehearsal_set)
+        arrays = self.training_arrays(held, unlabelled=fine_tune and cfg.distill_weight > 0)
         model = self.current_model()
         previous = cpu_state(model) if held else None
         rounds = store.rounds
@@ -224,8 +229,8 @@ class ActiveLoop:
                              arrays["val_images"] if has_val else None, arrays["val_labels"] if has_val else None,
                              cfg, train_foreground=arrays["train_fg"],
                              val_foreground=arrays["val_fg"] if has_val else None,
-                             unlabelled_images=arrays["unlabelled_images"],
-                             unlabelled_foreground=arrays["unlabelled_fg"], fine_tune=fine_tune,
+                             unlabelled_images=arrays.get("unlabelled_images"),
+                             unlabelled_foreground=arrays.get("unlabelled_fg"), fine_tune=fine_tune,
                              progress=progress, cancel=cancel)
         if result.cancelled:
             raise CancelledError("Training")
