@@ -21,6 +21,7 @@ import numpy as np
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.case_ids import check_case_id  # noqa: F401  (re-exported: the session's rule)
 from LongitudinalALLib.core.errors import InputError, SessionError
+from LongitudinalALLib.core.json_file import read_json
 from LongitudinalALLib.core.npz_header import check_npz
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,11 +104,8 @@ def validate_case_meta(meta: Any, path: Path, case_id: str) -> dict[str, Any]:
 def read_case_meta(directory: str | Path, case_id: str) -> dict[str, Any]:
     """The checked pool record of ``case_id`` (SessionError naming the file when missing or damaged)."""
     path = Path(directory) / f"{case_id}.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise SessionError(f"Pool record {path} is missing or damaged ({err}).",
-                           "Re-create the session from the prepared pairs.") from err
+    meta = read_json(path, lambda why: SessionError(f"Pool record {path} is missing or damaged ({why}).",
+                                                    "Re-create the session from the prepared pairs."))
     return validate_case_meta(meta, path, case_id)
 
 

@@ -26,6 +26,7 @@ from LongitudinalALLib.active.policy import DEFAULT_STRATEGY, training_seed
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.json_file import read_json
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback, check_cancel, report
 from LongitudinalALLib.model.lesion_mask import DEFAULT, lesion_mask_from_slices, threshold_mask_from_slices
 from LongitudinalALLib.model.metrics import CohortMetrics, subject_metrics, summarize
@@ -136,16 +137,14 @@ def _read_record(path: Path) -> dict[str, Any] | None:
     """The simulation record of a session (None when absent); one line naming the file when damaged."""
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        record, why = None, str(err)[:200]
-    else:
-        why = "it is not an object with config and rounds"
+    def damaged(why: str) -> InputError:
+        return InputError(f"Simulation record {path} is damaged ({why}).",
+                          "Use a new --out directory (the session beside it is kept).")
+
+    record = read_json(path, damaged)
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict) \
             or not isinstance(record.get("rounds"), list):
-        raise InputError(f"Simulation record {path} is damaged ({why}).",
-                         "Use a new --out directory (the session beside it is kept).")
+        raise damaged("it is not an object with config and rounds")
     return record
 
 

@@ -43,6 +43,7 @@ from LongitudinalALLib.active.store_labels import LabelBook
 from LongitudinalALLib.active.suggestions import Suggestion
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError, SessionError
+from LongitudinalALLib.core.json_file import read_json
 
 
 def _read_state(root: Path) -> dict[str, Any]:
@@ -50,10 +51,8 @@ def _read_state(root: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SessionError(f"{root} is not an active-learning session (no state.json).",
                            "Create one with `longitudinal-al suggest` or SessionStore.create().")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise SessionError(f"{path} cannot be read ({err}).", "Restore it from a backup or re-create the session.") from err
+    state = read_json(path, lambda why: SessionError(f"{path} cannot be read ({why}).",
+                                                     "Restore it from a backup or re-create the session."))
     return validate_state(state, root)
 
 

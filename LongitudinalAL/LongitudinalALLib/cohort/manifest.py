@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 
 from LongitudinalALLib.core.case_ids import check_case_id
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.json_file import read_json
 
 FORMAT = "longitudinal-al-cohort"
 SPLITS = ("train", "val", "test")
@@ -29,10 +30,8 @@ def load_manifest(path: str | Path) -> dict:
         path = path / "manifest.json"
     if not path.is_file():
         raise InputError(f"No cohort manifest at {path}.", "Run `longitudinal-al make-cohort --out DIR` first.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise InputError(f"Cohort manifest {path} cannot be read ({str(err)[:200]}).", "Regenerate the cohort.") from None
+    data = read_json(path, lambda why: InputError(f"Cohort manifest {path} cannot be read ({why}).",
+                                                  "Regenerate the cohort."))
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("pairs"), list):
         raise InputError(f"{path} is not a LongitudinalAL cohort manifest.", "Point to the manifest.json "
                          "written by `longitudinal-al make-cohort`.")

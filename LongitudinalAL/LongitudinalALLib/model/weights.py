@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.errors import InputError
+from LongitudinalALLib.core.json_file import read_json
 from LongitudinalALLib.core.resources import weights_dir
 from LongitudinalALLib.model.network import ChangeSegNet, ModelConfig, build_model, count_parameters
 
@@ -77,10 +78,8 @@ def read_weights_info(path: str | Path) -> dict[str, Any]:
             f"Model weights {path} have no sidecar {side.name} (config and checksum).",
             "Copy the .json file that was written together with the weights next to them.",
         )
-    try:
-        info = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise InputError(f"Weights sidecar {side} cannot be read ({err}).", "Restore it from the training output.") from err
+    info = read_json(side, lambda why: InputError(f"Weights sidecar {side} cannot be read ({why}).",
+                                                  "Restore it from the training output."))
     if not isinstance(info, dict) or info.get("format") != FORMAT or "sha256" not in info or "config" not in info:
         raise InputError(f"{side} is not a LongitudinalAL weights sidecar.", "Restore it from the training output.")
     if int(info.get("format_version", 0)) > FORMAT_VERSION:
