@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from LongitudinalALLib.core import atomic
 from LongitudinalALLib.core.case_ids import check_case_id  # noqa: F401  (re-exported: the session's rule)
 from LongitudinalALLib.core.errors import InputError, SessionError
 from LongitudinalALLib.core.json_file import read_json
-from LongitudinalALLib.core.npz_header import check_npz
+from LongitudinalALLib.core.npz_header import load_checked
 
 if TYPE_CHECKING:  # pragma: no cover
     from LongitudinalALLib.imaging.pairing import CaseSlices
@@ -121,13 +120,11 @@ def load_case(directory: str | Path, case_id: str) -> "CaseSlices":
     path = directory / f"{case_id}.npz"
     n, (h, w) = meta["n_slices"], meta["size"]
     try:
-        check_npz(path, {"images": (n, 3, h, w), "foreground": (n, h, w)})
-        with np.load(path, allow_pickle=False) as z:
-            images, fg = z["images"], z["foreground"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        arrays = load_checked(path, {"images": (n, 3, h, w), "foreground": (n, h, w)})
+    except (OSError, ValueError) as err:
         raise SessionError(f"Pool file {path} is missing or damaged ({err}).",
                            "Re-create the session from the prepared pairs.") from err
     prov = [SliceProvenance(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
             for p in meta["provenance"]]
-    return CaseSlices(case_id=case_id, images=images, foreground=fg, provenance=prov,
+    return CaseSlices(case_id=case_id, images=arrays["images"], foreground=arrays["foreground"], provenance=prov,
                       geometry=SliceGeometry.from_dict(meta["geometry"]), labels=None)

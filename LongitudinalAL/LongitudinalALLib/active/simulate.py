@@ -122,13 +122,12 @@ def load_cohort_cases(cohort: str | Path, splits: tuple[str, ...], *, size: int 
 def _cached_truth(path: Path, case) -> tuple[np.ndarray, np.ndarray]:
     """(labels (N,H,W), volume (K,J,I)) of a cached case, their declared shapes checked before loading."""
     from LongitudinalALLib.core.errors import SessionError
-    from LongitudinalALLib.core.npz_header import check_npz
+    from LongitudinalALLib.core.npz_header import load_checked
 
     try:
-        check_npz(path, {"labels": case.images[:, 0].shape, "volume": case.geometry.shape})
-        with np.load(path, allow_pickle=False) as z:
-            return z["labels"], z["volume"]
-    except (OSError, KeyError, ValueError) as err:
+        arrays = load_checked(path, {"labels": case.images[:, 0].shape, "volume": case.geometry.shape})
+        return arrays["labels"], arrays["volume"]
+    except (OSError, ValueError) as err:
         raise SessionError(f"Cached ground truth {path} is damaged ({err}).",
                            f"Delete the folder {path.parent} (a cache) and run again.") from None
 

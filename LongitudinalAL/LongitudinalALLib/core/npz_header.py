@@ -43,3 +43,17 @@ def check_npz(path: str | Path, expected: dict[str, tuple[int, ...]]) -> None:
             raise ValueError(f"{Path(path).name} has no array {name!r}")
         if shapes[name][0] != tuple(shape):
             raise ValueError(f"{Path(path).name}: {name} declares shape {shapes[name][0]}, expected {tuple(shape)}")
+
+
+def load_checked(path: str | Path, expected: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """The members named in ``expected`` ({name: array}), loaded only after their declared shapes match.
+
+    Raises ValueError (damaged, missing member, other shape) or OSError (unreadable); callers
+    turn either into their own one-line message.
+    """
+    check_npz(path, expected)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {name: z[name] for name in expected}
+    except (KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{Path(path).name} cannot be read ({err})") from err
