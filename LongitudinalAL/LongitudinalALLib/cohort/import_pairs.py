@@ -103,7 +103,7 @@ def truth_on_baseline(entry: dict[str, str]):
     """The truth mask as a uint8 {0,1} image on the baseline grid (resampled through truth_transform if given)."""
     import SimpleITK as sitk
 
-    from LongitudinalALLib.imaging.io import load_image, read_image
+    from LongitudinalALLib.imaging.io import load_image, read_image, same_grid
 
     base = read_image(entry["baseline"], name=f"baseline {entry['baseline']}")
     mask = load_image(entry["new_lesions"], name=f"new_lesions {entry['new_lesions']}", allow_constant=True)
@@ -114,7 +114,7 @@ def truth_on_baseline(entry: dict[str, str]):
             raise InputError(f"truth_transform {entry['truth_transform']} is not an ITK transform file.",
                              "Save it from Slicer's Transforms module or SimpleITK (.tfm, .txt, .h5).") from None
         mask = sitk.Resample(mask, base, transform, sitk.sitkNearestNeighbor, 0.0)
-    elif not _same_grid(mask, base):
+    elif not same_grid(mask, base):  # the project's one rule (origin tolerance scaled by the spacing)
         raise InputError(f"new_lesions {entry['new_lesions']} is not on the baseline grid "
                          f"({mask.GetSize()} vs {base.GetSize()} voxels, or another origin/direction).",
                          "Add truth_transform (an ITK transform from baseline points to the mask's points), "
@@ -122,12 +122,6 @@ def truth_on_baseline(entry: dict[str, str]):
     out = sitk.Cast(sitk.GetImageFromArray((sitk.GetArrayFromImage(mask) > 0).astype(np.uint8)), sitk.sitkUInt8)
     out.CopyInformation(base)
     return out
-
-
-def _same_grid(a, b, tol: float = 1e-3) -> bool:
-    return a.GetSize() == b.GetSize() and all(
-        np.allclose(x, y, atol=tol) for x, y in ((a.GetSpacing(), b.GetSpacing()), (a.GetOrigin(), b.GetOrigin()),
-                                                 (a.GetDirection(), b.GetDirection())))
 
 
 #: single-file formats copied byte for byte; anything else (a DICOM folder, a detached header) is converted
