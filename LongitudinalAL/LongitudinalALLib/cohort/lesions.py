@@ -180,23 +180,25 @@ def lesion_maps(specs: list[dict], subject: Subject) -> tuple[np.ndarray, np.nda
     wm = subject.wm_mask
     frac_b = np.zeros(shape, np.float32)
     con_b = np.zeros(shape, np.float32)
-    later: list[tuple[tuple[slice, ...], np.ndarray, float]] = []
-    shrunk: list[tuple[tuple[slice, ...], np.ndarray, float]] = []
+    Paint = tuple[tuple[slice, ...], np.ndarray, float]
+    later: list[Paint] = []
+    shrunk: list[Paint] = []
+    kept: list[Paint] = []  # baseline lesions the follow-up keeps at full size (rendered once)
     for spec in specs:
         box, old, grown = render_lesion(spec, shape, subject.spacing_zyx)
         gate = wm[box]
         if spec["kind"] in ("existing", "enlarging", "shrinking"):
             _paint(frac_b, con_b, box, old * gate, spec["contrast"])
+        if spec["kind"] in ("existing", "enlarging"):
+            kept.append((box, old * gate, spec["contrast"]))
         if spec["kind"] == "shrinking":
             shrunk.append((box, grown * gate, spec["contrast"] * spec.get("fade", 1.0)))
         if spec["kind"] in ("new", "enlarging"):
             later.append((box, grown * gate, spec["contrast"]))
     if shrunk:  # redraw the follow-up's baseline lesions without the shrinking ones at full size
         frac_f, con_f = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-        for spec in specs:
-            if spec["kind"] in ("existing", "enlarging"):
-                box, old, _ = render_lesion(spec, shape, subject.spacing_zyx)
-                _paint(frac_f, con_f, box, old * wm[box], spec["contrast"])
+        for box, soft, c in kept:
+            _paint(frac_f, con_f, box, soft, c)
         for box, soft, c in shrunk:
             _paint(frac_f, con_f, box, soft, c)
     else:
