@@ -4,11 +4,15 @@ Each real pair (open_ms_data: Lesjak et al., Neuroinformatics 2016, CC-BY; raw
 skull-on 2D FLAIRs) is prepared as ``suggest --baseline --followup`` does (default
 options, bundled weights) and the first round of 10 is asked of the default strategy
 (``clasp_pe``, with its cold-start mix: no lesion is labelled yet), ``random`` and
-``fg_random``, over several session seeds. Two states of the product in one run:
+``fg_random``, over several session seeds. Three states of the product in one run:
 
 * ``before``: the threshold foreground (skull, scalp, neck) and no smallest-section rule;
-* ``after``: the product as it ships (the brain, and slices under 3 % of the case's
-  largest section counted as empty).
+* ``brain``: the brain as foreground and slices under 3 % of the case's largest section
+  counted as empty (issue 27's first pass, ebea54c), without the two rules below;
+* ``after``: the product as it ships: also the follow-up's field of view bounds the
+  scored foreground (``prepare.in_followup_view``), and the cold start leaves the brain's
+  outer 2 mm out of its saliency and suggests slices under a quarter of the largest
+  section last (``cold_start.SHELL_MM``, ``MIN_SECTION``).
 
 Truth: a suggested slice is a hit when it holds a new-or-enlarging change component
 (README's rule: the follow-up brighter inside it). "brain share": the dataset brain
@@ -34,32 +38,40 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import describe_machine, print_table, write_results  # noqa: E402
+from bench_common import describe_machine, print_table, results_path, write_results  # noqa: E402
 from open_ms_pairs import CITATION, new_or_enlarging, real_pairs, skip_reason  # noqa: E402
 
 from LongitudinalALLib.active.loop import ActiveLoop  # noqa: E402
 from LongitudinalALLib.active.store import SessionStore  # noqa: E402
 from LongitudinalALLib.active.strategies import base as strategy_base  # noqa: E402
+from LongitudinalALLib.active.strategies import cold_start  # noqa: E402
 from LongitudinalALLib.imaging import prepare as prepare_module  # noqa: E402
 
 STRATEGIES = ("clasp_pe", "random", "fg_random")
+STATES = ("before", "brain", "after")
 MIN_SHARE = 0.03
 
 
 @contextlib.contextmanager
 def product_state(state: str):
-    """``after``: as shipped; ``before``: the threshold foreground and no smallest-section rule."""
+    """``after``: as shipped; ``brain``: without the field-of-view and cold-start rules; ``before``: also
+    the threshold foreground and no smallest-section rule."""
     if state == "after":
         yield
         return
-    saved = prepare_module.baseline_foreground, strategy_base.MIN_SECTION_SHARE
-    prepare_module.baseline_foreground = lambda image, modality="mri", head=None: (
-        head if head is not None else prepare_module.foreground_mask(image, modality), {"method": "threshold"})
-    strategy_base.MIN_SECTION_SHARE = 0.0
+    saved = (prepare_module.baseline_foreground, strategy_base.MIN_SECTION_SHARE, prepare_module.in_followup_view,
+             cold_start.SHELL_MM, cold_start.MIN_SECTION)
+    prepare_module.in_followup_view = lambda brain, info, view: (brain, info)
+    cold_start.SHELL_MM, cold_start.MIN_SECTION = 0.0, 0.0
+    if state == "before":
+        prepare_module.baseline_foreground = lambda image, modality="mri", head=None: (
+            head if head is not None else prepare_module.foreground_mask(image, modality), {"method": "threshold"})
+        strategy_base.MIN_SECTION_SHARE = 0.0
     try:
         yield
     finally:
-        prepare_module.baseline_foreground, strategy_base.MIN_SECTION_SHARE = saved
+        (prepare_module.baseline_foreground, strategy_base.MIN_SECTION_SHARE, prepare_module.in_followup_view,
+         cold_start.SHELL_MM, cold_start.MIN_SECTION) = saved
 
 
 def first_rounds(pair, state: str, seeds: int, random_seeds: int, work: Path) -> dict:
@@ -93,6 +105,20 @@ def first_rounds(pair, state: str, seeds: int, random_seeds: int, work: Path) ->
     return out
 
 
+def previous_figures(out_dir: str | None) -> dict:
+    """The headline figures of the JSON this run replaces (its date, and per pair/state/strategy), or {}."""
+    import json
+
+    try:
+        old = json.loads(results_path("real_first_round", out_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    keep = ("hit_rate", "min_brain_share", "picks_under_3pc")
+    return {"written_utc": old.get("written_utc"), "seeds": old.get("seeds"), "random_seeds": old.get("random_seeds"),
+            "pairs": {p: {st: {n: {k: r.get(k) for k in keep} for n, r in v.get("strategies", {}).items()}
+                          for st, v in states.items()} for p, states in old.get("pairs", {}).items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5, help="first-round queries of clasp_pe (its power noise)")
@@ -110,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for pair in real_pairs():
             results[pair.name] = {}
-            for state in ("before", "after"):
+            for state in STATES:
                 res = first_rounds(pair, state, args.seeds, args.random_seeds, Path(tmp))
                 results[pair.name][state] = res
                 for name, r in res["strategies"].items():
@@ -125,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results("real_first_round", {
         "machine": describe_machine(), "seeds": args.seeds, "random_seeds": args.random_seeds,
         "truth": "slice holds a new-or-enlarging gt component (open_ms_data README's rule)",
-        "citation_real": CITATION, "pairs": results}, args.out_dir)
+        "citation_real": CITATION, "pairs": results, "previous": previous_figures(args.out_dir)}, args.out_dir)
     print(f"wrote {path}")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from LongitudinalALLib.active.strategies import QueryContext, get_strategy
 from LongitudinalALLib.active.strategies.change import change_saliency, difference_scale, label_free_embedding
@@ -91,3 +92,56 @@ def test_difference_scale_is_the_tissue_percentile():
     expect = np.percentile(np.abs(images[:, 2][fg]), 90)
     assert difference_scale(ctx, 90) == pytest.approx(expect, rel=1e-6)
     assert difference_scale(QueryContext(images, np.zeros_like(fg), np.zeros(n, bool))) == 1.0
+
+
+def _ellipsoid_pool(n: int = 21, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """(images (n, 3, size, size), foreground): an ellipsoidal 'brain' of intensity 1, follow-up = baseline."""
+    zz, yy, xx = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, size), np.linspace(-1, 1, size),
+                             indexing="ij")
+    fg = zz ** 2 / 1.1 ** 2 + (yy ** 2 + xx ** 2) / 0.8 ** 2 <= 1.0
+    base = fg.astype(np.float32)
+    return np.stack([base, base, np.zeros_like(base)], axis=1), fg
+
+
+def _add_change(images: np.ndarray, row: int, where: np.ndarray, amplitude: float) -> None:
+    images[row, 1][where] += amplitude
+    images[row, 2] = images[row, 1] - images[row, 0]
+
+
+def test_cold_start_suggests_the_end_slices_of_the_brain_last():
+    """Issue 27: every first round suggested the cerebellar base, a slice with a fifth of the largest section."""
+    from LongitudinalALLib.active.strategies.base import section_shares
+
+    images, fg = _ellipsoid_pool()
+    share = section_shares(fg)
+    end = int(np.flatnonzero((share > 0.03) & (share < 0.25))[0])
+    centre = len(fg) // 2
+    blob = np.zeros(fg.shape[1:], bool)
+    blob[22:27, 22:27] = True
+    _add_change(images, end, blob & fg[end], 1.0)  # the largest change lies on a small end section
+    _add_change(images, centre, blob, 0.5)
+    ctx = QueryContext(images, fg, np.zeros(len(fg), bool))
+    assert get_strategy("cold_start", min_section=0.0).select(ctx, 1).indices[0] == end  # the old rule
+    for mode in ("diverse", "maxmd"):
+        order = get_strategy("cold_start", mode=mode).select(ctx, len(fg)).indices
+        assert order[0] == centre
+        small = share[order] < 0.25
+        assert small.any() and not small[: int((~small).sum())].any()  # the end slices follow the rest
+    with pytest.raises(InputError, match="min_section"):
+        get_strategy("cold_start", min_section=1.5)
+
+
+def test_cold_start_leaves_the_brain_rim_out_of_the_saliency():
+    """A 1 mm shift of the brain's edge (partial volume, registration residue) outweighed a new lesion."""
+    images, fg = _ellipsoid_pool()
+    rim, lesion = 8, 12
+    edge = fg[rim] & ~ndimage.binary_erosion(fg[rim])
+    _add_change(images, rim, edge, -1.0)  # the follow-up's brain one pixel smaller
+    blob = np.zeros(fg.shape[1:], bool)
+    blob[20:27, 20:27] = True
+    _add_change(images, lesion, blob, 0.6)
+    at_1mm = QueryContext(images, fg, np.zeros(len(fg), bool), pixel_mm=1.0)
+    assert change_saliency(at_1mm)[rim] > change_saliency(at_1mm)[lesion]  # the rim wins without the rule
+    assert get_strategy("cold_start", mode="maxmd").select(at_1mm, 1).indices[0] == lesion
+    at_4mm = QueryContext(images, fg, np.zeros(len(fg), bool), pixel_mm=4.0)  # the 2 mm rim is under a pixel
+    assert get_strategy("cold_start", mode="maxmd").select(at_4mm, 1).indices[0] == rim

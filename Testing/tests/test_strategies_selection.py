@@ -117,7 +117,7 @@ def test_every_pick_says_why_with_the_score_of_its_rule(tmp_path):
     picked = ActiveLoop(s).suggest(6, "clasp_pe").suggestions
     cold = get_strategy("cold_start")
     images, fg, _ = s.pool_arrays()
-    saliency = cold.score(QueryContext(images, fg, s.labelled_mask("c0")))
+    saliency = cold.score(QueryContext(images, fg, s.labelled_mask("c0"), pixel_mm=s.geometry("c0").spacing_mm))
     reasons = {p.reason for p in picked}
     assert cold.reason in reasons and reasons <= {cold.reason, LESION_REASON, "explore: uncertain tissue"}
     for p in picked:

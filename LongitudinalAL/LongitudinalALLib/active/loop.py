@@ -123,7 +123,8 @@ class ActiveLoop:
         ctx = QueryContext(images=images, foreground=fg, labelled=labelled,
                            predictor=predictor if strat.needs_model else None, rng=rng, mc_seed=seed + r,
                            round_index=r, progress=progress, cancel=cancel, lesion_context=context,
-                           groups=np.array([c for c, _ in keys]))
+                           groups=np.array([c for c, _ in keys]),
+                           pixel_mm=min(store.geometry(c).spacing_mm for c in store.case_ids))
         k = min(k, int((~labelled).sum()))
         chosen, scores, why = select_batch(strat, ctx, k, [c for c, _ in keys], store.has_lesion_label(), selection)
         outputs = ctx.outputs  # the strategy's one model pass, when it made one

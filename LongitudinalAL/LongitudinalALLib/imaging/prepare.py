@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from LongitudinalALLib.core import atomic
@@ -37,6 +38,7 @@ from LongitudinalALLib.imaging.preprocess import (
     validate_mask,
 )
 from LongitudinalALLib.imaging.registration.pipeline import RegistrationQC, RegistrationSettings, register
+from LongitudinalALLib.imaging.registration.qc import coverage
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,9 @@ class PreparedPair:
     baseline: sitk.Image  # preprocessed, normalised float32
     followup_registered: sitk.Image  # on the baseline grid, histogram-matched float32
     difference: sitk.Image  # follow-up - baseline, float32
-    foreground: sitk.Image  # UInt8 on the baseline grid: the brain slices are scored in (baseline_foreground)
+    #: UInt8 on the baseline grid: the brain slices are scored in (baseline_foreground), inside the
+    #: follow-up's field of view (in_followup_view)
+    foreground: sitk.Image
     transform: sitk.Transform  # follow-up -> baseline resampling transform (baseline point -> follow-up point)
     qc: RegistrationQC
     slices: CaseSlices
@@ -165,6 +169,7 @@ def prepare_pair(baseline: sitk.Image | str | Path, followup: sitk.Image | str |
         match_mask = base_mask
     registered = match_histogram(result.followup_resampled, base, match_mask, match_mask)
     difference = sitk.Subtract(registered, base)
+    brain, foreground_info = in_followup_view(brain, foreground_info, coverage(foll, base, result.transform))
     lap("registration")
 
     check_cancel(cancel, "Preparation")
@@ -198,6 +203,31 @@ def baseline_foreground(image: sitk.Image, modality: str = "mri",
         reason, seconds = fit.reason, fit.seconds
     log.warning("Brain mask: %s; slices are scored in the threshold foreground (head) instead.", reason)
     return head, {"method": "threshold", "fallback": reason, "seconds": round(seconds, 2)}
+
+
+def in_followup_view(brain: sitk.Image, info: dict, view: np.ndarray) -> tuple[sitk.Image, dict]:
+    """(``brain`` (UInt8) where the follow-up holds data, ``info`` + the share of the brain left out).
+
+    Why: outside the follow-up's field of view (a shorter or tilted slab) the registered
+    follow-up is resampled padding, so the difference there is the baseline itself, not
+    change: a slice cut obliquely by the follow-up's slab edge would look like the largest
+    change of the pair. Only tissue both scans imaged is scored, mapped and picked; the
+    baseline's own field of view is its grid. ``view`` (K, J, I) bool on the baseline grid
+    (``registration.qc.coverage``). When the follow-up covers none of the brain the brain
+    is kept (registration QC reports that pair) and the share says 1.0.
+    """
+    inside = sitk.GetArrayFromImage(brain) > 0
+    kept = inside & view
+    dropped = 1.0 - float(kept.sum()) / max(1, int(inside.sum()))
+    info = {**info, "outside_followup_view": round(dropped, 4)}
+    if not kept.any():
+        log.warning("The follow-up's field of view holds none of the baseline's foreground; it is kept whole.")
+        return brain, info
+    if dropped > 0:
+        log.info("%.1f %% of the foreground lies outside the follow-up's field of view: not scored.", 100 * dropped)
+    out = sitk.GetImageFromArray(kept.astype(np.uint8))
+    out.CopyInformation(brain)
+    return out, info
 
 
 def write_prepared(pair: PreparedPair, out_dir: str | Path, files: dict[str, str] = OUTPUT_FILES) -> dict[str, Path]:

@@ -65,6 +65,7 @@ class QueryContext:
     docstring), an int, or None for every slice with tissue (the pre-issue-14 path).
     ``groups`` (N,): the case of each slice (None: one case); a slice with less than
     ``MIN_SECTION_SHARE`` of its case's largest foreground section counts as empty.
+    ``pixel_mm``: the slices' pixel size (``SliceGeometry.spacing_mm``), for rules stated in mm.
     """
 
     images: np.ndarray
@@ -80,6 +81,7 @@ class QueryContext:
     mc_shortlist: int | str | None = "auto"
     lesion_context: np.ndarray | None = None
     groups: np.ndarray | None = None
+    pixel_mm: float = 1.0
     _mc_cache: dict[tuple[int, str, int], MCStatistics] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -188,17 +190,23 @@ class QueryContext:
         return np.sort(cand[np.argsort(-proxy[cand], kind="stable")[:size]])
 
 
-def section_fractions(foreground: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-    """(N,) foreground fraction of each (N, H, W) slice; 0 under ``MIN_SECTION_SHARE`` of its group's largest."""
+def section_shares(foreground: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """(N,) each (N, H, W) slice's foreground area over the largest one of its group (case); 0 for an empty case."""
     n = len(foreground)
-    fraction = foreground.reshape(n, -1).mean(axis=1)
+    area = foreground.reshape(n, -1).sum(axis=1).astype(np.float64)
     groups = np.zeros(n) if groups is None else np.asarray(groups)
     if groups.shape != (n,):
         raise InputError(f"Pool groups have shape {groups.shape}; expected ({n},).", "Give one case per pool slice.")
     largest = np.zeros(n)
     for g in np.unique(groups):
-        largest[groups == g] = fraction[groups == g].max()
-    return np.where(fraction < MIN_SECTION_SHARE * largest, 0.0, fraction)
+        largest[groups == g] = area[groups == g].max()
+    return np.divide(area, largest, out=np.zeros(n), where=largest > 0)
+
+
+def section_fractions(foreground: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """(N,) foreground fraction of each (N, H, W) slice; 0 under ``MIN_SECTION_SHARE`` of its group's largest."""
+    fraction = foreground.reshape(len(foreground), -1).mean(axis=1)
+    return np.where(section_shares(foreground, groups) < MIN_SECTION_SHARE, 0.0, fraction)
 
 
 @dataclass(frozen=True)

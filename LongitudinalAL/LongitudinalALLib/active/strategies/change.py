@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from LongitudinalALLib.active.strategies.base import QueryContext
 
@@ -30,25 +31,35 @@ def difference_scale(ctx: QueryContext, q: float = 99.0, max_samples: int = 500_
     return scale if scale > 0 else 1.0
 
 
-def change_saliency(ctx: QueryContext, k: int = 64, chunk: int = 64) -> np.ndarray:
+def inner_foreground(foreground: np.ndarray, shell_px: int) -> np.ndarray:
+    """(N, H, W) bool: each slice's foreground less its outer ``shell_px`` pixels (a disc erosion in-plane)."""
+    if shell_px <= 0:
+        return np.asarray(foreground, dtype=bool)
+    r = int(shell_px)
+    yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
+    return ndimage.binary_erosion(foreground, (yy ** 2 + xx ** 2 <= r * r)[None])
+
+
+def change_saliency(ctx: QueryContext, k: int = 64, chunk: int = 64, shell_px: int = 0) -> np.ndarray:
     """(N,) mean of the ``k`` largest |difference| foreground pixels minus the slice's median.
 
     The top-k mean responds to a small new lesion (a few dozen pixels) without
     being set by a single noisy pixel; subtracting the median removes a global
-    intensity offset left by normalisation. Slices without foreground get 0.
+    intensity offset left by normalisation. ``shell_px`` > 0 leaves out each
+    slice's outer rim of foreground (see ``cold_start``). Slices without
+    foreground get 0.
     """
     out = np.zeros(ctx.n, dtype=np.float64)
     for a in range(0, ctx.n, chunk):
         b = min(ctx.n, a + chunk)
         d = torch.from_numpy(np.abs(ctx.difference[a:b]).astype(np.float32)).flatten(1)
-        m = torch.from_numpy(ctx.foreground[a:b]).flatten(1)
+        m = torch.from_numpy(inner_foreground(ctx.foreground[a:b], shell_px)).flatten(1)
         count = m.sum(dim=1)
         kk = min(k, d.shape[1])
         top = torch.where(m, d, float("-inf")).topk(kk, dim=1).values
         top = torch.where(torch.isfinite(top), top, 0.0).sum(dim=1) / count.clamp(min=1, max=kk)
         med = torch.where(m, d, float("nan")).nanmedian(dim=1).values.nan_to_num(0.0)
-        out[a:b] = (top - med).clamp(min=0.0).double().numpy()
-    out[ctx.foreground.reshape(ctx.n, -1).sum(axis=1) == 0] = 0.0
+        out[a:b] = ((top - med).clamp(min=0.0) * (count > 0)).double().numpy()
     return out
 
 

@@ -106,13 +106,17 @@ def kmeans_pp_seeding(features: np.ndarray, k: int, rng: np.random.Generator,
 
 
 def top_then_k_center(ctx: QueryContext, scores: np.ndarray, features: np.ndarray, k: int, factor: int,
-                      min_foreground: float) -> np.ndarray:
+                      min_foreground: float, eligible: np.ndarray | None = None) -> np.ndarray:
     """The one "top-k then k-center" recipe: the ``factor * k`` best unlabelled slices with tissue by
     ``scores`` (ranked as every strategy ranks, NaN last), then ``k`` of them by k-center greedy on
     ``features`` (N, D), the labelled slices as the first centres (none: the best candidate first).
+    ``eligible`` (N,) bool: only these slices are candidates (None: all).
     """
-    n_eligible = int((~ctx.labelled & (ctx.foreground_fraction >= min_foreground)).sum())
-    cand = rank_candidates(ctx, scores, min_foreground)[: min(n_eligible, factor * k)]
+    ok = ~ctx.labelled & (ctx.foreground_fraction >= min_foreground)
+    if eligible is not None:
+        ok &= np.asarray(eligible, dtype=bool)
+    cand = rank_candidates(ctx, scores, min_foreground)
+    cand = cand[ok[cand]][: factor * k]
     return k_center_greedy(features, cand, np.flatnonzero(ctx.labelled), k, context_device(ctx), first=0)
 
 
