@@ -69,6 +69,7 @@ def _accept_one(logic) -> None:
     logic.accept_current()
 
 
+@pytest.mark.slow
 def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
     assert ran["during"].run_text == "Cancel" and ran["during"].run_enabled  # Run became Cancel
     assert ran["outcome"].status == DONE, ran["outcome"].message
@@ -82,6 +83,7 @@ def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
     assert json.loads((logic.work_root / "devices.json").read_text())["devices"][-1] == "cpu"  # for the next start
 
 
+@pytest.mark.slow
 def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran, registered_sample_pair):
     logic, jobs = ran["logic"], ran["jobs"]
     before = logic.work_dir
@@ -109,6 +111,7 @@ def test_a_cancelled_run_leaves_the_inputs_and_overrides_of_the_last_run(ran):
     logic.set_options(OPTIONS)
 
 
+@pytest.mark.slow
 def test_a_failed_prepare_apply_leaves_no_new_node_in_the_scene(ran, registered_sample_pair):
     logic, jobs, scene = ran["logic"], ran["jobs"], ran["hs"].scene
     scene.RemoveNode(logic.node("transform"))  # e.g. the user deleted it: the next apply makes a new one
@@ -139,6 +142,7 @@ def test_a_job_that_ends_after_the_scene_was_closed_is_not_applied(tmp_path, reg
     assert not shutil.os.path.exists(work) and jobs.state(False).run_text == "Run"
 
 
+@pytest.mark.slow
 def test_a_train_round_cancelled_before_it_was_applied_commits_nothing(ran):
     logic, jobs = ran["logic"], ran["jobs"]
     _accept_one(logic)
@@ -157,6 +161,7 @@ def test_a_train_round_cancelled_before_it_was_applied_commits_nothing(ran):
     assert jobs.state(True).run_text == "Run"
 
 
+@pytest.mark.slow
 def test_a_finished_train_round_is_committed_and_applied(ran):
     logic, jobs = ran["logic"], ran["jobs"]
     jobs.start_train()
