@@ -6,8 +6,9 @@ that ends after File > Close Scene is not applied to the next scene), "Run
 becomes Cancel while a job runs", and the runner gaps left by slicer-app: a
 cancelled Run leaves the session's inputs and overrides as they were, a failed apply leaves no new node.
 
-The first Run registers for real; the later ones start from the session's shared registration of the same
-pair (conftest ``registered_sample_pair``, as ``initial_transform``): they test the runner, not registration.
+Every Run starts from the run's shared registration of the pair (conftest ``registered_sample_pair``, as
+``initial_transform``): they test the runner, not registration. A Run that registers for real in a worker
+process is the module self-test's (test_scene_module_selftest), in-process test_scene_logic's (issue 23).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-import scene_testdata  # noqa: E402
 from scene_testdata import with_registration  # noqa: E402
 from test_scene_logic import OPTIONS  # noqa: E402
 
@@ -35,15 +35,15 @@ from LongitudinalALLib.scene.session_scene import get_json, get_node  # noqa: E4
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory):
+def ran(tmp_path_factory, registered_sample_pair):
     tmp = tmp_path_factory.mktemp("runner")
-    files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp / "pair")
+    *files, tfm = registered_sample_pair
     hs = headless.create_headless_slicer(str(tmp / "cache"))
     baseline = volumes.load_volume(files[0], hs.scene, "baseline")
     followup = volumes.load_volume(files[1], hs.scene, "follow-up")
     logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp / "work")
     jobs = logic.jobs
-    jobs.start_run(baseline, followup, OPTIONS)
+    jobs.start_run(baseline, followup, with_registration(OPTIONS, tfm))
     during = jobs.state(has_suggestions=False)
     outcome = jobs.wait()
     return {"hs": hs, "logic": logic, "jobs": jobs, "during": during, "outcome": outcome,
