@@ -30,6 +30,7 @@ def pair_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_suggest_label_train_round_trip(tmp_path, pair_dir, capsys):
     s = tmp_path / "session"
     rc, out, err = _run(capsys, "suggest", "--session", str(s), "--baseline", str(pair_dir / "baseline.nii.gz"),
@@ -76,9 +77,11 @@ def test_suggest_label_train_round_trip(tmp_path, pair_dir, capsys):
 def test_suggest_from_prepared_folder(tmp_path, pair_dir, capsys):
     from LongitudinalALLib.imaging.prepare import PrepareOptions, prepare_pair, write_prepared
 
-    prepared = tmp_path / "prepared"
+    prepared = tmp_path / "prepared"  # from the true transform, no N4: registration is test_prepare_cli's (issue 23)
     pair = prepare_pair(str(pair_dir / "baseline.nii.gz"), str(pair_dir / "followup.nii.gz"),
-                        PrepareOptions(size=64, spacing_mm=4.0), case_id="p1")
+                        PrepareOptions(size=64, spacing_mm=4.0, n4=False,
+                                       initial_transform=pair_dir / "registration_truth.tfm"),
+                        case_id="p1")
     write_prepared(pair, prepared)
     rc, out, err = _run(capsys, "suggest", "--session", str(tmp_path / "s"), "--pair", str(prepared),
                         "--size", "64", "--spacing", "4", "--weights", "scratch", "--strategy", "random",
@@ -147,6 +150,7 @@ def test_label_map_given_as_scan_names_the_file(tmp_path, pair_dir, capsys):
     _one_line_error(rc, err, mask, "looks like a label map")
 
 
+@pytest.mark.slow
 def test_session_stores_prepared_relative_and_survives_a_move(tmp_path, pair_dir, capsys):
     """D4: `prepared` was absolute, so a moved session lost its geometry check."""
     import os
@@ -202,9 +206,10 @@ def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, pair_di
         return real(src, dst, *a, **k)
 
     monkeypatch.setattr(os, "replace", fills_up)
-    out = tmp_path / "out"
+    out = tmp_path / "out"  # from the cohort's true transform, no N4: nothing costly runs before the writes (issue 23)
     rc, _, err = _run(capsys, "prepare", str(pair_dir / "baseline.nii.gz"), str(pair_dir / "followup.nii.gz"),
-                      "--out", str(out), "--size", "64", "--spacing", "4", "--quiet")
+                      "--out", str(out), "--size", "64", "--spacing", "4", "--quiet", "--no-n4",
+                      "--initial-transform", str(pair_dir / "registration_truth.tfm"))
     _one_line_error(rc, err, "no space is left on the disk", "Free some space")
     assert len(calls) == 3 and not out.exists() and sorted(tmp_path.iterdir()) == []
 

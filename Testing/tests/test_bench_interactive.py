@@ -9,6 +9,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "interactive"))
 
 
@@ -16,6 +18,7 @@ def _real(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
 def test_interactive_tiny_writes_prepare_first_suggestions_and_accept(tmp_path):
     import bench_interactive
 

@@ -10,6 +10,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path[:0] = [str(BENCH), str(BENCH / "interactive")]  # bench_first_suggestion lives in interactive/
 
@@ -75,6 +77,7 @@ def test_scoring_tiny(tmp_path):
     assert -1.0 <= res["mc_dropout"]["product_bf16"]["bald_spearman_vs_product_fp32"] <= 1.0
 
 
+@pytest.mark.slow
 def test_first_suggestion_tiny(tmp_path):
     _bench("bench_first_suggestion").main(["--tiny", "--device", "cpu", "-k", "3", "--out-dir", str(tmp_path)])
     doc = _load(tmp_path, "first_suggestion_tiny")

@@ -12,6 +12,7 @@ from LongitudinalALLib.cohort.anatomy_extract import template_brain_mask
 from LongitudinalALLib.core.errors import InputError
 
 
+@pytest.mark.slow
 def test_template_fit_recovers_a_moved_brain_inside_a_skull():
     # set explicitly, as code run earlier in the process may do: the fit must not change with it
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())

@@ -1,6 +1,7 @@
 """Domain-randomised training family (issue 13): what it must cover, and that it is reproducible."""
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from LongitudinalALLib.cohort import randomise
@@ -25,6 +26,7 @@ def test_parameters_cover_clinical_range():
         assert max(abs(v) for v in p["residual"]["translation_mm_xyz"]) <= 1.5
 
 
+@pytest.mark.slow
 def test_pair_is_deterministic_int16_with_truth_on_baseline_grid():
     a = randomise.make_pair(3, 0, anatomy_spacing_mm=2.0)
     b = randomise.make_pair(3, 0, anatomy_spacing_mm=2.0)

@@ -28,6 +28,7 @@ def demo_out(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_demo_writes_bundle_sheet_and_ranked_suggestions(demo_out):
     record = json.loads((demo_out / "suggestions.json").read_text())
     suggestions = record["suggestions"]

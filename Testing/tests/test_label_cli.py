@@ -198,6 +198,7 @@ def test_full_disk_while_labelling_is_one_line_and_leaves_no_temp_files(tmp_path
     assert SessionStore.open_recovered(session.root)[0].labels() == []
 
 
+@pytest.mark.slow
 def test_output_closed_early_ends_quietly(tmp_path):
     """Other observations: `longitudinal-al suggest ... | head -2` ended in a BrokenPipeError traceback."""
     import os

@@ -41,6 +41,7 @@ def cli_outputs(pair_files, tmp_path_factory):
     return rc, buf.getvalue(), out
 
 
+@pytest.mark.slow
 def test_cli_writes_every_output(pair_files, cli_outputs):
     _, truth = pair_files
     rc, printed, out = cli_outputs
@@ -75,11 +76,13 @@ def test_cli_exits_2_with_one_line_on_bad_input(pair_files, tmp_path, capsys):
 
 
 def test_prepare_pair_api_stages_labels_and_cancel(pair_files):
-    d, _ = pair_files
+    """From the pair's true transform (every stage still runs and reports; no optimisation, issue 23)."""
+    d, truth = pair_files
     base = sitk.ReadImage(str(d / "sub01_baseline.nii.gz"))
     labels = sitk.Cast(base > 220, sitk.sitkUInt8)
     stages = []
-    pair = prepare_pair(base, str(d / "sub01_followup.nrrd"), PrepareOptions(n4=False, size=96, spacing_mm=2.0),
+    pair = prepare_pair(base, str(d / "sub01_followup.nrrd"),
+                        PrepareOptions(n4=False, size=96, spacing_mm=2.0, initial_transform=truth.GetInverse()),
                         case_id="api", labels=labels, progress=lambda st, fr, msg="": stages.append(st))
     assert list(dict.fromkeys(stages)) == ["load", "n4", "mask", "registration", "pairing"]
     assert pair.slices.images.shape == (base.GetSize()[2], 3, 96, 96)
@@ -96,9 +99,11 @@ def test_prepare_pair_api_stages_labels_and_cancel(pair_files):
 
 
 def test_write_prepared_round_trip(pair_files, tmp_path):
-    d, _ = pair_files
+    """Prepared from the pair's true transform (no optimisation; issue 23): under test is the writer and the
+    reader, registration is checked by test_cli_writes_every_output."""
+    d, truth = pair_files
     pair = prepare_pair(str(d / "sub01_baseline.nii.gz"), str(d / "sub01_followup.nrrd"),
-                        PrepareOptions(n4=False, size=64, spacing_mm=3.0))
+                        PrepareOptions(n4=False, size=64, spacing_mm=3.0, initial_transform=truth.GetInverse()))
     paths = write_prepared(pair, tmp_path)
     geom = json.loads(paths["geometry"].read_text())
     assert geom["size"] == [64, 64] and geom["axis"] == "axial"
@@ -232,11 +237,14 @@ def test_unusable_inputs_get_one_clear_line(pair_files, tmp_path, capsys):
 
 
 def test_same_scan_twice_warns(pair_files, tmp_path, capsys):
-    """D17 row 23: the same file as both visits ran silently."""
+    """D17 row 23: the same file as both visits ran silently. From the identity (the true transform of a scan
+    with itself; the check runs before registration), so no optimisation runs (issue 23)."""
     d, _ = pair_files
     path = str(d / "sub01_baseline.nii.gz")
+    identity = tmp_path / "identity.tfm"
+    sitk.WriteTransform(sitk.AffineTransform(3), str(identity))
     rc, out, _ = _run_cli(["prepare", path, path, "--out", str(tmp_path / "o"), "--size", "64", "--spacing", "4",
-                           "--no-n4", "--quiet"], capsys)
+                           "--no-n4", "--initial-transform", str(identity), "--quiet"], capsys)
     assert rc == 0
     assert ("warning: baseline and follow-up are the same scan: the difference image is empty; check that the "
             "follow-up file is the later visit.") in out

@@ -44,6 +44,7 @@ def test_recovers_known_affine_at_1mm():
     assert error <= 0.5, f"mean displacement error {error:.3f} mm"
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed_and_transform_file_round_trip(tmp_path):
     base, follow, mask, fmask, _ = _pair(4, 3)
     a = register(base, follow, baseline_mask=mask, followup_mask=fmask)
@@ -57,6 +58,7 @@ def test_deterministic_for_a_seed_and_transform_file_round_trip(tmp_path):
     np.testing.assert_allclose(back.TransformPoint(p), a.transform.TransformPoint(p), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_deformable_stage_is_composed_after_the_affine():
     base, follow, mask, fmask, truth = _pair(4, 5)
     result = register(base, follow, baseline_mask=mask, followup_mask=fmask,

@@ -45,6 +45,7 @@ def test_pyramid_never_shrinks_thick_axes_and_keeps_voxels():
 
 @pytest.mark.parametrize("spacing, size", [((0.94, 0.94, 5.0), (200, 220, 30)), ((0.5, 0.5, 6.0), (330, 380, 25))],
                          ids=["flair2d_0.94x5_30slices", "0.5x0.5x6"])
+@pytest.mark.slow
 def test_thick_slice_2d_scans_register(spacing, size):
     """D3: these grids stopped with an ITK 'less than 4 pixels' error; now they align to < 1 mm."""
     spec = GridSpec(spacing, size)
@@ -65,6 +66,7 @@ def test_oblique_follow_up_with_different_slices_registers():
     assert qc.edge_after > qc.edge_before + 0.2 and qc.inverse_consistency_mm < 1.0 and qc.dice > 0.9
 
 
+@pytest.mark.slow
 def test_large_rotation_is_found_by_the_multi_start():
     pair = make_clinical_pair("large", 1, "mni", grids=(AXIAL_3MM, OBLIQUE_3_3MM),
                               motion=Motion(max_rotation_deg=28.0, max_shift_mm=20.0))
@@ -75,6 +77,7 @@ def test_large_rotation_is_found_by_the_multi_start():
     assert not result.qc.failed, result.qc.message
 
 
+@pytest.mark.slow
 def test_follow_up_rotated_90_degrees_is_flagged():
     """D7: a 90 degree in-plane turn ended 'ok' with NCC 0.20; now QC names what is wrong."""
     pair = make_clinical_pair("rot90", 4, "mni", grids=(AXIAL_3MM, AXIAL_3MM), motion=Motion(0.0, 0.0, 0.0))
@@ -103,6 +106,7 @@ def test_initial_transform_is_used_as_given_and_judged():
     assert bad.qc.failed and bad.qc.stages == []
 
 
+@pytest.mark.slow
 def test_left_right_flipped_follow_up_is_flagged_by_the_mirrored_alternative():
     """D17 row 24: a follow-up with its voxels flipped L-R registered 'ok' and moved lesions to the other side.
 

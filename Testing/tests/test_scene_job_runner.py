@@ -6,8 +6,9 @@ that ends after File > Close Scene is not applied to the next scene), "Run
 becomes Cancel while a job runs", and the runner gaps left by slicer-app: a
 cancelled Run leaves the session's inputs and overrides as they were, a failed apply leaves no new node.
 
-The first Run registers for real; the later ones start from the session's shared registration of the same
-pair (conftest ``registered_sample_pair``, as ``initial_transform``): they test the runner, not registration.
+Every Run starts from the run's shared registration of the pair (conftest ``registered_sample_pair``, as
+``initial_transform``): they test the runner, not registration. A Run that registers for real in a worker
+process is the module self-test's (test_scene_module_selftest), in-process test_scene_logic's (issue 23).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-import scene_testdata  # noqa: E402
 from scene_testdata import with_registration  # noqa: E402
 from test_scene_logic import OPTIONS  # noqa: E402
 
@@ -35,15 +35,15 @@ from LongitudinalALLib.scene.session_scene import get_json, get_node  # noqa: E4
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory):
+def ran(tmp_path_factory, registered_sample_pair):
     tmp = tmp_path_factory.mktemp("runner")
-    files = scene_testdata.sample_pair_files() or scene_testdata.write_pair(tmp / "pair")
+    *files, tfm = registered_sample_pair
     hs = headless.create_headless_slicer(str(tmp / "cache"))
     baseline = volumes.load_volume(files[0], hs.scene, "baseline")
     followup = volumes.load_volume(files[1], hs.scene, "follow-up")
     logic = LongitudinalALSceneLogic(hs.scene, hs.app, work_root=tmp / "work")
     jobs = logic.jobs
-    jobs.start_run(baseline, followup, OPTIONS)
+    jobs.start_run(baseline, followup, with_registration(OPTIONS, tfm))
     during = jobs.state(has_suggestions=False)
     outcome = jobs.wait()
     return {"hs": hs, "logic": logic, "jobs": jobs, "during": during, "outcome": outcome,
@@ -69,6 +69,7 @@ def _accept_one(logic) -> None:
     logic.accept_current()
 
 
+@pytest.mark.slow
 def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
     assert ran["during"].run_text == "Cancel" and ran["during"].run_enabled  # Run became Cancel
     assert ran["outcome"].status == DONE, ran["outcome"].message
@@ -82,6 +83,7 @@ def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
     assert json.loads((logic.work_root / "devices.json").read_text())["devices"][-1] == "cpu"  # for the next start
 
 
+@pytest.mark.slow
 def test_a_failing_apply_ends_the_job_and_keeps_the_previous_session(ran, registered_sample_pair):
     logic, jobs = ran["logic"], ran["jobs"]
     before = logic.work_dir
@@ -109,6 +111,7 @@ def test_a_cancelled_run_leaves_the_inputs_and_overrides_of_the_last_run(ran):
     logic.set_options(OPTIONS)
 
 
+@pytest.mark.slow
 def test_a_failed_prepare_apply_leaves_no_new_node_in_the_scene(ran, registered_sample_pair):
     logic, jobs, scene = ran["logic"], ran["jobs"], ran["hs"].scene
     scene.RemoveNode(logic.node("transform"))  # e.g. the user deleted it: the next apply makes a new one
@@ -139,6 +142,7 @@ def test_a_job_that_ends_after_the_scene_was_closed_is_not_applied(tmp_path, reg
     assert not shutil.os.path.exists(work) and jobs.state(False).run_text == "Run"
 
 
+@pytest.mark.slow
 def test_a_train_round_cancelled_before_it_was_applied_commits_nothing(ran):
     logic, jobs = ran["logic"], ran["jobs"]
     _accept_one(logic)
@@ -157,6 +161,7 @@ def test_a_train_round_cancelled_before_it_was_applied_commits_nothing(ran):
     assert jobs.state(True).run_text == "Run"
 
 
+@pytest.mark.slow
 def test_a_finished_train_round_is_committed_and_applied(ran):
     logic, jobs = ran["logic"], ran["jobs"]
     jobs.start_train()

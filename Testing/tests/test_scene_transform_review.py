@@ -29,6 +29,7 @@ def _shift(node, dx_mm: float) -> None:
     node.SetMatrixTransformToParent(m)
 
 
+@pytest.mark.slow
 def test_an_edited_transform_is_saved_and_paired_from_without_registering(tmp_path, registered_sample_pair):
     """The first Run starts from the session's shared registration of the pair (conftest
     ``registered_sample_pair``): what is under test is the review and the re-pair, not registration."""

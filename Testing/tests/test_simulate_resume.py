@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def cohort(tiny_cohort):
-    """The session's shared cohort (conftest): its pairs are registered once for this file and test_simulate."""
+    """The run's shared cohort (conftest): its pairs are registered once per run, for this file and test_simulate."""
     return tiny_cohort
 
 
