@@ -6,11 +6,15 @@
   right after it carries the new label.
 - The archive holds the current round's checkpoint only, so it stays bounded over the rounds.
 - Run writes the inputs for the worker uncompressed.
+- Crash recovery (it reads every label file) runs when a session is attached (Run applied, a scene
+  opened), never in a click, and still repairs what a crash left before the first write.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -21,7 +25,7 @@ import scene_sessions  # noqa: E402
 from test_scene_archive import open_like_slicer  # noqa: E402
 from test_scene_logic import _draw_on_slice  # noqa: E402
 
-from LongitudinalALLib.active import pool_store  # noqa: E402
+from LongitudinalALLib.active import pool_store, store  # noqa: E402
 from LongitudinalALLib.scene import headless, session_scene  # noqa: E402
 
 
@@ -124,3 +128,45 @@ def test_run_writes_the_inputs_uncompressed(logic):
             assert b"encoding: raw" in header, header
     finally:
         shutil.rmtree(spec["work_dir"], ignore_errors=True)
+
+
+def _count_recoveries(monkeypatch) -> list[str]:
+    """Each crash recovery the session store runs from now on, by folder."""
+    calls, reconcile = [], store.reconcile
+
+    def counted(root, *args, **kwargs):
+        calls.append(str(root))
+        return reconcile(root, *args, **kwargs)
+
+    monkeypatch.setattr(store, "reconcile", counted)
+    return calls
+
+
+def test_accept_never_runs_crash_recovery_after_run_or_a_scene_open(logic, tmp_path, monkeypatch):
+    recoveries = _count_recoveries(monkeypatch)
+    _paint_current(logic)
+    logic.accept_current()  # the first write after Run
+    assert recoveries == [], "Accept ran crash recovery"
+    mrb = tmp_path / "saved.mrb"
+    assert logic.scene.WriteToMRB(str(mrb))
+    reopened, errors = open_like_slicer(tmp_path, mrb, logic.work_root)  # same work root: the folder is reused
+    assert errors == [] and reopened.work_dir == logic.work_dir and len(recoveries) == 1  # on open
+    _paint_current(reopened)
+    reopened.accept_current()
+    assert len(recoveries) == 1, "the first Accept after opening the scene ran crash recovery"
+
+
+def test_a_label_half_written_before_a_crash_is_cleared_when_the_scene_opens(logic, tmp_path):
+    _paint_current(logic)
+    accepted = logic.accept_current()
+    mrb = tmp_path / "saved.mrb"
+    assert logic.scene.WriteToMRB(str(mrb))
+    folder = logic.work_dir / "session" / "labels"
+    written = (folder / f"{accepted.case_id}_{accepted.slice_index}.npz").read_bytes()
+    fd, half = tempfile.mkstemp(prefix=".case_99.", suffix=".tmp.npz", dir=folder)  # killed mid-write
+    with open(fd, "wb") as fh:
+        fh.write(written[: len(written) // 2])
+    reopened, errors = open_like_slicer(tmp_path, mrb, logic.work_root)
+    assert errors == [] and reopened.work_dir == logic.work_dir
+    assert not os.path.exists(half), "the unfinished write is still there after the scene opened"
+    assert len(reopened.read_session().labels()) == 1  # the label committed before the crash is kept
