@@ -21,7 +21,7 @@ from typing import Any, Callable
 from LongitudinalALLib.core.errors import CancelledError, LongitudinalALError
 from LongitudinalALLib.core.progress import ProgressCallback, RemainingTime
 from LongitudinalALLib.jobs import staging
-from LongitudinalALLib.jobs.worker import WorkerProcess
+from LongitudinalALLib.jobs.kept_worker import KeptWorker
 from LongitudinalALLib.scene.scene_rollback import SceneRollback
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,12 @@ Launcher = Callable[[str, dict], Any]  # (job, spec) -> started handle with poll
 
 
 class JobRunner:
-    def __init__(self, scene_logic, launch: Launcher | None = None) -> None:
+    def __init__(self, scene_logic, launch: Launcher | None = None, worker: KeptWorker | None = None) -> None:
+        """``launch``: starts a job and returns its handle; by default jobs go to ``worker``, one process
+        kept for the session (:mod:`..jobs.kept_worker`: torch is imported once, not once a round)."""
         self.logic = scene_logic
-        self.launch = launch or (lambda job, spec: WorkerProcess(job, spec, log_dir=self.log_dir).start())
+        self.worker = worker
+        self.launch = launch or self._launch_in_worker
         self._job: tuple[str, dict, Any] | None = None
         self._closes_at_start = 0  # the logic's scene-close count when the job started
         self.lines: list[str] = []
@@ -70,6 +73,17 @@ class JobRunner:
     @property
     def log_dir(self) -> Path:
         return Path(self.logic.work_root) / "logs"
+
+    def _launch_in_worker(self, job: str, spec: dict):
+        if self.worker is None:  # started with the first job (Run or round), reused by the next
+            self.worker = KeptWorker(log_dir=self.log_dir)
+        return self.worker.submit(job, spec)
+
+    def shutdown(self) -> None:
+        """The scene is closed or the module cleaned up: cancel the job and end the idle worker."""
+        self.cancel()
+        if self.worker is not None:
+            self.worker.close()
 
     @property
     def busy(self) -> bool:

@@ -2,7 +2,7 @@
 
 The module's Logic delegates here. Heavy work (registration, scoring, training)
 goes through a runner: in-process for headless use and tests, or a
-:class:`LongitudinalALLib.jobs.worker.WorkerProcess` for the GUI (``*_spec`` builds the job,
+:class:`LongitudinalALLib.jobs.kept_worker.KeptWorker` for the GUI (``*_spec`` builds the job,
 ``apply_*`` puts its result into the scene). Scene state lives in the
 parameter node and the work directory (see :mod:`.session_scene`), so saving
 the scene as .mrb and reopening it continues the session.
@@ -63,7 +63,7 @@ class _CloseCounter:
             return
         logic.scene_closes += 1
         if getattr(logic, "_jobs", None) is not None:
-            logic._jobs.cancel()  # its result could only go into the next scene
+            logic._jobs.shutdown()  # its result could only go into the next scene; the idle worker exits
         gc_pause.release()  # what the session froze may be collected now
 
 

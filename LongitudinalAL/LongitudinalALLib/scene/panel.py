@@ -87,7 +87,7 @@ class Panel(VTKObservationMixin):
     def cleanup(self) -> None:
         self.removeObservers()
         self.timer.stop()
-        self.jobs.cancel()
+        self.jobs.shutdown()  # the job is cancelled and the kept worker ends
 
     def selectEditorNode(self) -> None:
         from LongitudinalALLib.scene.editor_node import segment_editor_node
