@@ -12,7 +12,7 @@ from LongitudinalALLib.core.errors import InputError
 
 def job_pid(spec, progress, cancel):
     progress("Working", 0.5, "half way")
-    return {"pid": os.getpid(), "echo": spec.get("echo")}
+    return {"pid": os.getpid(), "echo": spec.get("echo"), "nice": os.nice(0) if hasattr(os, "nice") else None}
 
 
 def job_sleep(spec, progress, cancel):

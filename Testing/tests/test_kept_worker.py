@@ -47,7 +47,13 @@ def test_later_jobs_run_in_the_same_process_and_errors_keep_their_type(worker):
     failed = _wait(worker.submit("fail", {}))
     assert isinstance(failed.error, InputError) and failed.error.fix == "Load a 3D scan."
     second = _wait(worker.submit("pid", {"echo": 2}))
-    assert second.result == {"pid": first.result["pid"], "echo": 2} and worker.starts == 1
+    assert second.result["pid"] == first.result["pid"] and second.result["echo"] == 2 and worker.starts == 1
+
+
+def test_the_worker_yields_the_processor_to_the_clicks(worker):
+    from LongitudinalALLib.jobs.kept_worker import WORKER_NICENESS
+
+    assert _wait(worker.submit("pid", {})).result["nice"] == os.nice(0) + WORKER_NICENESS
 
 
 def test_only_one_job_at_a_time(worker, tmp_path):

@@ -6,6 +6,8 @@
   right after it carries the new label.
 - The archive holds the current round's checkpoint only, so it stays bounded over the rounds.
 - Run writes the inputs for the worker uncompressed.
+- The panel's Accept stores the label and returns; the timer's next step repacks the archive and
+  starts the round on the labels so far.
 - Crash recovery (it reads every label file) runs when a session is attached (Run applied, a scene
   opened), never in a click, and still repairs what a crash left before the first write.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import types
 
 import numpy as np
 import pytest
@@ -170,3 +173,22 @@ def test_a_label_half_written_before_a_crash_is_cleared_when_the_scene_opens(log
     assert errors == [] and reopened.work_dir == logic.work_dir
     assert not os.path.exists(half), "the unfinished write is still there after the scene opened"
     assert len(reopened.read_session().labels()) == 1  # the label committed before the crash is kept
+
+
+def test_the_panels_accept_leaves_the_repack_and_the_round_to_the_timers_next_step(logic, tmp_path):
+    launched = []
+    logic.jobs.launch = lambda job, spec: launched.append(job) or types.SimpleNamespace(
+        poll=lambda progress=None: False, cancel=lambda: None)  # a round that keeps running
+    state = logic.param.GetNodeReference(session_scene.ARCHIVE_ROLE)  # labels and state.json
+    packed = state.GetMTime()
+    _paint_current(logic)
+    accepted = logic.jobs.accept()  # the Widget's click
+    assert logic.read_session().label(accepted.case_id, accepted.slice_index).sum() > 0  # on disk already
+    assert launched == [] and state.GetMTime() == packed, "the click repacked the scene or started the round"
+    assert logic.jobs.has_idle_work
+    assert logic.jobs.poll() is None  # the panel's timer, within 200 ms
+    assert launched == ["train"] and state.GetMTime() != packed and not logic.jobs.has_idle_work
+    mrb = tmp_path / "after-the-step.mrb"
+    assert logic.scene.WriteToMRB(str(mrb))  # File > Save after the step carries the label
+    reopened, errors = open_like_slicer(tmp_path, mrb, tmp_path / "elsewhere")
+    assert errors == [] and reopened.read_session().label(accepted.case_id, accepted.slice_index).sum() > 0

@@ -38,6 +38,8 @@ from LongitudinalALLib.jobs.worker import drain, prune_logs, python_executable, 
 log = logging.getLogger(__name__)
 #: the job table the worker serves unless told another (tests hand in quick jobs: real processes, no torch)
 DEFAULT_JOBS = "LongitudinalALLib.jobs.jobs:JOBS"
+#: how much the worker lowers its priority (POSIX nice increment): the GUI thread's clicks come first
+WORKER_NICENESS = 5
 
 
 class KeptWorker:
@@ -170,7 +172,16 @@ class KeptJob:
 
 
 def serve(stdin: TextIO, send: Callable[[dict], None], jobs: str | None = None) -> int:
-    """The worker's side: run each ``{"job", "spec"}`` line of ``stdin`` until it closes (see module docstring)."""
+    """The worker's side: run each ``{"job", "spec"}`` line of ``stdin`` until it closes (see module docstring).
+
+    The worker lowers its own priority first (POSIX ``nice``): it trains while the clinician
+    labels, and on a machine with few cores her clicks must get the processor before it.
+    """
+    if hasattr(os, "nice"):
+        try:
+            os.nice(WORKER_NICENESS)
+        except OSError:
+            pass
     module, _, name = (jobs or DEFAULT_JOBS).partition(":")
     table = None
     for line in stdin:

@@ -66,6 +66,7 @@ class JobRunner:
         self.launch = launch or self._launch_in_worker
         self._job: tuple[str, dict, Any] | None = None
         self._closes_at_start = 0  # the logic's scene-close count when the job started
+        self._after_accept = False  # an Accept whose repack and round start wait for the timer's step
         self.lines: list[str] = []
         self.last_log = ""
         self.remaining = RemainingTime()
@@ -111,10 +112,28 @@ class JobRunner:
             raise
 
     def accept(self):
-        """The panel's Accept: store the label, then train on the labels so far unless a round is running."""
-        suggestion = self.logic.accept_current()
-        self.keep_training()
+        """The panel's Accept: store the label (on disk when this returns) and show the next suggestion.
+
+        The rest waits for the timer's next step (:meth:`idle_step`, within ``POLL_MS``): repacking
+        the scene's archive and starting a round on the labels so far, so the click itself does
+        only what the clinician sees (issue 25: every click answers within 0.1 s).
+        """
+        suggestion = self.logic.accept_current(persist=False)
+        self._after_accept = True
         return suggestion
+
+    def idle_step(self) -> None:
+        """After an Accept: repack the archive, then train on the labels so far unless a round is running."""
+        if not self._after_accept:
+            return
+        self._after_accept = False
+        self.logic.persist()
+        self.keep_training()
+
+    @property
+    def has_idle_work(self) -> bool:
+        """Whether the timer must still run :meth:`idle_step` (an Accept was not followed up yet)."""
+        return self._after_accept
 
     def keep_training(self) -> bool:
         """Start a background round when none runs and some label is not trained on yet; True if started."""
@@ -136,7 +155,14 @@ class JobRunner:
 
     # ------------------------------------------------------------ run
     def poll(self, progress: ProgressCallback | None = None) -> JobOutcome | None:
-        """Handle the job's messages; the outcome once it ended (the job is then over), else None."""
+        """The timer's step: the work an Accept left (:meth:`idle_step`), then the job's messages; the
+        outcome once the job ended (the job is then over), else None."""
+        try:
+            self.idle_step()
+        except Exception as err:  # noqa: BLE001 - the panel shows it like any failed job
+            log.exception("LongitudinalAL: starting a round after Accept failed")
+            return self._outcome("train", FAILED, str(err) if isinstance(err, LongitudinalALError) else
+                                 f"Could not start a training round ({type(err).__name__}: {err}).", err)
         if self._job is None:
             return None
         job, spec, handle = self._job

@@ -344,8 +344,12 @@ class LongitudinalALSceneLogic:
         index = viewer.next_index(self.current_index, len(self.suggestions), delta)
         return self.show_suggestion(index)
 
-    def accept_current(self) -> Suggestion:
-        """Store the current slice of the "new lesion" segment as its label (empty = no new lesion)."""
+    def accept_current(self, persist: bool = True) -> Suggestion:
+        """Store the current slice of the "new lesion" segment as its label (empty = no new lesion).
+
+        ``persist=False``: the label is on disk when this returns, but the scene's archive is
+        repacked by the caller later (the panel: its timer's next step, off the click).
+        """
         suggestions, index = session_scene.load_suggestions(self.param)
         if not 0 <= index < len(suggestions):
             raise InputError("No suggestion is shown.", "Press Run, or pick a suggestion first.")
@@ -364,7 +368,8 @@ class LongitudinalALSceneLogic:
         pending = [i for i, s in enumerate(suggestions) if s.status == PENDING]
         following = next((i for i in pending if i > index), pending[0] if pending else index)
         self._store(suggestions, index)
-        self.persist()
+        if persist:
+            self.persist()
         if following != index:
             self.show_suggestion(following)
         return suggestion
