@@ -192,3 +192,23 @@ def test_the_panels_accept_leaves_the_repack_and_the_round_to_the_timers_next_st
     assert logic.scene.WriteToMRB(str(mrb))  # File > Save after the step carries the label
     reopened, errors = open_like_slicer(tmp_path, mrb, tmp_path / "elsewhere")
     assert errors == [] and reopened.read_session().label(accepted.case_id, accepted.slice_index).sum() > 0
+
+
+def test_a_background_round_trains_for_the_time_she_still_needs_for_the_batch(logic):
+    from LongitudinalALLib.model.training import TrainConfig
+    from LongitudinalALLib.scene import pace
+
+    assert pace.RECIPE_CAP_S == TrainConfig().max_seconds
+    launched = []
+    logic.jobs.launch = lambda job, spec: launched.append(spec) or types.SimpleNamespace(
+        poll=lambda progress=None: False, cancel=lambda: None)
+    clock = [100.0]
+    logic.jobs.pace = pace.Pace(clock=lambda: clock[0])
+    logic.jobs.pace.batch_shown()
+    clock[0] += 20.0  # she spends 20 s on the first suggestion
+    _paint_current(logic)
+    logic.jobs.accept()
+    logic.jobs.poll()
+    pending = sum(s.status == "pending" for s in logic.suggestions)
+    assert pending == len(logic.suggestions) - 1
+    assert launched[-1]["train"]["max_seconds"] == pytest.approx(pace.TRAIN_SHARE * 20.0 * pending, abs=0.1)

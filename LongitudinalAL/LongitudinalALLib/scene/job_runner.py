@@ -13,15 +13,18 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from LongitudinalALLib.active.suggestions import PENDING
 from LongitudinalALLib.core.errors import CancelledError, LongitudinalALError
 from LongitudinalALLib.core.progress import ProgressCallback, RemainingTime
 from LongitudinalALLib.jobs import staging
 from LongitudinalALLib.jobs.kept_worker import KeptWorker
+from LongitudinalALLib.scene.pace import Pace
 from LongitudinalALLib.scene.scene_rollback import SceneRollback
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,8 @@ class JobRunner:
         self._job: tuple[str, dict, Any] | None = None
         self._closes_at_start = 0  # the logic's scene-close count when the job started
         self._after_accept = False  # an Accept whose repack and round start wait for the timer's step
+        self.pace = Pace()  # her pace: a background round trains for the time she still needs (scene/pace.py)
+        self._started_at = 0.0
         self.lines: list[str] = []
         self.last_log = ""
         self.remaining = RemainingTime()
@@ -100,6 +105,9 @@ class JobRunner:
         spec = self.logic.train_spec()
         spec["staged"] = str(Path(spec["work_dir"]) / "staging" / f"train-{uuid.uuid4().hex[:8]}")
         spec["background"] = background
+        budget = self.pace.round_seconds(sum(s.status == PENDING for s in self.logic.suggestions))
+        if background and budget is not None:  # the round's budget is her time on the batch
+            spec["train"] = {**spec["train"], "max_seconds": min(budget, spec["train"].get("max_seconds") or budget)}
         if self.busy:
             raise LongitudinalALError(f"A {self._job[0]} job is already running.", "Wait for it, or press Cancel.")
         with self.logic._session(write=True):  # the round's labels: exactly those committed now (hard links, ms)
@@ -120,6 +128,7 @@ class JobRunner:
         """
         suggestion = self.logic.accept_current(persist=False)
         self._after_accept = True
+        self.pace.accepted()
         return suggestion
 
     def idle_step(self) -> None:
@@ -151,6 +160,7 @@ class JobRunner:
         self.remaining.restart()  # each job estimates afresh
         self._closes_at_start = getattr(self.logic, "scene_closes", 0)
         self._job = (job, spec, self.launch(job, spec))
+        self._started_at = time.monotonic()
         log.info("LongitudinalAL: %s job started", job)
 
     # ------------------------------------------------------------ run
@@ -202,6 +212,9 @@ class JobRunner:
                 f"Could not put the {job} result into the scene ({type(err).__name__}: {detail}). "
                 "Press Run again; the details are in the log panel and the Python console.")
             return self._outcome(job, FAILED, message, err)
+        self.pace.batch_shown()
+        if job == "train":
+            self.pace.round_ended(time.monotonic() - self._started_at, (handle.result.get("train") or {}).get("seconds"))
         in_use = model_in_use_note(self.logic) if job == "train" else ""
         if spec.get("background"):  # the next round takes the labels accepted meanwhile
             news = self.logic.round_news.get("message", f"The {job} job finished.")
@@ -222,8 +235,6 @@ class JobRunner:
 
     def wait(self, progress: ProgressCallback | None = None, interval_s: float = 0.05) -> JobOutcome:
         """Poll until the job ends (the module's self-test; the panel polls from a timer)."""
-        import time
-
         while (outcome := self.poll(progress)) is None:
             if not self.busy:
                 raise LongitudinalALError("No job is running.", "Press Run first.")
