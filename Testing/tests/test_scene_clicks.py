@@ -212,3 +212,9 @@ def test_a_background_round_trains_for_the_time_she_still_needs_for_the_batch(lo
     pending = sum(s.status == "pending" for s in logic.suggestions)
     assert pending == len(logic.suggestions) - 1
     assert launched[-1]["train"]["max_seconds"] == pytest.approx(pace.TRAIN_SHARE * 20.0 * pending, abs=0.1)
+    logic.jobs.pace.round_ended(wall_s=50.0, capped_s=36.0)  # 14 s besides its capped steps
+    clock[0] += 10.0
+    logic.jobs.pace.batch_shown()  # a batch landing mid-label does not restart her clock
+    clock[0] += 8.0
+    logic.jobs.pace.accepted()  # gaps 20 s and 18 s: her pace is 19 s
+    assert logic.jobs.pace.round_seconds(5) == pytest.approx(19.0 * 5 - 14.0)

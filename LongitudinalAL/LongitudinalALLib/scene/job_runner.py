@@ -214,7 +214,7 @@ class JobRunner:
             return self._outcome(job, FAILED, message, err)
         self.pace.batch_shown()
         if job == "train":
-            self.pace.round_ended(time.monotonic() - self._started_at, (handle.result.get("train") or {}).get("seconds"))
+            self.pace.round_ended(time.monotonic() - self._started_at, spec["train"].get("max_seconds"))
         in_use = model_in_use_note(self.logic) if job == "train" else ""
         if spec.get("background"):  # the next round takes the labels accepted meanwhile
             news = self.logic.round_news.get("message", f"The {job} job finished.")
