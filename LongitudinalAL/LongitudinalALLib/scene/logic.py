@@ -300,9 +300,9 @@ class LongitudinalALSceneLogic:
     def attach_session(self) -> None:
         """The scene's session is now this one (Run applied, a scene opened): recover it and settle memory.
 
-        Why here: the user is waiting for the session anyway, so the two costs that would
-        otherwise land on a click are paid now: crash recovery (it reads every label file, once
-        per folder) and a full garbage collection (:mod:`.gc_pause`). If the session is busy
+        Why here: the user is waiting for the session anyway, so crash recovery (it reads every
+        label file, once per folder) is paid now, not in a click; and the objects alive now are
+        frozen, so no full garbage collection walks them during a click (:mod:`.gc_pause`). If the session is busy
         (another writer holds its lock) or cannot be recovered, nothing is lost: the first write
         recovers it, or reports the problem, as before.
         """
