@@ -128,7 +128,8 @@ def replay(seconds_per_label: float, n_labels: int, options, tmp: Path, launch: 
         _draw_on_slice(logic, logic.suggestions[logic.current_index])
         accept_waits.append(she.accept())
         load.append(load1())
-    while jobs.busy:
+    finished = len(she.rounds)
+    while jobs.busy and len(she.rounds) == finished:  # the round running at her last Accept ends; no further one
         she.tick()
         time.sleep(0.05)
     session = logic._session()
@@ -136,7 +137,8 @@ def replay(seconds_per_label: float, n_labels: int, options, tmp: Path, launch: 
     for row in she.rounds:
         record = records.get(row["round"])
         train = (record.train or {}) if record else {}
-        row.update(steps=train.get("steps"), train_s=train.get("seconds"),
+        row.update(steps=train.get("steps"), planned_steps=train.get("planned_steps"), train_s=train.get("seconds"),
+                   max_seconds=(record.config or {}).get("max_seconds") if record else None,
                    trained_on=len(record.trained_on or {}) if record else None)
     worker = getattr(jobs, "worker", None)
     out = {"seconds_per_label": seconds_per_label, "launch": launch, "labels": len(session.labels()),
