@@ -40,8 +40,8 @@ def _offset(logic) -> float:
 def test_labelling_goes_on_while_a_round_trains_and_its_batch_keeps_the_view(logic):
     jobs = logic.jobs
     _paint_current(logic)
-    first = jobs.accept()  # stored, and a round starts on it
-    assert jobs.busy and jobs._job[0] == "train"
+    first = jobs.accept()  # stored; the panel's timer step starts a round on it
+    assert jobs.poll() is None and jobs.busy and jobs._job[0] == "train"
     state = jobs.state(has_suggestions=True)
     assert state.labelling_enabled and not state.retrain_enabled and state.run_text == "Cancel"
     logic.show_suggestion(1)

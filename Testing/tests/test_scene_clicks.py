@@ -6,11 +6,18 @@
   right after it carries the new label.
 - The archive holds the current round's checkpoint only, so it stays bounded over the rounds.
 - Run writes the inputs for the worker uncompressed.
+- The panel's Accept stores the label and returns; the timer's next step repacks the archive and
+  starts the round on the labels so far.
+- Crash recovery (it reads every label file) runs when a session is attached (Run applied, a scene
+  opened), never in a click, and still repairs what a crash left before the first write.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
+import types
 
 import numpy as np
 import pytest
@@ -21,7 +28,7 @@ import scene_sessions  # noqa: E402
 from test_scene_archive import open_like_slicer  # noqa: E402
 from test_scene_logic import _draw_on_slice  # noqa: E402
 
-from LongitudinalALLib.active import pool_store  # noqa: E402
+from LongitudinalALLib.active import pool_store, store  # noqa: E402
 from LongitudinalALLib.scene import headless, session_scene  # noqa: E402
 
 
@@ -124,3 +131,90 @@ def test_run_writes_the_inputs_uncompressed(logic):
             assert b"encoding: raw" in header, header
     finally:
         shutil.rmtree(spec["work_dir"], ignore_errors=True)
+
+
+def _count_recoveries(monkeypatch) -> list[str]:
+    """Each crash recovery the session store runs from now on, by folder."""
+    calls, reconcile = [], store.reconcile
+
+    def counted(root, *args, **kwargs):
+        calls.append(str(root))
+        return reconcile(root, *args, **kwargs)
+
+    monkeypatch.setattr(store, "reconcile", counted)
+    return calls
+
+
+def test_accept_never_runs_crash_recovery_after_run_or_a_scene_open(logic, tmp_path, monkeypatch):
+    recoveries = _count_recoveries(monkeypatch)
+    _paint_current(logic)
+    logic.accept_current()  # the first write after Run
+    assert recoveries == [], "Accept ran crash recovery"
+    mrb = tmp_path / "saved.mrb"
+    assert logic.scene.WriteToMRB(str(mrb))
+    reopened, errors = open_like_slicer(tmp_path, mrb, logic.work_root)  # same work root: the folder is reused
+    assert errors == [] and reopened.work_dir == logic.work_dir and len(recoveries) == 1  # on open
+    _paint_current(reopened)
+    reopened.accept_current()
+    assert len(recoveries) == 1, "the first Accept after opening the scene ran crash recovery"
+
+
+def test_a_label_half_written_before_a_crash_is_cleared_when_the_scene_opens(logic, tmp_path):
+    _paint_current(logic)
+    accepted = logic.accept_current()
+    mrb = tmp_path / "saved.mrb"
+    assert logic.scene.WriteToMRB(str(mrb))
+    folder = logic.work_dir / "session" / "labels"
+    written = (folder / f"{accepted.case_id}_{accepted.slice_index}.npz").read_bytes()
+    fd, half = tempfile.mkstemp(prefix=".case_99.", suffix=".tmp.npz", dir=folder)  # killed mid-write
+    with open(fd, "wb") as fh:
+        fh.write(written[: len(written) // 2])
+    reopened, errors = open_like_slicer(tmp_path, mrb, logic.work_root)
+    assert errors == [] and reopened.work_dir == logic.work_dir
+    assert not os.path.exists(half), "the unfinished write is still there after the scene opened"
+    assert len(reopened.read_session().labels()) == 1  # the label committed before the crash is kept
+
+
+def test_the_panels_accept_leaves_the_repack_and_the_round_to_the_timers_next_step(logic, tmp_path):
+    launched = []
+    logic.jobs.launch = lambda job, spec: launched.append(job) or types.SimpleNamespace(
+        poll=lambda progress=None: False, cancel=lambda: None)  # a round that keeps running
+    state = logic.param.GetNodeReference(session_scene.ARCHIVE_ROLE)  # labels and state.json
+    packed = state.GetMTime()
+    _paint_current(logic)
+    accepted = logic.jobs.accept()  # the Widget's click
+    assert logic.read_session().label(accepted.case_id, accepted.slice_index).sum() > 0  # on disk already
+    assert launched == [] and state.GetMTime() == packed, "the click repacked the scene or started the round"
+    assert logic.jobs.has_idle_work
+    assert logic.jobs.poll() is None  # the panel's timer, within 200 ms
+    assert launched == ["train"] and state.GetMTime() != packed and not logic.jobs.has_idle_work
+    mrb = tmp_path / "after-the-step.mrb"
+    assert logic.scene.WriteToMRB(str(mrb))  # File > Save after the step carries the label
+    reopened, errors = open_like_slicer(tmp_path, mrb, tmp_path / "elsewhere")
+    assert errors == [] and reopened.read_session().label(accepted.case_id, accepted.slice_index).sum() > 0
+
+
+def test_a_background_round_trains_for_the_time_she_still_needs_for_the_batch(logic):
+    from LongitudinalALLib.model.training import TrainConfig
+    from LongitudinalALLib.scene import pace
+
+    assert pace.RECIPE_CAP_S == TrainConfig().max_seconds
+    launched = []
+    logic.jobs.launch = lambda job, spec: launched.append(spec) or types.SimpleNamespace(
+        poll=lambda progress=None: False, cancel=lambda: None)
+    clock = [100.0]
+    logic.jobs.pace = pace.Pace(clock=lambda: clock[0])
+    logic.jobs.pace.batch_shown()
+    clock[0] += 20.0  # she spends 20 s on the first suggestion
+    _paint_current(logic)
+    logic.jobs.accept()
+    logic.jobs.poll()
+    pending = sum(s.status == "pending" for s in logic.suggestions)
+    assert pending == len(logic.suggestions) - 1
+    assert launched[-1]["train"]["max_seconds"] == pytest.approx(pace.TRAIN_SHARE * 20.0 * pending, abs=0.1)
+    logic.jobs.pace.round_ended(wall_s=50.0, capped_s=36.0)  # 14 s besides its capped steps
+    clock[0] += 10.0
+    logic.jobs.pace.batch_shown()  # a batch landing mid-label does not restart her clock
+    clock[0] += 8.0
+    logic.jobs.pace.accepted()  # gaps 20 s and 18 s: her pace is 19 s
+    assert logic.jobs.pace.round_seconds(5) == pytest.approx(19.0 * 5 - 14.0)

@@ -51,10 +51,11 @@ def ran(tmp_path_factory, registered_sample_pair):
 
 
 def _finished_in_child(jobs) -> None:
-    """Block until the worker process has exited (its result is waiting, not yet applied)."""
-    handle = jobs._job[2]
-    handle._proc.wait(timeout=600)
-    time.sleep(0.2)  # let the reader thread queue the last lines
+    """Block until the worker has sent the job's result (waiting, not yet applied by the runner)."""
+    handle, deadline = jobs._job[2], time.monotonic() + 600
+    while not handle.poll():
+        assert time.monotonic() < deadline, "the worker never finished the job"
+        time.sleep(0.05)
 
 
 def _accept_one(logic) -> None:
@@ -78,7 +79,7 @@ def test_run_applies_its_result_and_the_panel_returns_to_run(ran):
     after = jobs.state(has_suggestions=True)
     assert (after.run_text, after.run_enabled, after.labelling_enabled) == ("Run", True, True)
     assert "registration" in jobs.log_text() and "Mapping 100%" in jobs.log_text()  # progress reached the log
-    assert list((logic.work_root / "logs").glob("*prepare*.log"))  # the worker log is kept
+    assert "prepare job" in jobs.last_log  # the worker log is kept and names the job
     assert logic.status()["device"] == "cpu"  # the device used is shown in the panel
     assert json.loads((logic.work_root / "devices.json").read_text())["devices"][-1] == "cpu"  # for the next start
 

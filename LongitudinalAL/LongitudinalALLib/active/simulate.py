@@ -56,6 +56,7 @@ class SimulationConfig:
     lesion_mask: str = "raw"
     strategy_kwargs: dict = field(default_factory=dict)
     selection: dict = field(default_factory=dict)  # SelectionOptions fields for rounds >= 2
+    seconds_per_label: float | None = None  # round budget = her time on the batch, in steps (time_budget)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -184,7 +185,7 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
         store = SessionStore.open_recovered(session_dir)[0]
         record = _read_record(record_path)
         same = {**json.loads(json.dumps(cfg.to_dict())), "rounds": None}
-        if record is None or {**record["config"], "rounds": None} != same:
+        if record is None or {"seconds_per_label": None, **record["config"], "rounds": None} != same:  # older records
             raise InputError(f"{session_dir} holds a different simulation.", "Use a new --out directory.")
         record["config"]["rounds"] = cfg.rounds
     else:
@@ -201,14 +202,19 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
         atomic.write_json(record_path, record)
         if log is not None:
             log(record["start"])
+    if cfg.seconds_per_label and "time_budget" not in record:  # measured once, kept for a resumed run
+        from LongitudinalALLib.active.time_budget import measure_steps_per_second
+
+        record["time_budget"] = {"seconds_per_label": cfg.seconds_per_label,
+                                 **measure_steps_per_second(loop.current_model(), pool, cfg.train)}
+        atomic.write_json(record_path, record)
     for r in range(len(record["rounds"]) + 1, cfg.rounds + 1):
         check_cancel(cancel, "Simulation")
         if store.round_number < r:  # a round committed before a crash is evaluated, never trained twice
             missing = labels_after_round(cfg, r) - store.budget()["total"]["labelled"]
             if missing > 0:
                 _oracle_labels(loop, r, missing, truth, cfg, cancel)
-            loop.train(loop.train_config(**{**cfg.train.to_dict(), "seed": training_seed(cfg.seed, r)}),
-                       cancel=cancel)
+            loop.train(loop.train_config(**_round_train(cfg, record, r)), cancel=cancel)
         metrics = evaluate(loop.current_model(), test, cfg.threshold, cancel, cfg.lesion_mask)
         done = store.rounds[r - 1]
         row = {"round": r, **_budget_row(done.budget), "train": done.train,
@@ -219,6 +225,18 @@ def run_simulation(session_dir: str | Path, pool: list[OracleCase], test: list[O
         if log is not None:
             log(row)
     return record
+
+
+def _round_train(cfg: SimulationConfig, record: dict[str, Any], r: int) -> dict[str, Any]:
+    """TrainConfig fields of round ``r``: the recipe, its seed, and with ``seconds_per_label`` the steps her
+    time on the round's new labels buys at the measured rate (:mod:`time_budget`)."""
+    train = {**cfg.train.to_dict(), "seed": training_seed(cfg.seed, r)}
+    if not cfg.seconds_per_label:
+        return train
+    from LongitudinalALLib.active.time_budget import budgeted, steps_for
+
+    added = labels_after_round(cfg, r) - (labels_after_round(cfg, r - 1) if r > 1 else 0)
+    return budgeted(train, steps_for(added, cfg.seconds_per_label, record["time_budget"]["steps_per_second"]))
 
 
 def labels_after_round(cfg: SimulationConfig, r: int) -> int:

@@ -37,6 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="in-plane pixel size in mm (default: 1 from bundled weights or a file, 2 from scratch)")
     p.add_argument("--model", choices=sorted(MODELS), default=None,
                    help="network size (default: the weights' own network; small from scratch)")
+    p.add_argument("--seconds-per-label", type=float, default=None, metavar="S",
+                   help="budget each round by the annotator's time, as when rounds train while she labels: "
+                        "the round's new labels x S seconds, in optimiser steps at the rate measured on this "
+                        "machine at the start (recorded in simulation.json as time_budget); default: the "
+                        "recipe's own budget")
     p.add_argument("--json", action="store_true", help="print the whole record as JSON at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_train_options(p, epochs=15)
@@ -74,12 +79,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"Unknown strategy {args.strategy!r}.", f"Choose one of: {', '.join(available_strategies())}.")
     if args.rounds < 1 or args.per_round < 1:
         raise InputError("--rounds and --per-round must be at least 1.", "Give positive numbers.")
+    if args.seconds_per_label is not None and not 0 < args.seconds_per_label <= 3600:
+        raise InputError(f"--seconds-per-label is {args.seconds_per_label}.",
+                         "Give the annotator's seconds per slice, e.g. 15 (at most 3600).")
     init, model = _start(args)
     cohort = Path(args.cohort)
     out = Path(args.out) if args.out else cohort / "simulations" / f"{args.strategy}_s{args.seed}"
     cfg = SimulationConfig(strategy=args.strategy, rounds=args.rounds, per_round=args.per_round,
                            initial=args.initial, seed=args.seed, size=args.size, spacing_mm=args.spacing,
-                           model=model, init_weights=init, train=train_config(args, args.seed))
+                           model=model, init_weights=init, train=train_config(args, args.seed),
+                           seconds_per_label=args.seconds_per_label)
     bar = TqdmProgress(disable=args.quiet or args.json)
     try:
         cache = cohort / "simulations" / "prepared_cache"
@@ -110,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"       warning: {w}", flush=True)
 
     record = run_simulation(out, pool, test, cfg, log=log)
+    if record.get("time_budget") and not args.json:
+        tb = record["time_budget"]
+        print(f"time budget: {tb['seconds_per_label']:g} s per label at {tb['steps_per_second']:.2f} optimiser "
+              f"steps/s measured on this machine; steps per round: {[r['train'].get('steps') for r in record['rounds']]}")
     if args.json:
         print(json.dumps({k: v for k, v in record.items()}, indent=2, default=str))
     else:

@@ -60,6 +60,59 @@ def prune_logs(folder: Path, keep: int = KEEP_LOGS) -> None:
         old.unlink(missing_ok=True)
 
 
+def spawn(python: str, args: list[str], log_file, messages: "queue.Queue[dict]",
+          stdin: int | None = None) -> subprocess.Popen:
+    """Start ``python -m LongitudinalALLib.jobs.worker ARGS`` in its own process group (so cancel ends
+    its whole tree, see :mod:`.process_tree`); a thread puts each protocol line of its stdout into
+    ``messages``, then ``{"type": "eof"}`` once the output closes (the process tree is gone)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_library_root(), env.get("PYTHONPATH", "")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen([python, "-m", "LongitudinalALLib.jobs.worker", *args], stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=log_file, env=env, **process_tree.popen_options())
+
+    def pump() -> None:
+        for raw in proc.stdout:
+            try:
+                messages.put(json.loads(raw))
+            except json.JSONDecodeError:
+                continue  # not a protocol line
+        messages.put({"type": "eof"})
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc
+
+
+def take_message(handle, msg: dict, progress: ProgressCallback | None) -> str:
+    """Apply one protocol message to a job ``handle`` (its ``result`` or ``error``); returns its type."""
+    kind = msg.get("type", "")
+    if kind == "progress":
+        report(progress, msg.get("stage", ""), msg.get("fraction", 0.0), msg.get("message", ""))
+    elif kind == "result":
+        handle.result = msg.get("result", {})
+    elif kind == "error":
+        cls = ERRORS.get(msg.get("kind", ""), LongitudinalALError)
+        handle.error = (CancelledError() if cls is CancelledError
+                        else cls(msg.get("problem", "The job failed."), msg.get("fix")))
+    return kind
+
+
+def drain(handle, messages: "queue.Queue[dict]", progress: ProgressCallback | None, ends: tuple[str, ...]) -> str | None:
+    """Send SIGKILL to a cancelled job's tree once its grace ran out (``handle._force_at``), then apply the
+    pending messages; the type of the one that ended the job (one of ``ends``), or None while it runs."""
+    if handle._force_at is not None and time.monotonic() >= handle._force_at and not handle.finished:
+        handle._force_at = None
+        process_tree.signal_tree(handle._proc, force=True)  # it ignored the polite request
+    while True:
+        try:
+            msg = messages.get_nowait()
+        except queue.Empty:
+            return None
+        kind = take_message(handle, msg, progress)
+        if kind in ends:
+            return kind
+
+
 class WorkerProcess:
     """One job in a child process; ``poll()`` is non-blocking so a Qt timer can drive it.
 
@@ -87,15 +140,9 @@ class WorkerProcess:
 
     def start(self) -> "WorkerProcess":
         self._spec_path.write_text(json.dumps({"job": self.job, "spec": self.spec}))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_library_root(), env.get("PYTHONPATH", "")]))
-        env["PYTHONUNBUFFERED"] = "1"
         self._stderr = open(self.log_path, "wb")
-        self._proc = subprocess.Popen([self.python, "-m", "LongitudinalALLib.jobs.worker", str(self._spec_path)],
-                                      stdout=subprocess.PIPE, stderr=self._stderr, env=env,
-                                      **process_tree.popen_options())
+        self._proc = spawn(self.python, [str(self._spec_path)], self._stderr, self._queue)
         log.info("LongitudinalAL %s job started (pid %s, log %s)", self.job, self._proc.pid, self.log_path)
-        threading.Thread(target=self._read, daemon=True).start()
         return self
 
     def log_tail(self, max_chars: int = 20000) -> str:
@@ -105,41 +152,16 @@ class WorkerProcess:
         except OSError:
             return ""
 
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            try:
-                self._queue.put(json.loads(raw))
-            except json.JSONDecodeError:
-                continue  # not a protocol line
-        self._queue.put({"type": "eof"})
-
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def poll(self, progress: ProgressCallback | None = None) -> bool:
         """Handle pending messages; returns True once the job has finished (result or error set)."""
-        if self._force_at is not None and time.monotonic() >= self._force_at and not self.finished:
-            self._force_at = None
-            process_tree.signal_tree(self._proc, force=True)  # it ignored the polite request
-        while True:
-            try:
-                msg = self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            kind = msg.get("type")
-            if kind == "progress":
-                report(progress, msg.get("stage", ""), msg.get("fraction", 0.0), msg.get("message", ""))
-            elif kind == "result":
-                self.result = msg.get("result", {})
-            elif kind == "error":
-                cls = ERRORS.get(msg.get("kind", ""), LongitudinalALError)
-                self.error = (CancelledError() if cls is CancelledError
-                              else cls(msg.get("problem", "The job failed."), msg.get("fix")))
-            elif kind == "eof":
-                self._finish()
-                return True
+        if drain(self, self._queue, progress, ("eof",)) is None:
+            return False
+        self._finish()
+        return True
 
     def _finish(self) -> None:
         assert self._proc is not None
@@ -198,7 +220,8 @@ Runner = Callable[[str, dict, "ProgressCallback | None", "CancelToken | None"], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Child entry point: ``python -m LongitudinalALLib.jobs.worker spec.json``."""
+    """Child entry point: ``python -m LongitudinalALLib.jobs.worker spec.json`` runs one job;
+    ``... --serve [module:TABLE]`` runs jobs read from stdin until it closes (:mod:`.kept_worker`)."""
     argv = sys.argv[1:] if argv is None else argv
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout = sys.stderr  # keep library prints off the protocol stream
@@ -207,14 +230,26 @@ def main(argv: list[str] | None = None) -> int:
         out.write(json.dumps(msg, default=str) + "\n")
         out.flush()
 
+    if argv and argv[0] == "--serve":
+        from LongitudinalALLib.jobs.kept_worker import serve
+
+        return serve(sys.stdin, send, argv[1] if len(argv) > 1 else None)
+    return run_job(lambda: json.loads(Path(argv[0]).read_text()), send)
+
+
+def run_job(read_payload: Callable[[], dict], send: Callable[[dict], None], jobs: dict | None = None) -> int:
+    """Run the job ``read_payload()`` names (``{"job", "spec"}``), sending its progress, then one result or
+    error message; returns the exit code the one-job child ends with."""
+
     def progress(stage: str, fraction: float, message: str = "") -> None:
         send({"type": "progress", "stage": stage, "fraction": fraction, "message": message})
 
     try:
-        payload = json.loads(Path(argv[0]).read_text())
-        from LongitudinalALLib.jobs.jobs import JOBS
+        payload = read_payload()
+        if jobs is None:
+            from LongitudinalALLib.jobs.jobs import JOBS as jobs
 
-        send({"type": "result", "result": JOBS[payload["job"]](payload["spec"], progress, None)})
+        send({"type": "result", "result": jobs[payload["job"]](payload["spec"], progress, None)})
         return 0
     except LongitudinalALError as err:
         send({"type": "error", "kind": type(err).__name__, "problem": err.problem, "fix": err.fix})

@@ -89,6 +89,7 @@ class SceneBundles:
             return None
         reused = persistence.reusable_session_dir(param, self.logic.work_root, ARCHIVE_EXCLUDE)
         if reused is not None:
+            self.logic.attach_session()  # a crash may have left unfinished writes there (no click pays it)
             return reused
         set_value(param, "sessionDir", "")  # never left pointing at a folder we did not vet, even if unpacking fails
         return self.logic.restore_session()
@@ -115,4 +116,5 @@ class SceneBundles:
             raise SessionError(f"The session stored in this scene is not a valid LongitudinalAL session "
                                f"({reason})", "Reopen an earlier copy of the scene.") from None
         self.persist()  # the parts now describe this folder, so the next Accept repacks only what it changes
+        self.logic.attach_session()  # recovered just above: this settles memory (gc_pause)
         return work

@@ -13,15 +13,18 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from LongitudinalALLib.active.suggestions import PENDING
 from LongitudinalALLib.core.errors import CancelledError, LongitudinalALError
 from LongitudinalALLib.core.progress import ProgressCallback, RemainingTime
 from LongitudinalALLib.jobs import staging
-from LongitudinalALLib.jobs.worker import WorkerProcess
+from LongitudinalALLib.jobs.kept_worker import KeptWorker
+from LongitudinalALLib.scene.pace import Pace
 from LongitudinalALLib.scene.scene_rollback import SceneRollback
 
 log = logging.getLogger(__name__)
@@ -58,11 +61,17 @@ Launcher = Callable[[str, dict], Any]  # (job, spec) -> started handle with poll
 
 
 class JobRunner:
-    def __init__(self, scene_logic, launch: Launcher | None = None) -> None:
+    def __init__(self, scene_logic, launch: Launcher | None = None, worker: KeptWorker | None = None) -> None:
+        """``launch``: starts a job and returns its handle; by default jobs go to ``worker``, one process
+        kept for the session (:mod:`..jobs.kept_worker`: torch is imported once, not once a round)."""
         self.logic = scene_logic
-        self.launch = launch or (lambda job, spec: WorkerProcess(job, spec, log_dir=self.log_dir).start())
+        self.worker = worker
+        self.launch = launch or self._launch_in_worker
         self._job: tuple[str, dict, Any] | None = None
         self._closes_at_start = 0  # the logic's scene-close count when the job started
+        self._after_accept = False  # an Accept whose repack and round start wait for the timer's step
+        self.pace = Pace()  # her pace: a background round trains for the time she still needs (scene/pace.py)
+        self._started_at = 0.0
         self.lines: list[str] = []
         self.last_log = ""
         self.remaining = RemainingTime()
@@ -70,6 +79,17 @@ class JobRunner:
     @property
     def log_dir(self) -> Path:
         return Path(self.logic.work_root) / "logs"
+
+    def _launch_in_worker(self, job: str, spec: dict):
+        if self.worker is None:  # started with the first job (Run or round), reused by the next
+            self.worker = KeptWorker(log_dir=self.log_dir)
+        return self.worker.submit(job, spec)
+
+    def shutdown(self) -> None:
+        """The scene is closed or the module cleaned up: cancel the job and end the idle worker."""
+        self.cancel()
+        if self.worker is not None:
+            self.worker.close()
 
     @property
     def busy(self) -> bool:
@@ -85,6 +105,9 @@ class JobRunner:
         spec = self.logic.train_spec()
         spec["staged"] = str(Path(spec["work_dir"]) / "staging" / f"train-{uuid.uuid4().hex[:8]}")
         spec["background"] = background
+        budget = self.pace.round_seconds(sum(s.status == PENDING for s in self.logic.suggestions))
+        if background and budget is not None:  # the round's budget is her time on the batch
+            spec["train"] = {**spec["train"], "max_seconds": min(budget, spec["train"].get("max_seconds") or budget)}
         if self.busy:
             raise LongitudinalALError(f"A {self._job[0]} job is already running.", "Wait for it, or press Cancel.")
         with self.logic._session(write=True):  # the round's labels: exactly those committed now (hard links, ms)
@@ -97,10 +120,29 @@ class JobRunner:
             raise
 
     def accept(self):
-        """The panel's Accept: store the label, then train on the labels so far unless a round is running."""
-        suggestion = self.logic.accept_current()
-        self.keep_training()
+        """The panel's Accept: store the label (on disk when this returns) and show the next suggestion.
+
+        The rest waits for the timer's next step (:meth:`idle_step`, within ``POLL_MS``): repacking
+        the scene's archive and starting a round on the labels so far, so the click itself does
+        only what the clinician sees (issue 25: every click answers within 0.1 s).
+        """
+        suggestion = self.logic.accept_current(persist=False)
+        self._after_accept = True
+        self.pace.accepted()
         return suggestion
+
+    def idle_step(self) -> None:
+        """After an Accept: repack the archive, then train on the labels so far unless a round is running."""
+        if not self._after_accept:
+            return
+        self._after_accept = False
+        self.logic.persist()
+        self.keep_training()
+
+    @property
+    def has_idle_work(self) -> bool:
+        """Whether the timer must still run :meth:`idle_step` (an Accept was not followed up yet)."""
+        return self._after_accept
 
     def keep_training(self) -> bool:
         """Start a background round when none runs and some label is not trained on yet; True if started."""
@@ -118,11 +160,19 @@ class JobRunner:
         self.remaining.restart()  # each job estimates afresh
         self._closes_at_start = getattr(self.logic, "scene_closes", 0)
         self._job = (job, spec, self.launch(job, spec))
+        self._started_at = time.monotonic()
         log.info("LongitudinalAL: %s job started", job)
 
     # ------------------------------------------------------------ run
     def poll(self, progress: ProgressCallback | None = None) -> JobOutcome | None:
-        """Handle the job's messages; the outcome once it ended (the job is then over), else None."""
+        """The timer's step: the work an Accept left (:meth:`idle_step`), then the job's messages; the
+        outcome once the job ended (the job is then over), else None."""
+        try:
+            self.idle_step()
+        except Exception as err:  # noqa: BLE001 - the panel shows it like any failed job
+            log.exception("LongitudinalAL: starting a round after Accept failed")
+            return self._outcome("train", FAILED, str(err) if isinstance(err, LongitudinalALError) else
+                                 f"Could not start a training round ({type(err).__name__}: {err}).", err)
         if self._job is None:
             return None
         job, spec, handle = self._job
@@ -162,6 +212,9 @@ class JobRunner:
                 f"Could not put the {job} result into the scene ({type(err).__name__}: {detail}). "
                 "Press Run again; the details are in the log panel and the Python console.")
             return self._outcome(job, FAILED, message, err)
+        self.pace.batch_shown()
+        if job == "train":
+            self.pace.round_ended(time.monotonic() - self._started_at, spec["train"].get("max_seconds"))
         in_use = model_in_use_note(self.logic) if job == "train" else ""
         if spec.get("background"):  # the next round takes the labels accepted meanwhile
             news = self.logic.round_news.get("message", f"The {job} job finished.")
@@ -182,8 +235,6 @@ class JobRunner:
 
     def wait(self, progress: ProgressCallback | None = None, interval_s: float = 0.05) -> JobOutcome:
         """Poll until the job ends (the module's self-test; the panel polls from a timer)."""
-        import time
-
         while (outcome := self.poll(progress)) is None:
             if not self.busy:
                 raise LongitudinalALError("No job is running.", "Press Run first.")

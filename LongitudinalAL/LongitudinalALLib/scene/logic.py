@@ -2,7 +2,7 @@
 
 The module's Logic delegates here. Heavy work (registration, scoring, training)
 goes through a runner: in-process for headless use and tests, or a
-:class:`LongitudinalALLib.jobs.worker.WorkerProcess` for the GUI (``*_spec`` builds the job,
+:class:`LongitudinalALLib.jobs.kept_worker.KeptWorker` for the GUI (``*_spec`` builds the job,
 ``apply_*`` puts its result into the scene). Scene state lives in the
 parameter node and the work directory (see :mod:`.session_scene`), so saving
 the scene as .mrb and reopening it continues the session.
@@ -10,6 +10,7 @@ the scene as .mrb and reopening it continues the session.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ import SimpleITK as sitk
 from LongitudinalALLib.active.store import SessionStore
 from LongitudinalALLib.active.suggestions import ACCEPTED, PENDING, Suggestion
 from LongitudinalALLib.core import atomic
-from LongitudinalALLib.core.errors import InputError, SessionError
+from LongitudinalALLib.core.errors import InputError, LongitudinalALError, SessionError
 from LongitudinalALLib.core.progress import CancelToken, ProgressCallback
 from LongitudinalALLib.jobs.worker import Runner, run_in_process
 from LongitudinalALLib.scene import (
     archive,
     background,
+    gc_pause,
     labels,
     outputs,
     panel_options,
@@ -40,6 +42,7 @@ from LongitudinalALLib.scene.run_options import RunOptions
 from LongitudinalALLib.scene.session_scene import get_json, get_node, get_value, set_node, set_value
 
 __all__ = ["LongitudinalALSceneLogic", "RunOptions"]
+log = logging.getLogger(__name__)
 
 
 #: how a suggestion is shown: the difference map over the registered follow-up at this opacity
@@ -60,7 +63,8 @@ class _CloseCounter:
             return
         logic.scene_closes += 1
         if getattr(logic, "_jobs", None) is not None:
-            logic._jobs.cancel()  # its result could only go into the next scene
+            logic._jobs.shutdown()  # its result could only go into the next scene; the idle worker exits
+        gc_pause.release()  # what the session froze may be collected now
 
 
 class LongitudinalALSceneLogic:
@@ -209,7 +213,9 @@ class LongitudinalALSceneLogic:
         set_node(param, "difference", outputs.update_difference_volume(
             read_image(prepared / SCENE_FILES["difference"]), scene, node=self.node("difference")))
         transform_review.apply_qc(self, result.get("qc"))
-        return self._apply_suggest_result(result)
+        suggestions = self._apply_suggest_result(result)
+        self.attach_session()
+        return suggestions
 
     def _apply_suggest_result(self, result: dict[str, Any], keep_view: bool = False) -> list[Suggestion]:
         scene, param = self.scene, self.param
@@ -276,17 +282,35 @@ class LongitudinalALSceneLogic:
 
         A writer takes the session lock for as long as the returned object lives, so
         a click in the GUI never races a worker that is writing the same session. Crash
-        recovery (which reads every label file) runs at this logic's first write to a folder,
-        not at every Accept: what a crash leaves behind is there before the session is opened.
+        recovery (which reads every label file) runs once per folder, when the session is
+        attached (:meth:`attach_session`), so no click pays it; a folder not attached yet
+        is recovered here, before this logic's first write to it.
         """
         folder = self.work_dir / "session"
         if not write:
             return SessionStore.open(folder)
         if str(folder) in self._recovered_folders:
             return SessionStore.open(folder, write=True)
-        store = SessionStore.open_recovered(folder)[0]
+        store, notes = SessionStore.open_recovered(folder)
         self._recovered_folders.add(str(folder))
+        for note in notes:
+            log.warning("LongitudinalAL: session recovery: %s", note)
         return store
+
+    def attach_session(self) -> None:
+        """The scene's session is now this one (Run applied, a scene opened): recover it and settle memory.
+
+        Why here: the user is waiting for the session anyway, so crash recovery (it reads every
+        label file, once per folder) is paid now, not in a click; and the objects alive now are
+        frozen, so no full garbage collection walks them during a click (:mod:`.gc_pause`). If the session is busy
+        (another writer holds its lock) or cannot be recovered, nothing is lost: the first write
+        recovers it, or reports the problem, as before.
+        """
+        try:
+            self._session(write=True).close()
+        except LongitudinalALError as err:
+            log.warning("LongitudinalAL: session not recovered on attach (%s); the first write will", err)
+        gc_pause.settle()
 
     def _geometry(self, case_id: str, session=None):
         """The case's SliceGeometry, read once per session folder (a pool never changes once written)."""
@@ -320,8 +344,12 @@ class LongitudinalALSceneLogic:
         index = viewer.next_index(self.current_index, len(self.suggestions), delta)
         return self.show_suggestion(index)
 
-    def accept_current(self) -> Suggestion:
-        """Store the current slice of the "new lesion" segment as its label (empty = no new lesion)."""
+    def accept_current(self, persist: bool = True) -> Suggestion:
+        """Store the current slice of the "new lesion" segment as its label (empty = no new lesion).
+
+        ``persist=False``: the label is on disk when this returns, but the scene's archive is
+        repacked by the caller later (the panel: its timer's next step, off the click).
+        """
         suggestions, index = session_scene.load_suggestions(self.param)
         if not 0 <= index < len(suggestions):
             raise InputError("No suggestion is shown.", "Press Run, or pick a suggestion first.")
@@ -340,7 +368,8 @@ class LongitudinalALSceneLogic:
         pending = [i for i, s in enumerate(suggestions) if s.status == PENDING]
         following = next((i for i in pending if i > index), pending[0] if pending else index)
         self._store(suggestions, index)
-        self.persist()
+        if persist:
+            self.persist()
         if following != index:
             self.show_suggestion(following)
         return suggestion

@@ -87,7 +87,7 @@ class Panel(VTKObservationMixin):
     def cleanup(self) -> None:
         self.removeObservers()
         self.timer.stop()
-        self.jobs.cancel()
+        self.jobs.shutdown()  # the job is cancelled and the kept worker ends
 
     def selectEditorNode(self) -> None:
         from LongitudinalALLib.scene.editor_node import segment_editor_node
@@ -140,7 +140,7 @@ class Panel(VTKObservationMixin):
                 slicer.util.errorDisplay(outcome.message)
         finally:
             if outcome is not None or not self.jobs.busy:  # the job ended: always a usable panel
-                if not self.jobs.busy:  # a background round may have started the next one
+                if not self.jobs.busy and not self.jobs.has_idle_work:  # a round may have started the next one
                     self.timer.stop()
                 self.refresh()
         if outcome.status == "done" and self.is_entered():
@@ -151,8 +151,9 @@ class Panel(VTKObservationMixin):
         self.ui.statusLabel.setText(f"{stage}: {message}" if message else stage)
         self.ui.logTextEdit.appendPlainText(self.jobs.lines[-1] if self.jobs.lines else stage)
 
-    def onAccept(self) -> None:  # the label is stored; a round trains on the labels so far while labelling goes on
-        self._guard(lambda: (self.jobs.accept(), self.jobs.busy and self.timer.start()))
+    def onAccept(self) -> None:
+        """The label is stored; the timer's next step repacks the scene and starts a round on the labels so far."""
+        self._guard(lambda: (self.jobs.accept(), self.timer.start()))
 
     def onStep(self, delta) -> None:
         self._guard(lambda: self.logic.step(delta))
