@@ -33,7 +33,7 @@ from typing import Any, Callable, TextIO
 from LongitudinalALLib.core.errors import CancelledError, LongitudinalALError
 from LongitudinalALLib.core.progress import ProgressCallback
 from LongitudinalALLib.jobs import process_tree
-from LongitudinalALLib.jobs.worker import drain, prune_logs, python_executable, run_job, spawn
+from LongitudinalALLib.jobs.worker import drain, protocol_sender, prune_logs, python_executable, run_job, spawn
 
 log = logging.getLogger(__name__)
 #: the job table the worker serves unless told another (tests hand in quick jobs: real processes, no torch)
@@ -87,7 +87,8 @@ class KeptWorker:
         self.log_path = self.log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-worker-{os.getpid()}-{id(self):x}.log"
         self._messages = queue.Queue()  # one queue per process: a dead one's last lines never reach the next
         with open(self.log_path, "wb") as log_file:  # the child holds its own copy of the descriptor
-            self._proc = spawn(self.python, ["--serve", self.jobs], log_file, self._messages, stdin=subprocess.PIPE)
+            self._proc = spawn(self.python, ["--serve", self.jobs], log_file, self._messages, stdin=subprocess.PIPE,
+                               module="LongitudinalALLib.jobs.kept_worker")
         self.starts += 1
         self._finalizer = weakref.finalize(self, _end, self._proc)  # a forgotten worker never outlives its owner
         log.info("LongitudinalAL worker started (pid %s, log %s)", self._proc.pid, self.log_path)
@@ -196,3 +197,8 @@ def serve(stdin: TextIO, send: Callable[[dict], None], jobs: str | None = None) 
         print(f"--- {time.strftime('%H:%M:%S')} {job} job (worker pid {os.getpid()})", file=sys.stderr, flush=True)
         run_job(lambda: json.loads(line), send, table)
     return 0
+
+
+if __name__ == "__main__":  # python -m LongitudinalALLib.jobs.kept_worker --serve [module:TABLE]
+    _args = sys.argv[1:]
+    sys.exit(serve(sys.stdin, protocol_sender(), _args[1] if len(_args) > 1 and _args[0] == "--serve" else None))

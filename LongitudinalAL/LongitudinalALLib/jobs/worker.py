@@ -61,14 +61,14 @@ def prune_logs(folder: Path, keep: int = KEEP_LOGS) -> None:
 
 
 def spawn(python: str, args: list[str], log_file, messages: "queue.Queue[dict]",
-          stdin: int | None = None) -> subprocess.Popen:
-    """Start ``python -m LongitudinalALLib.jobs.worker ARGS`` in its own process group (so cancel ends
+          stdin: int | None = None, module: str = "LongitudinalALLib.jobs.worker") -> subprocess.Popen:
+    """Start ``python -m MODULE ARGS`` (a one-job worker, or :mod:`.kept_worker`) in its own process group (so cancel ends
     its whole tree, see :mod:`.process_tree`); a thread puts each protocol line of its stdout into
     ``messages``, then ``{"type": "eof"}`` once the output closes (the process tree is gone)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_library_root(), env.get("PYTHONPATH", "")]))
     env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen([python, "-m", "LongitudinalALLib.jobs.worker", *args], stdin=stdin,
+    proc = subprocess.Popen([python, "-m", module, *args], stdin=stdin,
                             stdout=subprocess.PIPE, stderr=log_file, env=env, **process_tree.popen_options())
 
     def pump() -> None:
@@ -219,10 +219,8 @@ def run_in_process(job: str, spec: dict[str, Any], progress: ProgressCallback | 
 Runner = Callable[[str, dict, "ProgressCallback | None", "CancelToken | None"], dict]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Child entry point: ``python -m LongitudinalALLib.jobs.worker spec.json`` runs one job;
-    ``... --serve [module:TABLE]`` runs jobs read from stdin until it closes (:mod:`.kept_worker`)."""
-    argv = sys.argv[1:] if argv is None else argv
+def protocol_sender() -> Callable[[dict], None]:
+    """The child's one writer of protocol lines (its real stdout); ``print`` goes to stderr (the log) from here on."""
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout = sys.stderr  # keep library prints off the protocol stream
 
@@ -230,10 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         out.write(json.dumps(msg, default=str) + "\n")
         out.flush()
 
-    if argv and argv[0] == "--serve":
-        from LongitudinalALLib.jobs.kept_worker import serve
+    return send
 
-        return serve(sys.stdin, send, argv[1] if len(argv) > 1 else None)
+
+def main(argv: list[str] | None = None) -> int:
+    """Child entry point: ``python -m LongitudinalALLib.jobs.worker spec.json`` runs one job (the kept
+    worker's entry point is :mod:`.kept_worker`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    send = protocol_sender()
     return run_job(lambda: json.loads(Path(argv[0]).read_text()), send)
 
 
