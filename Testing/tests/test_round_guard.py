@@ -52,6 +52,61 @@ def test_compare_keeps_the_previous_model_when_the_new_one_is_worse():
     assert compare(np.zeros_like(good), np.full(labels.shape, np.nan, np.float32), free, fg, 1).kept == "previous"
 
 
+def _blobs(shape, *boxes, p=0.95):
+    """(K,H,W) float32 with ``p`` in each (slice, rows, cols) box."""
+    out = np.zeros(shape, np.float32)
+    for k, rows, cols in boxes:
+        out[k, rows, cols] = p
+    return out
+
+
+S = (4, 32, 32)
+TRUTH = (_blobs(S, (0, slice(10, 20), slice(10, 20)), (1, slice(5, 10), slice(5, 10)), p=1) > 0).astype(np.uint8)
+FG = np.ones(S, bool)
+PREV = _blobs(S, (0, slice(10, 14), slice(10, 20)))  # finds one of the two lesions, part of it: Dice 0.48
+
+
+def test_a_round_like_patient03s_first_is_not_accepted():
+    """Real patient03 fold, round 1: held-out Dice went up (0.33 -> 0.43) and the old rule ("not 0.02
+    worse") took the model, while on the test patient the false lesions doubled (4 -> 9). A false lesion
+    on a held-out lesion-free slice is evidence against it, whatever the Dice says."""
+    new = _blobs(S, (0, slice(10, 20), slice(10, 20)), (2, slice(20, 26), slice(20, 26)))
+    d = compare(PREV, new, TRUTH, FG, 1)
+    assert d.new["dice"] > d.previous["dice"] + 0.2
+    assert d.kept == "previous" and "false lesions on the held-out slices" in d.reason
+    assert d.new["false_lesions"] == 1 > d.previous["false_lesions"] == 0
+    assert "the starting model stays in use" in d.reason
+
+
+def test_a_new_model_must_be_clearly_better_on_the_held_out_labels():
+    """Not merely not worse: +0.02 Dice on 2 held-out lesion slices is noise (the old rule took it)."""
+    slightly = _blobs(S, (0, slice(10, 14), slice(10, 20)), (0, slice(14, 15), slice(10, 12)))
+    d = compare(PREV, slightly, TRUTH, FG, 3)
+    assert 0 < d.new["dice"] - d.previous["dice"] < 0.03 and d.held_out_lesion == 2
+    assert d.kept == "previous" and "not clearly better" in d.reason and "round 2's model stays in use" in d.reason
+    more = _blobs(S, (0, slice(10, 14), slice(10, 20)), (1, slice(5, 10), slice(5, 10)))  # finds the second lesion
+    assert compare(PREV, more, TRUTH, FG, 3).kept == "new"
+    free = np.zeros(S, np.uint8)  # only lesion-free slices held out: fewer false-positive pixels is better
+    assert compare(PREV, np.zeros(S, np.float32), free, FG, 2).kept == "new"
+    assert compare(PREV, PREV, free, FG, 2).kept == "previous"  # the same model is not better
+
+
+def test_a_model_that_fires_everywhere_on_the_unlabelled_pool_is_not_accepted():
+    """Held-out labels say better (a second lesion found) but the pool's predicted lesions triple."""
+    more = _blobs(S, (0, slice(10, 14), slice(10, 20)), (1, slice(5, 10), slice(5, 10)))
+    pool_prev = _blobs(S, (0, slice(2, 5), slice(2, 5)), (3, slice(2, 5), slice(2, 5)))
+    pool_new = pool_prev.copy()
+    for k in range(4):
+        for c in (8, 16, 24):
+            pool_new[k, c:c + 3, 20:23] = 0.95  # 12 more 9-pixel lesions
+        pool_new[k, 28:30, 2] = 0.99             # specks under MIN_PIXELS are no lesion
+    pool_new[1, 0:3, 28:31] = 0.6               # nor is a blob that never reaches the peak probability
+    d = compare(PREV, more, TRUTH, FG, 2, previous_pool=pool_prev, new_pool=pool_new, pool_fg=FG)
+    assert (d.previous["pool_lesions"], d.new["pool_lesions"]) == (2, 14)
+    assert d.kept == "previous" and "fires everywhere" in d.reason
+    assert compare(PREV, more, TRUTH, FG, 2, previous_pool=pool_prev, new_pool=pool_prev, pool_fg=FG).kept == "new"
+
+
 def _weights(store: SessionStore) -> dict:
     return load_file(str(store.root / store.rounds[-1].checkpoint))
 
