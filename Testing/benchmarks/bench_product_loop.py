@@ -94,6 +94,7 @@ def family_cases(spec: str, work: Path) -> list[tuple[str, list, list]]:
                                                                     cache_dir=folder / "prepared", **kw)}
         folds = [value] if value else list(open_ms_cohort.PATIENTS)
         return [(f"real_test_{t}", [oc for c, oc in cases.items() if c != t], [cases[t]]) for t in folds]
+    sys.path.insert(0, str(HERE / "learning_curve"))  # the families' builders moved there (issue 23)
     from bench_learning_curve import prepare_families
 
     c = {"n_pairs": 12, "spacing": 1.0, "split": (0.45, 0.1, 0.45), "p_no_new": 0.5}
