@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tag", default="default")
     p.add_argument("--work", default="/tmp/longitudinal_al_product_loop")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--score-candidates", action="store_true",
+                   help="guard study: also score the previous and the retrained model of every round on the test "
+                   "pairs, whichever the guard kept (twice the evaluation time)")
     return p.parse_args(argv)
 
 
@@ -91,6 +94,7 @@ def family_cases(spec: str, work: Path) -> list[tuple[str, list, list]]:
                                                                     cache_dir=folder / "prepared", **kw)}
         folds = [value] if value else list(open_ms_cohort.PATIENTS)
         return [(f"real_test_{t}", [oc for c, oc in cases.items() if c != t], [cases[t]]) for t in folds]
+    sys.path.insert(0, str(HERE / "learning_curve"))  # the families' builders moved there (issue 23)
     from bench_learning_curve import prepare_families
 
     c = {"n_pairs": 12, "spacing": 1.0, "split": (0.45, 0.1, 0.45), "p_no_new": 0.5}
@@ -121,9 +125,35 @@ def curve(record: dict) -> list[dict]:
         row = {"round": r["round"], "labels": r["labels"], **{k: m[k] for k in METRICS}}
         guard = (r.get("train") or {}).get("guard")
         if guard:
-            row["guard"] = {k: guard.get(k) for k in ("kept", "reason")}
+            row["guard"] = {k: guard[k] for k in ("kept", "reason", "held_out", "held_out_lesion", "previous", "new",
+                                                  "test") if k in guard}
         rows.append(row)
     return rows
+
+
+def score_candidates(test: list) -> None:
+    """Guard study: every guard decision also records both models' test metrics (``guard["test"]``)."""
+    from LongitudinalALLib.active.loop import ActiveLoop
+    from LongitudinalALLib.active.simulate import evaluate
+    from LongitudinalALLib.model.train_loop import cpu_state
+
+    guard = ActiveLoop._guard
+
+    def scored(self, model, previous, arrays, cfg, result):
+        candidate = cpu_state(model)
+        guard(self, model, previous, arrays, cfg, result)
+        kept = cpu_state(model)
+        out = {}
+        for name, state in (("previous", previous), ("new", candidate)):
+            model.load_state_dict(state)
+            m = evaluate(model, test, cfg.threshold, lesion_mask="product")
+            out[name] = {"dice": m.dice, "lesion_f1": m.lesion_f1,
+                         "fp_lesions_per_pair": sum(s["fp_lesions"] for s in m.subjects) / len(m.subjects)}
+        model.load_state_dict(kept)
+        model.eval()
+        result.guard["test"] = out
+
+    ActiveLoop._guard = scored
 
 
 def _nan_mean(xs):
@@ -158,6 +188,8 @@ def main(argv=None) -> int:
     results, t0 = {}, time.time()
     for spec in args.families.split(","):
         for name, pool, test in family_cases(spec.strip(), work):
+            if args.score_candidates:
+                score_candidates(test)
             curves = {}
             for seed in seeds:
                 cfg = simulation_config(seed, schedule, train)

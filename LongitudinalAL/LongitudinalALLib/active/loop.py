@@ -199,8 +199,9 @@ class ActiveLoop:
         """Train from the current model (warm start) on the labels; commit it as a new round.
 
         ``config`` None: :meth:`train_config`. With ``config.guard`` part of the labels given
-        since the last round is held out and the previous model stays current when the new
-        one is worse on them (:mod:`round_guard`; ``train.guard``, ``train.model_in_use``).
+        since the last round is held out and the previous model stays current unless the new
+        one is better on them and on the unlabelled pool (:mod:`round_guard`; ``train.guard``,
+        ``train.model_in_use``).
         The round record says how much was trained, which rule chose the kept weights and
         whether a collapse to "no lesion" was found (``train.collapse``, ``train.warnings``).
         The pool's unlabelled slices go to training as rehearsal when
@@ -219,8 +220,8 @@ class ActiveLoop:
         fine_tune = store.round_number > 0 or store.settings.init_weights != "scratch"
         held = holdout_keys(store.labels(), store.round_number, cfg.guard_fraction, store.settings.seed) \
             if cfg.guard and fine_tune else set()
-        # the rehearsal set is the only use of the unlabelled pool (train_anchor.rehearsal_set)
-        arrays = self.training_arrays(held, unlabelled=fine_tune and cfg.distill_weight > 0)
+        # the unlabelled pool serves the rehearsal set (train_anchor.rehearsal_set) and the guard's "fires everywhere"
+        arrays = self.training_arrays(held, unlabelled=fine_tune and (cfg.distill_weight > 0 or bool(held)))
         model = self.current_model()
         previous = cpu_state(model) if held else None
         rounds = store.rounds
@@ -246,16 +247,22 @@ class ActiveLoop:
         return result
 
     def _guard(self, model, previous: dict, arrays: dict[str, np.ndarray], cfg, result) -> None:
-        """Keep the previous weights in ``model`` when the new ones are worse on the held-out labels (round_guard)."""
+        """Keep the previous weights in ``model`` unless the new ones are better on evidence the round did not
+        train on: the held-out labels and the unlabelled pool slices with tissue (round_guard; the rehearsal
+        slices among them were pulled toward the previous model's predictions, which can only hide a
+        difference, never invent one)."""
         from LongitudinalALLib.model.probabilities import predict_probabilities
         from LongitudinalALLib.model.train_plan import resolve_device
 
         device = resolve_device(cfg.device)
         x, y, fg = arrays["guard_images"], arrays["guard_labels"], arrays["guard_fg"].astype(bool)
-        new_probs = predict_probabilities(model, x, device)
+        pool_fg = arrays["unlabelled_fg"].astype(bool)
+        tissue = pool_fg.reshape(len(pool_fg), -1).any(1)
+        pool, pool_fg = arrays["unlabelled_images"][tissue], pool_fg[tissue]
+        new_probs, new_pool = (predict_probabilities(model, a, device) for a in (x, pool))
         model.load_state_dict(previous)
         decision = compare(predict_probabilities(model, x, device), new_probs, y, fg, self.store.round_number + 1,
-                           cfg.threshold)
+                           cfg.threshold, predict_probabilities(model, pool, device), new_pool, pool_fg)
         if decision.kept == "new":
             model.load_state_dict(result.state_dict)
         else:

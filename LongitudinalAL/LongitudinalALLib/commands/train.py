@@ -33,7 +33,8 @@ def add_train_options(p: argparse.ArgumentParser, epochs: int = 40) -> None:
     g.add_argument("--lr", type=float, default=d.lr, help=f"peak AdamW learning rate (default {d.lr:g})")
     g.add_argument("--no-guard", action="store_true",
                    help="train on every label and always use the new model (default: part of the new labels is "
-                        "held out and the previous model stays in use when the new one is worse on them)")
+                        "held out and the previous model stays in use unless the new one is better on them and does not fire "
+                        "everywhere on the unlabelled slices)")
     g.add_argument("--crop", type=int, default=96, help="training crop in pixels, 0 = whole slices (default 96)")
     g.add_argument("--patience", type=int, default=8,
                    help="early-stopping patience in epochs, used only with a trustworthy validation split (default 8)")

@@ -83,7 +83,7 @@ class TrainConfig:
     distill_slices: int = 64             # unlabelled pool slices kept as the rehearsal set, at most
     freeze_bn: bool = True               # keep batch-norm running statistics (eval-mode BN while training)
     l2sp: float = 0.0                    # penalty l2sp * sum((w - w_start)^2) toward the starting weights
-    guard: bool = True                   # keep the previous model when it beats the new one on held-out labels
+    guard: bool = True                   # keep the previous model unless the new one is better on held-out labels
     guard_fraction: float = 0.34         # share of a round's new labels held out for that comparison
     threshold: float = 0.5
     amp: bool | None = None              # None: on for CUDA only
