@@ -36,13 +36,13 @@ peak reaches the lesion-mask step's ``peak`` and whose area is at least
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
 
 from LongitudinalALLib.active.records import hash01
-from LongitudinalALLib.model.lesion_mask import DEFAULT
+from LongitudinalALLib.model.lesion_mask import DEFAULT, components, keep
 
 DICE_GAIN = 0.1       # pooled held-out Dice must rise by this / sqrt(lesion slices held out)
 MIN_LESION_SLICES = 3  # fewer held-out slices with lesions cannot show that a model is better
@@ -71,17 +71,17 @@ def holdout_keys(records, round_number: int, fraction: float, seed: int) -> set[
 
 
 def predicted_lesions(probs: np.ndarray, fg: np.ndarray, threshold: float) -> list[np.ndarray]:
-    """Per slice of probs (K,H,W): an int label map (H,W) of its predicted lesions (1..n), 0 elsewhere."""
+    """Per slice of probs (K,H,W): an int label map (H,W) of its predicted lesions (1..n), 0 elsewhere.
+
+    The product's lesion-mask rules (``model.lesion_mask``: components at ``threshold``, the peak rule)
+    applied per slice, with ``MIN_PIXELS`` pixels as the size floor.
+    """
+    rule = replace(DEFAULT.at_threshold(threshold), min_volume_mm3=MIN_PIXELS)
     out = []
     for p, f in zip(np.asarray(probs), np.asarray(fg, bool)):
-        lab, n = ndimage.label((p >= threshold) & f, structure=np.ones((3, 3), bool))
-        keep = np.zeros(n + 1, bool)
-        if n:
-            idx = np.arange(1, n + 1)
-            keep[1:] = (np.asarray(ndimage.maximum(p, lab, idx)) >= max(DEFAULT.peak, threshold)) & \
-                (np.bincount(lab.ravel(), minlength=n + 1)[1:] >= MIN_PIXELS)
-        relabel = np.cumsum(keep) * keep
-        out.append(relabel[lab])
+        comps = components(p[None], (1.0, 1.0, 1.0), threshold, f[None])  # one slice: 8-connected in-plane
+        kept = keep(comps, rule)
+        out.append(np.concatenate([[0], np.cumsum(kept) * kept])[comps.labels[0]])
     return out
 
 
