@@ -24,7 +24,6 @@ import os
 import queue
 import subprocess
 import sys
-import tempfile
 import time
 import weakref
 from pathlib import Path
@@ -33,7 +32,15 @@ from typing import Any, Callable, TextIO
 from LongitudinalALLib.core.errors import CancelledError, LongitudinalALError
 from LongitudinalALLib.core.progress import ProgressCallback
 from LongitudinalALLib.jobs import process_tree
-from LongitudinalALLib.jobs.worker import drain, protocol_sender, prune_logs, python_executable, run_job, spawn
+from LongitudinalALLib.jobs.worker import (
+    drain,
+    new_log_path,
+    protocol_sender,
+    python_executable,
+    run_job,
+    spawn,
+    stopped_error,
+)
 
 log = logging.getLogger(__name__)
 #: the job table the worker serves unless told another (tests hand in quick jobs: real processes, no torch)
@@ -49,7 +56,7 @@ class KeptWorker:
     def __init__(self, python: str | None = None, log_dir: str | Path | None = None,
                  jobs: str = DEFAULT_JOBS) -> None:
         self.python = python or python_executable()
-        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "LongitudinalAL-logs"
+        self.log_dir = log_dir
         self.jobs = jobs
         self.starts = 0  # worker processes started so far (a restart after a cancel or a crash counts)
         self._proc: subprocess.Popen | None = None
@@ -82,9 +89,7 @@ class KeptWorker:
 
     def _start(self) -> None:
         self.retire(self._proc)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        prune_logs(self.log_dir)
-        self.log_path = self.log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-worker-{os.getpid()}-{id(self):x}.log"
+        self.log_path = new_log_path(self.log_dir, f"worker-{os.getpid()}-{id(self):x}")
         self._messages = queue.Queue()  # one queue per process: a dead one's last lines never reach the next
         with open(self.log_path, "wb") as log_file:  # the child holds its own copy of the descriptor
             self._proc = spawn(self.python, ["--serve", self.jobs], log_file, self._messages, stdin=subprocess.PIPE,
@@ -147,10 +152,7 @@ class KeptJob:
             self.result, self.error = None, CancelledError(f"The {self.job} job")
         elif kind == "eof":
             self.worker.retire(self._proc)
-            tail = self.worker.log_tail(2000)
-            self.error = LongitudinalALError(
-                f"The {self.job} worker process stopped (exit code {self._proc.wait()}).",
-                f"Details: {tail.strip() or 'none'} (full log: {self.worker.log_path})")
+            self.error = stopped_error(self.job, self._proc.wait(), self.worker.log_path, self.worker.log_tail(2000))
         log.info("LongitudinalAL %s job %s", self.job, "cancelled" if self.cancelled else
                  "failed" if self.error else "finished")
         return True

@@ -60,6 +60,21 @@ def prune_logs(folder: Path, keep: int = KEEP_LOGS) -> None:
         old.unlink(missing_ok=True)
 
 
+def new_log_path(log_dir: str | Path | None, label: str) -> Path:
+    """A fresh ``.log`` path for a worker process in ``log_dir`` (default: the temp folder's
+    LongitudinalAL-logs), created if needed, older logs pruned."""
+    folder = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "LongitudinalAL-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    prune_logs(folder)
+    return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}.log"
+
+
+def stopped_error(job: str, code: int, log_path: Path, tail: str) -> LongitudinalALError:
+    """The one line for a worker process that ended without a result (crash, kill, a broken interpreter)."""
+    return LongitudinalALError(f"The {job} worker process stopped (exit code {code}).",
+                               f"Details: {tail.strip() or 'none'} (full log: {log_path})")
+
+
 def spawn(python: str, args: list[str], log_file, messages: "queue.Queue[dict]",
           stdin: int | None = None, module: str = "LongitudinalALLib.jobs.worker") -> subprocess.Popen:
     """Start ``python -m MODULE ARGS`` (a one-job worker, or :mod:`.kept_worker`) in its own process group (so cancel ends
@@ -128,12 +143,8 @@ class WorkerProcess:
         self.error: LongitudinalALError | None = None
         self._queue: queue.Queue[dict] = queue.Queue()
         self._proc: subprocess.Popen | None = None
-        folder = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "LongitudinalAL-logs"
-        folder.mkdir(parents=True, exist_ok=True)
-        prune_logs(folder)
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{job}-{os.getpid()}-{id(self):x}"
-        self.log_path = folder / f"{stem}.log"
-        self._spec_path = folder / f"{stem}.spec.json"
+        self.log_path = new_log_path(log_dir, f"{job}-{os.getpid()}-{id(self):x}")
+        self._spec_path = self.log_path.with_suffix(".spec.json")
         self.cancelled = False
         self.finished = False  # the child closed its output: result or error is final
         self._force_at: float | None = None  # after a cancel: when the tree gets SIGKILL if still there
@@ -172,9 +183,7 @@ class WorkerProcess:
         if self.cancelled:
             self.result, self.error = None, CancelledError(f"The {self.job} job")
         elif self.result is None and self.error is None:
-            tail = self.log_tail(2000)
-            self.error = LongitudinalALError(f"The {self.job} worker process stopped (exit code {code}).",
-                                             f"Details: {tail.strip() or 'none'} (full log: {self.log_path})")
+            self.error = stopped_error(self.job, code, self.log_path, self.log_tail(2000))
         outcome = "cancelled" if self.cancelled else "failed" if self.error else "finished"
         log.info("LongitudinalAL %s job %s (exit code %s)", self.job, outcome, code)
 
